@@ -1,0 +1,193 @@
+"""Named Conv2dTranspose shapes for ``bench.py``, and the per-axis window arithmetic they need.
+
+A case is one MindSpore ``nn.Conv2dTranspose`` call: an NCHW input ``(n, cin, h, w)``, a layer
+``cin -> cout`` with ``kernel``, ``stride``, ``pad_mode``, ``padding`` (top, bottom, left, right),
+``output_padding``, ``dilation``, ``group``, a bias, and a dtype.
+
+``CASES`` are the eight shapes every run times; ``EXTRA_CASES`` (``bench.py --extra``) reach the
+corners the eight miss: strides 3 and 4, kernels shorter than the stride, asymmetric padding,
+output_padding, odd sizes, rectangular kernels, float16 and float64.
+
+This file repeats the window rule of ``spec/MINDSPORE_BEHAVIOR.md`` section 1 on purpose instead of
+importing ``convtranspose.spec``: the peers in ``bench.py`` need it, and a benchmark that borrowed the
+library's own arithmetic could not catch a mistake in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+
+class AxisWindow(NamedTuple):
+    """Where MindSpore's output window sits on one axis of the full transposed convolution.
+
+    Attributes:
+        full: length of the uncropped transposed convolution, ``(n - 1) * stride + k_eff``.
+        crop_before: rows dropped at the start (always >= 0).
+        crop_after: rows dropped at the end; negative means that many zero rows are appended
+            (they still receive the bias).
+        output_padding: zero rows appended after the bias (they receive no bias).
+    """
+
+    full: int
+    crop_before: int
+    crop_after: int
+    output_padding: int
+
+    @property
+    def window(self) -> int:
+        """Rows of the window, before output_padding: ``full - crop_before - crop_after``."""
+        return self.full - self.crop_before - self.crop_after
+
+    @property
+    def out(self) -> int:
+        """Output length on this axis: window plus output_padding."""
+        return self.window + self.output_padding
+
+
+def axis_window(n, kernel, stride, dilation, pad_mode, pad_before, pad_after, output_padding):
+    """Window of one spatial axis, from ``spec/MINDSPORE_BEHAVIOR.md`` section 1.
+
+    Args:
+        n: input length on this axis.
+        kernel, stride, dilation: the layer's values for this axis (dilation 1 means dense).
+        pad_mode: 'same', 'valid' or 'pad'.
+        pad_before, pad_after: the 'pad' amounts (top/bottom or left/right); 0 in other modes.
+        output_padding: zero rows appended at the end, after the bias.
+
+    Returns:
+        AxisWindow.
+
+    >>> axis_window(6, 5, 2, 1, 'valid', 0, 0, 0)   # the documented formula would say 12
+    AxisWindow(full=15, crop_before=0, crop_after=0, output_padding=0)
+    >>> axis_window(4, 1, 3, 1, 'same', 0, 0, 0).crop_after   # k_eff < stride: 2 zero rows appended
+    -2
+    """
+    k_eff = dilation * (kernel - 1) + 1
+    full = (n - 1) * stride + k_eff
+    if pad_mode == "pad":
+        before, window = pad_before, full - pad_before - pad_after
+    elif pad_mode == "same":
+        before, window = max(k_eff - stride, 0) // 2, n * stride
+    elif pad_mode == "valid":
+        before, window = 0, n * stride + max(k_eff - stride, 0)
+    else:
+        raise ValueError(f"pad_mode must be 'same', 'valid' or 'pad'; got pad_mode={pad_mode!r}")
+    return AxisWindow(full, before, full - before - window, output_padding)
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmark shape. Ints given for 2-D arguments mean the same value on both axes."""
+
+    name: str
+    n: int
+    cin: int
+    h: int
+    w: int
+    cout: int
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    pad_mode: str = "same"
+    padding: int | tuple[int, int, int, int] = 0
+    dilation: int | tuple[int, int] = 1
+    group: int = 1
+    output_padding: int | tuple[int, int] = 0
+    dtype: str = "float32"
+    note: str = ""
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """Padding as (top, bottom, left, right)."""
+        return (self.padding,) * 4 if isinstance(self.padding, int) else tuple(self.padding)
+
+    @property
+    def x_shape(self):
+        return (self.n, self.cin, self.h, self.w)
+
+    @property
+    def weight_shape(self):
+        kh, kw = _pair(self.kernel)
+        return (self.cin, self.cout // self.group, kh, kw)
+
+    def windows(self) -> tuple[AxisWindow, AxisWindow]:
+        """AxisWindow for height, then width."""
+        kh, kw = _pair(self.kernel)
+        sh, sw = _pair(self.stride)
+        dh, dw = _pair(self.dilation)
+        oph, opw = _pair(self.output_padding)
+        top, bottom, left, right = self.pads
+        return (axis_window(self.h, kh, sh, dh, self.pad_mode, top, bottom, oph),
+                axis_window(self.w, kw, sw, dw, self.pad_mode, left, right, opw))
+
+    @property
+    def y_shape(self):
+        wh, ww = self.windows()
+        return (self.n, self.cout, wh.out, ww.out)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the forward pass: N*H*W * Cin * (Cout/group) * kH*kW."""
+        kh, kw = _pair(self.kernel)
+        return self.n * self.h * self.w * self.cin * (self.cout // self.group) * kh * kw
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of ``convtranspose.conv2d_transpose`` (MindSpore names)."""
+        return dict(stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
+                    output_padding=self.output_padding, dilation=self.dilation, group=self.group)
+
+    def describe(self) -> str:
+        """One line: shapes and the arguments that differ from defaults."""
+        kh, kw = _pair(self.kernel)
+        parts = [f"x{self.x_shape}".replace(" ", ""), f"w{self.weight_shape}".replace(" ", ""),
+                 f"k{kh}" if kh == kw else f"k{kh}x{kw}"]
+        for label, value in (("s", self.stride), ("d", self.dilation)):
+            a, b = _pair(value)
+            parts.append(f"{label}{a}" if a == b else f"{label}{a}x{b}")
+        pads = self.pads
+        parts.append(self.pad_mode if self.pad_mode != "pad" else
+                     "pad" + (str(pads[0]) if len(set(pads)) == 1 else str(pads).replace(" ", "")))
+        if self.output_padding not in (0, (0, 0)):
+            parts.append(f"op{_pair(self.output_padding)}".replace(" ", ""))
+        parts.append(f"g{self.group}")
+        if self.dtype != "float32":
+            parts.append(self.dtype)
+        return " ".join(parts) + f" -> y{self.y_shape}".replace(" ", "").replace("->", " -> ")
+
+
+CASES = [
+    Case("dcgan_mid", 64, 512, 4, 4, 256, 4, 2, "pad", 1, note="DCGAN generator, 4x4 -> 8x8"),
+    Case("dcgan_last", 64, 64, 32, 32, 3, 4, 2, "pad", 1, note="DCGAN generator, to RGB"),
+    Case("unet_up", 4, 256, 32, 32, 128, 2, 2, "valid", note="U-Net up-convolution"),
+    Case("fcn_same", 2, 64, 56, 56, 64, 3, 2, "same", note="FCN-style x2 upsampling"),
+    Case("depthwise", 8, 128, 28, 28, 128, 4, 2, "pad", 1, group=128, note="depthwise x2 upsampling"),
+    Case("dilated", 4, 64, 32, 32, 64, 3, 1, "same", dilation=2, note="dilated, stride 1"),
+    Case("sr_up", 1, 64, 128, 128, 3, 9, 4, "same", note="super-resolution x4, large kernel"),
+    Case("tiny", 1, 16, 16, 16, 16, 3, 2, "pad", 1, note="small; also the peer self-check"),
+]
+
+EXTRA_CASES = [
+    Case("s3_pad_asym", 2, 32, 15, 13, 24, 5, 3, "pad", (2, 1, 0, 3), note="stride 3, asymmetric pad"),
+    Case("s4_k2_same", 2, 16, 11, 9, 8, 2, 4, "same", note="k_eff < stride: zero rows before the bias"),
+    Case("s4_k3_valid", 2, 16, 9, 7, 8, 3, 4, "valid", note="k_eff < stride in 'valid'"),
+    Case("s4_k8_pad", 2, 16, 10, 10, 8, 8, 4, "pad", 2, note="stride 4, kernel 8 (x4 upsampling)"),
+    Case("s3_k1_same", 1, 8, 6, 5, 4, 1, 3, "same", note="1x1 kernel, stride 3"),
+    Case("outpad_s3", 2, 16, 9, 11, 12, 3, 3, "pad", 1, output_padding=2, note="output_padding 2"),
+    Case("outpad_dil", 2, 8, 10, 7, 8, 3, 1, "pad", (1, 2, 2, 1), dilation=3, output_padding=(2, 1),
+         note="output_padding under dilation > stride"),
+    Case("rect_kernel", 3, 12, 17, 10, 6, (5, 2), (2, 4), "pad", (1, 2, 0, 1), dilation=(1, 2), group=3,
+         note="rectangular everything, 3 groups"),
+    Case("odd_same_s3", 3, 10, 7, 9, 15, (4, 6), 3, "same", group=5, note="odd extra 'same' crop"),
+    Case("big_pad", 1, 8, 12, 12, 8, 7, 2, "pad", (3, 5, 6, 0), note="pads larger than the stride"),
+    Case("tiny_fp16", 1, 16, 16, 16, 16, 3, 2, "pad", 1, dtype="float16", note="tiny in float16"),
+    Case("fcn_fp16", 2, 64, 56, 56, 64, 3, 2, "same", dtype="float16", note="fcn_same in float16"),
+    Case("tiny_fp64", 1, 16, 16, 16, 16, 3, 2, "pad", 1, dtype="float64", note="tiny in float64"),
+    Case("unet_fp64", 4, 256, 32, 32, 128, 2, 2, "valid", dtype="float64", note="unet_up in float64"),
+]
+
+ALL_CASES = {case.name: case for case in CASES + EXTRA_CASES}

@@ -1,0 +1,210 @@
+"""The NumPy ``Conv2dTranspose`` layer: MindSpore's ``nn.Conv2dTranspose`` without MindSpore."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import functional
+from ._engines import numpy as engine
+from .dtypes import check_float_array, resolve_dtype
+from .initializer import HeUniform, Uniform, fan_in_and_fan_out, initializer
+from .parameter import Parameter
+from .spec import Conv2dTransposeSpec
+
+
+def _describe_init(init: Any) -> str:
+    if isinstance(init, np.ndarray):
+        return f"array(shape={init.shape}, dtype={init.dtype.name})"
+    return str(init)
+
+
+class Conv2dTranspose:
+    """2-D transposed convolution with MindSpore 2.10's arguments, outputs, gradients and errors.
+
+    Args:
+        in_channels: input channels ``C_in`` (a positive Python int).
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``. Default 1.
+        pad_mode: 'same' (``H_out = H*s``), 'valid' (``H*s + max(k_eff - s, 0)``) or 'pad'
+            (``(H-1)*s + k_eff - top - bottom``), case-sensitive, with
+            ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
+        padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
+        output_padding: int or ``(bottom, right)``: exact-zero rows/columns appended after the
+            bias; each in ``[0, max(stride, dilation))`` and nonzero only with 'pad' (checked at
+            the call, as MindSpore does).
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
+        group: splits channels into groups; both channel counts must be divisible by it.
+        has_bias: whether to add a bias (a real bool).
+        weight_init: Initializer, name, number or array of shape ``(C_in, C_out//group, kH, kW)``.
+            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+            ``fan_in = (C_out//group)*kH*kW``.
+        bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
+            (not even checked) when has_bias is False.
+        dtype: parameter dtype: float16, float32 (default) or float64, as a NumPy dtype or name.
+            An array initializer keeps its own dtype, as a MindSpore Tensor does.
+
+    Attributes:
+        weight: :class:`Parameter` named 'weight', shape ``(C_in, C_out // group, kH, kW)``.
+        bias: :class:`Parameter` named 'bias', shape ``(C_out,)``, or None.
+        spec: the validated :class:`Conv2dTransposeSpec`.
+
+    Example:
+        >>> import numpy as np
+        >>> import convtranspose as ct
+        >>> net = ct.Conv2dTranspose(3, 64, 4, has_bias=False, weight_init='normal', pad_mode='pad')
+        >>> net(np.ones((1, 3, 16, 50), np.float32)).shape
+        (1, 64, 19, 53)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0,
+                 dilation: Any = 1, group: int = 1, has_bias: bool = False,
+                 weight_init: Any = None, bias_init: Any = None, dtype: Any = np.float32) -> None:
+        self._args = dict(in_channels=in_channels, out_channels=out_channels,
+                          kernel_size=kernel_size, stride=stride, pad_mode=pad_mode,
+                          padding=padding, output_padding=output_padding, dilation=dilation,
+                          group=group, has_bias=has_bias, weight_init=weight_init,
+                          bias_init=bias_init, dtype=dtype)
+        made: Dict[str, Any] = {}
+
+        # MindSpore builds the initializers between its argument checks; the spec calls
+        # back at those points so that two faults raise what MindSpore raises.
+        def make_weight(shape: Tuple[int, ...]) -> None:
+            param_dtype = resolve_dtype(dtype)
+            init = HeUniform(negative_slope=math.sqrt(5)) if weight_init is None else weight_init
+            data = initializer(init, shape, param_dtype, name="weight_init")
+            check_float_array(data, "weight_init")
+            made.update(weight=data, weight_init=init, dtype=param_dtype)
+
+        def make_bias(shape: Tuple[int, ...]) -> None:
+            fan_in, _ = fan_in_and_fan_out(made["weight"].shape)
+            init = Uniform(1 / math.sqrt(fan_in)) if bias_init is None else bias_init
+            data = initializer(init, shape, made["dtype"], name="bias_init")
+            check_float_array(data, "bias_init")
+            made.update(bias=data, bias_init=init)
+
+        self.spec = Conv2dTransposeSpec.from_args(
+            in_channels, out_channels, kernel_size, stride, pad_mode, padding, output_padding,
+            dilation, group, has_bias, on_weight_shape=make_weight, on_bias_shape=make_bias)
+        spec = self.spec
+        self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
+        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
+        self.pad_mode, self.padding, self.output_padding = pad_mode, padding, output_padding
+        self.group, self.has_bias, self.data_format = group, has_bias, "NCHW"
+        self.weight_init = made["weight_init"]
+        self.bias_init = made.get("bias_init", bias_init)
+        self.weight = Parameter(made["weight"], "weight")
+        self.bias = Parameter(made["bias"], "bias") if has_bias else None
+        self._last_x: Optional[np.ndarray] = None
+
+    # ------------------------------------------------------------------ computation
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+
+        Raises:
+            TypeError: x is not a NumPy array or its dtype is not the parameters' dtype.
+            ValueError: wrong rank or channels, output_padding out of range, or a crop that
+                leaves no rows.
+        """
+        bias = None if self.bias is None else self.bias.data
+        functional.check_call(self.spec, x, self.weight.data, bias)
+        y = engine.forward(x, self.weight.data, bias, self.spec)
+        self._last_x = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Gradient of ``sum(y * grad_output)`` for the input of the last forward call.
+
+        Sets ``weight.grad`` (and ``bias.grad``), replacing earlier values, and returns dx
+        of the last input's shape.
+
+        Raises:
+            RuntimeError: no forward call has been made yet.
+        """
+        if self._last_x is None:
+            raise RuntimeError("backward() needs the input of a forward call: call the layer first")
+        dx, dweight, dbias = functional.backward(self.spec, self._last_x, self.weight.data, grad_output)
+        self.weight.grad = dweight
+        if self.bias is not None:
+            self.bias.grad = dbias
+        return dx
+
+    # ------------------------------------------------------------------ parameters
+
+    def parameters_and_names(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
+        """``(prefix + 'weight', weight)`` and, with a bias, ``(prefix + 'bias', bias)``."""
+        yield prefix + "weight", self.weight
+        if self.bias is not None:
+            yield prefix + "bias", self.bias
+
+    def trainable_params(self) -> List[Parameter]:
+        return [param for _, param in self.parameters_and_names()]
+
+    def parameters_dict(self, prefix: str = "") -> Dict[str, np.ndarray]:
+        """Copies of the parameters by name, e.g. ``{'up1.weight': ..., 'up1.bias': ...}``."""
+        return {name: param.asnumpy() for name, param in self.parameters_and_names(prefix)}
+
+    def load_parameters(self, arrays: Mapping[str, np.ndarray], prefix: str = "",
+                        strict: bool = True) -> None:
+        """Set the parameters from ``arrays[prefix + 'weight']`` (and ``'bias'``).
+
+        Args:
+            arrays: name -> array, e.g. what :func:`convtranspose.ckpt.load` returns.
+            prefix: the layer's path in its network, with the trailing dot ('blocks.0.').
+            strict: also refuse a ``prefix + 'bias'`` entry when the layer has no bias.
+
+        Raises:
+            KeyError: a parameter is missing from ``arrays``.
+            ValueError: an array of the wrong shape, or (strict) an unexpected bias.
+            TypeError: an array whose dtype differs from the parameter's.
+        """
+        staged = {}
+        for name, param in self.parameters_and_names(prefix):
+            if name not in arrays:
+                raise KeyError(f"{name!r} is missing: the layer needs {name} of shape {param.shape}")
+            value = np.asarray(arrays[name])
+            if value.shape != param.shape:
+                raise ValueError(f"{name} must have shape {param.shape}, got shape {value.shape}")
+            if value.dtype != param.dtype:
+                raise TypeError(f"{name} must have dtype {param.dtype.name}, got {value.dtype.name}; "
+                                f"convert it first (e.g. arrays[{name!r}].astype(np.{param.dtype.name}))")
+            staged[name] = (param, value)
+        if strict and self.bias is None and prefix + "bias" in arrays:
+            raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")
+        for param, value in staged.values():  # all checked first: a failed load changes nothing
+            param.data = value.copy()
+
+    # ------------------------------------------------------------------ Python protocol
+
+    def extend_repr(self) -> str:
+        """MindSpore's layer description, with output_padding added."""
+        return (f"input_channels={self.in_channels}, output_channels={self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
+                f"padding={self.padding}, output_padding={self.output_padding}, "
+                f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
+                f"weight_init={_describe_init(self.weight_init)}, "
+                f"bias_init={_describe_init(self.bias_init)}, format={self.data_format}")
+
+    def __repr__(self) -> str:
+        return f"Conv2dTranspose({self.extend_repr()})"
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The arguments and the values: everything derived is rebuilt on unpickling.
+        return {"args": self._args, "weight": self.weight.data,
+                "bias": None if self.bias is None else self.bias.data,
+                "inits": (self.weight_init, self.bias_init)}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        args = dict(state["args"], weight_init=state["weight"])
+        if state["bias"] is not None:
+            args["bias_init"] = state["bias"]
+        self.__init__(**args)  # type: ignore[misc]
+        self._args = state["args"]
+        self.weight_init, self.bias_init = state["inits"]
