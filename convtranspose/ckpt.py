@@ -144,13 +144,16 @@ class _Cursor:
         start: First byte of the message to read.
         end: One past its last byte.
         path: File name for error messages.
+        scope: What ``buf[start:end]`` is ("file", "record", ...), for error messages.
         tensor: Tensor name for error messages, once known.
     """
 
-    __slots__ = ("buf", "pos", "end", "path", "tensor")
+    __slots__ = ("buf", "pos", "end", "path", "scope", "tensor")
 
-    def __init__(self, buf: bytes, start: int, end: int, path: PathLike, tensor: str | None = None):
-        self.buf, self.pos, self.end, self.path, self.tensor = buf, start, end, path, tensor
+    def __init__(self, buf: bytes, start: int, end: int, path: PathLike, scope: str,
+                 tensor: str | None = None):
+        self.buf, self.pos, self.end, self.path = buf, start, end, path
+        self.scope, self.tensor = scope, tensor
 
     def error(self, problem: str, offset: int | None = None) -> CheckpointError:
         return CheckpointError(self.path, problem, tensor=self.tensor,
@@ -164,7 +167,7 @@ class _Cursor:
         start, value, shift = self.pos, 0, 0
         while True:
             if self.pos >= self.end:
-                raise self.error("varint runs past the end of its message (truncated file?)", start)
+                raise self.error(f"varint runs past the end of the {self.scope} (truncated file?)", start)
             byte = self.buf[self.pos]
             self.pos += 1
             value |= (byte & 0x7F) << shift
@@ -193,7 +196,7 @@ class _Cursor:
         length = self.varint()
         left = self.end - self.pos
         if length > left:
-            raise self.error(f"length {length} exceeds the {left} bytes left in its message "
+            raise self.error(f"length {length} exceeds the {left} bytes left in the {self.scope} "
                              "(truncated or corrupted file)", at)
         start = self.pos
         self.pos += length
@@ -241,7 +244,7 @@ def _record_spans(buf: bytes, path: PathLike) -> tuple[list[tuple[int, int, int]
     Returns:
         ``([(record offset, payload start, payload end), ...], trailer offset or None)``.
     """
-    cur = _Cursor(buf, 0, len(buf), path)
+    cur = _Cursor(buf, 0, len(buf), path, "file")
     spans: list[tuple[int, int, int]] = []
     try:
         return _scan_records(cur, spans)
@@ -259,12 +262,14 @@ def _scan_records(cur: _Cursor, spans: list[tuple[int, int, int]]
     """The loop of :func:`_record_spans`; appends to ``spans`` as it goes."""
     buf = cur.buf
     while not cur.at_end():
-        if buf.startswith(_CRC_MARK, cur.pos):
+        rest = len(buf) - cur.pos
+        if buf.startswith(_CRC_MARK, cur.pos) or _CRC_MARK[:rest] == buf[cur.pos:]:
             # 'c' (0x63) can never start a record (it would be field 12, start-group), so at a
             # record boundary these bytes are the trailer and nothing else.
-            if len(buf) - cur.pos != _CRC_TRAILER_LEN:
-                raise cur.error(f"crc_num trailer must be the last {_CRC_TRAILER_LEN} bytes of "
-                                f"the file, but {len(buf) - cur.pos} bytes follow it")
+            if rest != _CRC_TRAILER_LEN:
+                raise cur.error(f"the crc_num trailer should be the last {_CRC_TRAILER_LEN} "
+                                f"bytes, but {rest} bytes remain from its start (truncated or "
+                                "extended file)")
             return spans, cur.pos
         field, wire, at = cur.key()
         if (field, wire) != (1, _LEN):
@@ -294,7 +299,7 @@ def _tail_crc_fails(buf: bytes) -> bool:
 def _parse_value(buf: bytes, span: tuple[int, int, int], path: PathLike) -> _Piece:
     """Parses one ``Value`` record (tag, then its TensorProto) into a :class:`_Piece`."""
     offset, start, end = span
-    cur = _Cursor(buf, start, end, path)
+    cur = _Cursor(buf, start, end, path, "record")
     tag = tensor = None
     while not cur.at_end():
         field, wire, at = cur.key()
@@ -316,7 +321,7 @@ def _parse_value(buf: bytes, span: tuple[int, int, int], path: PathLike) -> _Pie
 
 def _parse_tensor(outer: _Cursor, tag: str, span: tuple[int, int], offset: int) -> _Piece:
     """Parses a ``TensorProto`` (dims, tensor_type, tensor_content) found at ``span``."""
-    cur = _Cursor(outer.buf, span[0], span[1], outer.path, tag)
+    cur = _Cursor(outer.buf, span[0], span[1], outer.path, "TensorProto", tag)
     dims: list[int] = []
     type_name = content = None
     while not cur.at_end():
@@ -324,7 +329,7 @@ def _parse_tensor(outer: _Cursor, tag: str, span: tuple[int, int], offset: int) 
         if field == 1 and wire == _VARINT:
             dims.append(_dim(cur, cur.varint(), at, len(dims)))
         elif field == 1 and wire == _LEN:  # packed dims: not what MindSpore writes, but valid protobuf
-            inner = _Cursor(cur.buf, *cur.chunk(), cur.path, tag)
+            inner = _Cursor(cur.buf, *cur.chunk(), cur.path, "packed dims", tag)
             while not inner.at_end():
                 dims.append(_dim(inner, inner.varint(), inner.pos, len(dims)))
         elif field == 2 and wire == _LEN and type_name is None:
@@ -385,7 +390,7 @@ def _dtype_for(type_name: str, path: PathLike, tag: str, offset: int) -> np.dtyp
             import ml_dtypes
         except ImportError:
             raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is BFloat16; reading it needs the "
-                              "ml_dtypes package: pip install ml_dtypes") from None
+                              "ml_dtypes package: pip install convtranspose[bfloat16]") from None
         return np.dtype(ml_dtypes.bfloat16)
     if type_name == "Int4":
         raise CheckpointError(path, "tensor_type Int4 (packed 4-bit integers) is not supported",

@@ -1,0 +1,721 @@
+"""Time MindSpore-semantics Conv2dTranspose engines side by side, in one run, on named cases.
+
+Engines: ``ours`` (``convtranspose``, NumPy), ``torch`` (``F.conv_transpose2d``), ``jax``
+(``lax.conv_general_dilated``), ``onnxrt`` (a one-node ONNX ``ConvTranspose``, forward only), and the
+``gemm`` row: one BLAS matrix product with the same multiply-adds, the speed limit of the case on this
+machine. Every peer computes MindSpore's result (``spec/MINDSPORE_BEHAVIOR.md`` section 1): the full
+transposed convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
+
+Before anything is timed, a float64 oracle written in this file (per-tap scatter, shares no code with
+any engine) checks ``ours``; every peer is then checked against ``ours`` (against the oracle when
+``ours`` is missing or wrong). An engine that disagrees prints FAIL and is not timed.
+
+Usage::
+
+    python benchmarks/bench.py                      # the eight cases of cases.CASES
+    python benchmarks/bench.py --quick --extra      # smoke run, plus cases.EXTRA_CASES
+    python benchmarks/bench.py --cases tiny,sr_up --repeat 20 --json out.json --plot out.png
+    python benchmarks/bench.py --check-only --extra # correctness of every engine, no timing
+
+See ``benchmarks/README.md`` for what the columns mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cases import ALL_CASES, CASES, EXTRA_CASES, Case  # noqa: E402
+
+# |got - ref| <= TOL * (1 + max|ref|), per array.
+TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
+PEERS = ("torch", "jax", "onnxrt")
+
+
+# --------------------------------------------------------------------------------------------
+# float64 oracle: y[n, co, i*s + kh*d, j*s + kw*d] += x[n, ci, i, j] * w[ci, co, kh, kw] per group,
+# one matrix product per kernel tap, then the window, bias and output_padding of section 1.
+# --------------------------------------------------------------------------------------------
+
+def _to_rows(a, group):
+    """(N, C, H, W) -> (group, N*H*W, C/group)."""
+    n, c, h, w = a.shape
+    return a.reshape(n, group, c // group, h, w).transpose(1, 0, 3, 4, 2).reshape(group, n * h * w, c // group)
+
+
+def _from_rows(a, n, h, w):
+    """(group, N*H*W, C/group) -> (N, C, H, W)."""
+    group, _, cg = a.shape
+    return a.reshape(group, n, h, w, cg).transpose(1, 0, 4, 2, 3).reshape(n, group * cg, h, w)
+
+
+def _taps(case):
+    """(kh, kw, rows, cols): where input pixel (i, j) lands in the full output for each tap."""
+    _, _, kh_n, kw_n = case.weight_shape
+    sh, sw = (case.stride,) * 2 if isinstance(case.stride, int) else case.stride
+    dh, dw = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            yield (kh, kw, slice(kh * dh, kh * dh + (case.h - 1) * sh + 1, sh),
+                   slice(kw * dw, kw * dw + (case.w - 1) * sw + 1, sw))
+
+
+def _overlap(axis):
+    """Rows of the window that lie inside the full result (the rest are zero extension)."""
+    return max(min(axis.window, axis.full - axis.crop_before), 0)
+
+
+def reference_forward(case, x, w, b):
+    """MindSpore's forward in float64."""
+    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
+    group, (n, _, h, wd) = case.group, x.shape
+    cin_g, cout_g = w.shape[0] // group, w.shape[1]
+    wg = w.reshape(group, cin_g, cout_g, *w.shape[2:])
+    xg = _to_rows(x, group)
+    ah, aw = case.windows()
+    full = np.zeros((n, group * cout_g, ah.full, aw.full))
+    for kh, kw, rows, cols in _taps(case):
+        full[:, :, rows, cols] += _from_rows(xg @ wg[..., kh, kw], n, h, wd)
+    y = np.zeros((n, group * cout_g, ah.out, aw.out))
+    lh, lw = _overlap(ah), _overlap(aw)
+    y[:, :, :lh, :lw] = full[:, :, ah.crop_before:ah.crop_before + lh, aw.crop_before:aw.crop_before + lw]
+    y[:, :, :ah.window, :aw.window] += b[None, :, None, None]
+    return y
+
+
+def reference_backward(case, x, w, g):
+    """(dx, dweight, dbias) of sum(y * g) in float64."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    group, (n, _, h, wd) = case.group, x.shape
+    cin_g, cout_g = w.shape[0] // group, w.shape[1]
+    wg = w.reshape(group, cin_g, cout_g, *w.shape[2:])
+    xg = _to_rows(x, group)
+    ah, aw = case.windows()
+    window = g[:, :, :ah.window, :aw.window]          # output_padding rows carry no gradient
+    db = window.sum(axis=(0, 2, 3))
+    lh, lw = _overlap(ah), _overlap(aw)
+    full = np.zeros((n, g.shape[1], ah.full, aw.full))  # back into the uncropped frame
+    full[:, :, ah.crop_before:ah.crop_before + lh, aw.crop_before:aw.crop_before + lw] = window[:, :, :lh, :lw]
+    dxg = np.zeros_like(xg)
+    dwg = np.zeros_like(wg)
+    for kh, kw, rows, cols in _taps(case):
+        gt = _to_rows(full[:, :, rows, cols], group)     # (group, N*H*W, Cout/group)
+        dxg += gt @ wg[..., kh, kw].transpose(0, 2, 1)
+        dwg[..., kh, kw] = xg.transpose(0, 2, 1) @ gt
+    return _from_rows(dxg, n, h, wd), dwg.reshape(w.shape), db
+
+
+# --------------------------------------------------------------------------------------------
+# Engines. setup() imports the framework (ImportError -> the engine is skipped) and returns its
+# version; prepare() returns a Runner whose forward/backward run once and wait for the result.
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Runner:
+    forward: object                 # () -> result, synchronised
+    backward: object = None         # () -> (dx, dw, db), synchronised; None: not provided
+    to_numpy: object = np.asarray   # result -> ndarray (applied to each gradient too)
+    peak: object = None             # (fn) -> bytes, or None: no measurement available
+
+
+def _tracemalloc_peak(fn):
+    """Peak bytes newly allocated (NumPy and Python allocations) while fn runs once."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+        del result
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+class Ours:
+    name = "ours"
+
+    def setup(self, opts):
+        import convtranspose
+        for attr in ("conv2d_transpose", "conv2d_transpose_backward"):
+            if not hasattr(convtranspose, attr):
+                raise ImportError(f"convtranspose has no {attr} yet")
+        self.ct = convtranspose
+        return getattr(convtranspose, "__version__", "?")
+
+    def prepare(self, case, data):
+        kw = case.kwargs()
+        x, w, b, g = data["x"], data["w"], data["b"], data["g"]
+        return Runner(forward=lambda: self.ct.conv2d_transpose(x, w, b, **kw),
+                      backward=lambda: self.ct.conv2d_transpose_backward(x, w, g, **kw),
+                      peak=_tracemalloc_peak)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C-level stderr (the torch profiler prints start/stop lines there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class Torch:
+    name = "torch"
+
+    def setup(self, opts):
+        import torch
+        import torch.nn.functional as F
+        torch.set_num_threads(opts.threads)
+        self.torch, self.F = torch, F
+        return f"{torch.__version__} ({torch.get_num_threads()} threads)"
+
+    def _forward(self, case, x, w, b):
+        F = self.F
+        ah, aw = case.windows()
+        y = F.conv_transpose2d(x, w, None, stride=case.stride, padding=0, output_padding=0,
+                               groups=case.group, dilation=case.dilation)
+        crop = (aw.crop_before, aw.crop_after, ah.crop_before, ah.crop_after)
+        if any(crop):   # negative pad crops, positive pad appends zeros
+            y = F.pad(y, tuple(-c for c in crop))
+        y = y + b.view(1, -1, 1, 1)
+        if ah.output_padding or aw.output_padding:
+            y = F.pad(y, (0, aw.output_padding, 0, ah.output_padding))
+        return y
+
+    def prepare(self, case, data):
+        torch = self.torch
+        x, w, b, g = (torch.from_numpy(data[k]) for k in "xwbg")
+
+        def forward():
+            with torch.no_grad():
+                return self._forward(case, x, w, b)
+
+        # Backward: build the graph once, then time torch.autograd.grad on it (retain_graph=True),
+        # so the timing holds the backward kernels only.
+        leaves = tuple(t.clone().requires_grad_() for t in (x, w, b))
+        y = self._forward(case, *leaves)
+
+        def backward():
+            return torch.autograd.grad(y, leaves, g, retain_graph=True)
+
+        return Runner(forward, backward, to_numpy=lambda t: t.detach().numpy(), peak=self._peak)
+
+    def _peak(self, fn):
+        """Peak bytes from torch.profiler's allocation records (allocator level, op granularity)."""
+        from torch.profiler import ProfilerActivity, profile
+        gc.collect()
+        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = fn()
+        del result
+        steps = []
+        for ev in prof.events():
+            delta = ev.cpu_memory_usage if ev.name == "[memory]" else ev.self_cpu_memory_usage
+            if delta:   # allocations at the op's start, frees at its end
+                steps.append((ev.time_range.start if delta > 0 else ev.time_range.end, delta))
+        level = peak = 0
+        for _, delta in sorted(steps):
+            level += delta
+            peak = max(peak, level)
+        return peak
+
+
+class Jax:
+    name = "jax"
+
+    def setup(self, opts):
+        import jax
+        if opts.need_x64:
+            jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        from jax import lax
+        self.jax, self.jnp, self.lax = jax, jnp, lax
+        return f"{jax.__version__} ({jax.default_backend()}, {jax.device_count()} device)"
+
+    def _forward(self, case, x, w, b):
+        lax, jnp = self.lax, self.jnp
+        group, (cin, cout_g, kh, kw) = case.group, w.shape
+        sh, sw = (case.stride,) * 2 if isinstance(case.stride, int) else case.stride
+        dh, dw = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
+        keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        # (Cin, Cout/g, kH, kW) -> OIHW (Cout, Cin/g, kH, kW), block g of O reads block g of I; flip.
+        rhs = w.reshape(group, cin // group, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)
+        rhs = rhs.reshape(group * cout_g, cin // group, kh, kw)[:, :, ::-1, ::-1]
+        y = lax.conv_general_dilated(
+            x, rhs, window_strides=(1, 1), padding=((keh - 1, keh - 1), (kew - 1, kew - 1)),
+            lhs_dilation=(sh, sw), rhs_dilation=(dh, dw), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            feature_group_count=group, precision=lax.Precision.HIGHEST)
+        ah, aw = case.windows()
+        zero = jnp.zeros((), y.dtype)
+        y = lax.pad(y, zero, ((0, 0, 0), (0, 0, 0), (-ah.crop_before, -ah.crop_after, 0),
+                              (-aw.crop_before, -aw.crop_after, 0)))
+        y = y + b[None, :, None, None]
+        return lax.pad(y, zero, ((0, 0, 0), (0, 0, 0), (0, ah.output_padding, 0), (0, aw.output_padding, 0)))
+
+    def prepare(self, case, data):
+        jax = self.jax
+        x, w, b, g = (jax.device_put(data[k]) for k in "xwbg")
+
+        def f(x, w, b):
+            return self._forward(case, x, w, b)
+
+        fwd = jax.jit(f)
+        bwd = jax.jit(lambda x, w, b, g: jax.vjp(f, x, w, b)[1](g))   # forward part is dead code: XLA drops it
+        return Runner(forward=lambda: fwd(x, w, b).block_until_ready(),
+                      backward=lambda: jax.block_until_ready(bwd(x, w, b, g)))
+
+
+class OnnxRuntime:
+    name = "onnxrt"
+
+    def setup(self, opts):
+        import onnx
+        import onnxruntime as ort
+        ort.set_default_logger_severity(3)
+        self.onnx, self.ort, self.threads = onnx, ort, opts.threads
+        return f"{ort.__version__} (onnx {onnx.__version__}, {opts.threads} threads)"
+
+    def graph(self, case, data):
+        """One ConvTranspose node; weight and bias are initializers.
+
+        MindSpore's crop is the node's ``pads`` (all >= 0 here); the zero extension of 'same'/'valid'
+        when k_eff < stride is the node's ``output_padding`` (rows past the full result: no kernel
+        term, but the bias, exactly as MindSpore). Only MindSpore's own output_padding rows (zeros,
+        no bias) are added around the session, in NumPy.
+        """
+        from onnx import helper, numpy_helper
+        ah, aw = case.windows()
+        _, _, kh, kw = case.weight_shape
+        stride = (case.stride,) * 2 if isinstance(case.stride, int) else case.stride
+        dilation = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
+        node = helper.make_node(
+            "ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[kh, kw], strides=list(stride),
+            dilations=list(dilation), group=case.group,
+            pads=[ah.crop_before, aw.crop_before, max(ah.crop_after, 0), max(aw.crop_after, 0)],
+            output_padding=[max(-ah.crop_after, 0), max(-aw.crop_after, 0)])
+        elem = helper.np_dtype_to_tensor_dtype(data["x"].dtype)
+        n, cout, hw, ww = case.y_shape
+        graph = helper.make_graph(
+            [node], "conv2d_transpose", [helper.make_tensor_value_info("x", elem, list(case.x_shape))],
+            [helper.make_tensor_value_info("y", elem, [n, cout, hw - ah.output_padding, ww - aw.output_padding])],
+            initializer=[numpy_helper.from_array(data["w"], "w"), numpy_helper.from_array(data["b"], "b")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8   # old enough for any onnxruntime that knows opset 17
+        self.onnx.checker.check_model(model)
+        return model
+
+    def prepare(self, case, data):
+        ort = self.ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        sess = ort.InferenceSession(self.graph(case, data).SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+        ah, aw = case.windows()
+        x = data["x"]
+        extend = ((0, 0), (0, 0), (0, ah.output_padding), (0, aw.output_padding))
+
+        def forward():
+            y = sess.run(None, {"x": x})[0]
+            return np.pad(y, extend) if ah.output_padding or aw.output_padding else y
+
+        return Runner(forward)
+
+
+ENGINES = {e.name: e for e in (Ours(), Torch(), Jax(), OnnxRuntime())}
+
+
+# --------------------------------------------------------------------------------------------
+# GEMM limit: the case's multiply-adds as BLAS products on the same NumPy.
+# --------------------------------------------------------------------------------------------
+
+def gemm_jobs(case, rng):
+    """Forward: A (g, N*H*W, Cin/g) @ B (g, Cin/g, Cout/g*kH*kW), the product a col2im method
+    needs before its scatter. Backward: the two products of its gradient, dX = C @ B^T and
+    dW = A^T @ C. g = 1 is one 2-D matmul; groups are one stacked np.matmul. float16 has no
+    BLAS in NumPy, so float16 cases time the float32 product."""
+    _, cout_g, kh, kw = case.weight_shape
+    g, m, k, cols = case.group, case.n * case.h * case.w, case.cin // case.group, cout_g * kh * kw
+    dtype = np.float32 if case.dtype == "float16" else np.dtype(case.dtype)
+    shape = (lambda *s: s) if g > 1 else (lambda *s: s[1:])
+    a = rng.standard_normal(shape(g, m, k)).astype(dtype)
+    b = rng.standard_normal(shape(g, k, cols)).astype(dtype)
+    c = rng.standard_normal(shape(g, m, cols)).astype(dtype)
+    out_c, out_dx, out_dw = np.empty_like(c), np.empty_like(a), np.empty_like(b)
+    bt, at = np.swapaxes(b, -1, -2), np.swapaxes(a, -1, -2)
+
+    def backward():
+        np.matmul(c, bt, out=out_dx)
+        np.matmul(at, c, out=out_dw)
+
+    label = f"{'%d x ' % g if g > 1 else ''}({m}x{k})@({k}x{cols}) {np.dtype(dtype).name}"
+    return (lambda: np.matmul(a, b, out=out_c)), backward, label
+
+
+# --------------------------------------------------------------------------------------------
+# Checking and timing.
+# --------------------------------------------------------------------------------------------
+
+def compare(got, ref, dtype):
+    """Worst err / bound over the arrays (<= 1 passes), and a message for the worst one."""
+    tol, worst, msg = TOL[dtype], 0.0, ""
+    for name, a, r in zip(("dx", "dweight", "dbias") if len(ref) == 3 else ("y",), got, ref):
+        a = np.asarray(a)
+        if a.shape != r.shape or a.dtype != np.dtype(dtype):
+            return math.inf, f"{name}: got {a.dtype}{a.shape}, expected {dtype}{r.shape}"
+        bound = tol * (1 + float(np.abs(r).max(initial=0.0)))
+        err = float(np.abs(a.astype(np.float64) - r).max(initial=0.0))
+        if not np.isfinite(err):
+            return math.inf, f"{name}: not finite"
+        if err / bound > worst:
+            worst, msg = err / bound, f"{name}: max|err| {err:.2e}, bound {tol:g}*(1+max|ref|) = {bound:.2e}"
+    return worst, msg
+
+
+def measure(jobs, repeat, warmup):
+    """Time every (key, fn) round-robin, so all engines see the same machine noise.
+
+    A sample is one call, or the mean of `inner` back-to-back calls when one call takes under
+    1 ms (inner brings a sample to about 2 ms, at most 100 calls). Returns {key: (samples, inner)}.
+    """
+    inner = {}
+    for key, fn in jobs:
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        one = time.perf_counter() - t0
+        inner[key] = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
+    samples = {key: [] for key, _ in jobs}
+    for _ in range(repeat):
+        for key, fn in jobs:
+            t0 = time.perf_counter()
+            for _ in range(inner[key]):
+                fn()
+            samples[key].append((time.perf_counter() - t0) / inner[key])
+    return {key: (samples[key], inner[key]) for key, _ in jobs}
+
+
+def make_data(case, seed):
+    rng = np.random.default_rng(seed)
+    _, cout_g, kh, kw = case.weight_shape
+    bound = 1 / math.sqrt(cout_g * kh * kw)   # MindSpore's default init scale: outputs stay O(1)
+    return {"x": rng.standard_normal(case.x_shape).astype(case.dtype),
+            "w": rng.uniform(-bound, bound, case.weight_shape).astype(case.dtype),
+            "b": rng.uniform(-bound, bound, case.cout).astype(case.dtype),
+            "g": rng.standard_normal(case.y_shape).astype(case.dtype)}
+
+
+def run_case(case, engines, opts, out):
+    """Check, then time, every engine on one case; returns the JSON record."""
+    data = make_data(case, opts.seed)
+    oracle_y = (reference_forward(case, data["x"], data["w"], data["b"]),)
+    oracle_grads = reference_backward(case, data["x"], data["w"], data["g"])
+    record = {"case": case.name, "config": dataclasses.asdict(case), "describe": case.describe(),
+              "macs": case.macs, "y_shape": case.y_shape, "engines": {}}
+    runners, notes = {}, []
+    anchor = {"fwd": ("oracle", oracle_y), "bwd": ("oracle", oracle_grads)}
+    for name, engine in engines.items():
+        rec = record["engines"][name] = {"status": "ok"}
+        try:
+            runner = engine.prepare(case, data)
+            y = (runner.to_numpy(runner.forward()),)
+        except Exception as exc:  # an engine that cannot run this case (dtype, attribute) is skipped
+            rec["status"] = f"skipped: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}"
+            continue
+        runners[name] = runner
+        for direction, got in (("fwd", y), ("bwd", None)):
+            if direction == "bwd":
+                if runner.backward is None:
+                    continue
+                try:
+                    got = tuple(runner.to_numpy(a) for a in runner.backward())
+                except Exception as exc:
+                    got = exc
+            ref_name, ref = anchor[direction]
+            worst, msg = (math.inf, f"{type(got).__name__}: {got}") if isinstance(got, Exception) \
+                else compare(got, ref, case.dtype)
+            rec[f"check_{direction}"] = {"against": ref_name, "worst_ratio": worst}
+            if worst > 1:
+                rec[f"fail_{direction}"] = msg
+                notes.append(f"  {name} {direction} FAIL vs {ref_name}: {msg} (not timed)")
+            elif name == "ours":   # ours passed the oracle: every peer is now checked against it
+                anchor[direction] = ("ours", got)
+
+    jobs = []
+    fwd_gemm, bwd_gemm, gemm_label = gemm_jobs(case, np.random.default_rng(opts.seed + 1))
+    record["gemm"] = {"product": gemm_label}
+    if not opts.check_only:
+        jobs += [(("gemm", "fwd"), fwd_gemm), (("gemm", "bwd"), bwd_gemm)]
+        for name, runner in runners.items():
+            rec = record["engines"][name]
+            if "fail_fwd" not in rec:
+                jobs.append(((name, "fwd"), runner.forward))
+            if runner.backward is not None and "fail_bwd" not in rec and "check_bwd" in rec:
+                jobs.append(((name, "bwd"), runner.backward))
+        timings = measure(jobs, opts.repeat, opts.warmup)
+        record["gemm"].update({d: _stats(*timings[("gemm", d)]) for d in ("fwd", "bwd")})
+        for (name, direction), (samples, inner) in timings.items():
+            if name != "gemm":
+                record["engines"][name][direction] = _stats(samples, inner)
+        for name, runner in runners.items():   # memory after timing: the profilers slow things down
+            if runner.peak is not None:
+                rec = record["engines"][name]
+                for direction in ("fwd", "bwd"):
+                    if direction in rec:
+                        fn = runner.forward if direction == "fwd" else runner.backward
+                        rec.setdefault("peak_bytes", {})[direction] = runner.peak(fn)
+        _ratios(record)
+    print_case(record, notes, out)
+    return record
+
+
+def _stats(samples, inner):
+    ms = [s * 1e3 for s in samples]
+    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+            "samples_ms": ms, "calls_per_sample": inner}
+
+
+def _ratios(record):
+    engines = record["engines"]
+    record["fastest_peer"] = {}
+    for direction in ("fwd", "bwd"):
+        timed = {n: engines[n][direction]["median_ms"] for n in PEERS if direction in engines.get(n, {})}
+        best = min(timed, key=timed.get) if timed else None
+        record["fastest_peer"][direction] = best
+        gemm = record["gemm"][direction]["median_ms"]
+        for rec in list(engines.values()) + [record["gemm"]]:
+            if direction in rec:
+                rec[direction]["vs_gemm"] = rec[direction]["median_ms"] / gemm
+                rec[direction]["vs_peer"] = rec[direction]["median_ms"] / timed[best] if best else None
+
+
+# --------------------------------------------------------------------------------------------
+# Output.
+# --------------------------------------------------------------------------------------------
+
+COLUMNS = (f"{'case':<11}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}"
+           f"  {'bwd med':>7}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'peak MiB':>12}")
+
+
+def _ms(v):
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v >= 1000 else f"{v:.1f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def _ratio(v):
+    return "-" if v is None else f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def _cells(rec, direction):
+    if f"fail_{direction}" in rec:
+        return f"{'FAIL':>7}{'':>7}{'':>7}{'':>6}{'':>6}"
+    t = rec.get(direction)
+    if t is None:
+        return f"{'-':>7}{'-':>7}{'-':>7}{'-':>6}{'-':>6}"
+    return (f"{_ms(t['median_ms']):>7}{_ms(t['min_ms']):>7}{_ms(t['max_ms']):>7}"
+            f"{_ratio(t['vs_peer']):>6}{_ratio(t['vs_gemm']):>6}")
+
+
+def _peak(rec, name):
+    peak = rec.get("peak_bytes")
+    if not peak:
+        return "n/a" if name in ("jax", "onnxrt") else "-"
+    return "/".join(f"{peak[d] / 2**20:.1f}" if d in peak else "-" for d in ("fwd", "bwd"))
+
+
+def _verdict(rec, direction):
+    check = rec.get(f"check_{direction}")
+    if check is None:
+        return "-"
+    if f"fail_{direction}" in rec:
+        return f"FAIL vs {check['against']}"
+    return f"ok vs {check['against']} (error {check['worst_ratio']:.3f} of the bound)"
+
+
+def print_case(record, notes, out):
+    fastest = record.get("fastest_peer", {})
+    print(f"\n{record['case']}: {record['describe']}", file=out)
+    summary = f"  {record['macs'] / 1e6:.0f} MMAC; gemm {record['gemm']['product']}"
+    if fastest:
+        summary += f"; fastest peer fwd {fastest['fwd'] or '-'}, bwd {fastest['bwd'] or '-'}"
+    print(summary, file=out)
+    rows = [("gemm", record["gemm"])] if "fwd" in record["gemm"] else []
+    for name, rec in rows + list(record["engines"].items()):
+        head = f"{record['case'][:10]:<11}{name:<7}"
+        if rec.get("status", "ok") != "ok":
+            print(f"{head}{rec['status']}"[:100], file=out)
+        elif name != "gemm" and "fwd" not in rec and "bwd" not in rec:   # --check-only
+            print(head + "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd")), file=out)
+        else:
+            print(f"{head} {_cells(rec, 'fwd')}  {_cells(rec, 'bwd')}{_peak(rec, name):>12}", file=out)
+    for note in notes:
+        print(note, file=out)
+    out.flush()
+
+
+def machine_info(versions):
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "numpy": np.__version__}
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if models:
+            info["cpu_model"] = models[0]
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, "
+                        f"{p.get('architecture', '?')})" for p in threadpool_info() if p.get("user_api") == "blas"]
+    except ImportError:
+        info["blas"] = ["unknown (threadpoolctl not installed)"]
+    info["engines"] = versions
+    return info
+
+
+def plot(records, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"note: matplotlib is not installed; no plot written to {path}")
+        return
+    names = ["gemm"] + list(ENGINES)
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 1.3 * len(records)), 7), sharex=True)
+    width = 0.8 / len(names)
+    for ax, direction in zip(axes, ("fwd", "bwd")):
+        for i, name in enumerate(names):
+            xs, ys = [], []
+            for j, rec in enumerate(records):
+                source = rec["gemm"] if name == "gemm" else rec["engines"].get(name, {})
+                if direction in source:
+                    xs.append(j + (i - (len(names) - 1) / 2) * width)
+                    ys.append(source[direction]["median_ms"])
+            if xs:
+                ax.bar(xs, ys, width, label=name)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{'forward' if direction == 'fwd' else 'backward'} ms (median)")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0].legend(ncol=len(names), fontsize="small")
+    axes[1].set_xticks(range(len(records)))
+    axes[1].set_xticklabels([r["case"] for r in records], rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", help="comma-separated case names (any of --list); default: the eight main cases")
+    p.add_argument("--extra", action="store_true", help="also run cases.EXTRA_CASES")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of %(default)s")
+    p.add_argument("--dtype", choices=sorted(TOL), help="run every selected case in this dtype")
+    p.add_argument("--repeat", type=int, default=10, help="timed samples per engine (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smoke run: --repeat 3 --warmup 1")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for torch, onnxruntime and NumPy's BLAS (default %(default)s)")
+    p.add_argument("--check-only", action="store_true", help="check every engine, time nothing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart per case, log scale (needs matplotlib)")
+    opts = p.parse_args(argv)
+    if opts.quick:
+        opts.repeat, opts.warmup = 3, 1
+    return opts
+
+
+def select_cases(opts):
+    if opts.cases:
+        unknown = [n for n in opts.cases.split(",") if n not in ALL_CASES]
+        if unknown:
+            sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(ALL_CASES)}")
+        chosen = [ALL_CASES[n] for n in opts.cases.split(",")]
+        if opts.extra:
+            chosen += [c for c in EXTRA_CASES if c not in chosen]
+    else:
+        chosen = CASES + (EXTRA_CASES if opts.extra else [])
+    if opts.dtype:
+        chosen = [dataclasses.replace(c, dtype=opts.dtype) for c in chosen]
+    return chosen
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    if opts.list:
+        for c in CASES + EXTRA_CASES:
+            print(f"{c.name:<12} {c.describe()}  ({c.note})")
+        return 0
+    chosen = select_cases(opts)
+    opts.need_x64 = any(c.dtype == "float64" for c in chosen)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(opts.threads, user_api="blas")
+    except ImportError:
+        pass
+    wanted = [n.strip() for n in opts.engines.split(",") if n.strip()]
+    engines, versions, skipped = {}, {}, []
+    for name in wanted:
+        if name not in ENGINES:
+            sys.exit(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+        try:
+            versions[name] = ENGINES[name].setup(opts)
+            engines[name] = ENGINES[name]
+        except ImportError as exc:
+            skipped.append(f"{name}: skipped ({exc})")
+    info = machine_info(versions)
+    print(f"machine: {info.get('cpu_model', platform.machine())}, {info['cpu_count']} CPUs"
+          f" ({info.get('cpus_usable', '?')} usable); python {info['python']}; numpy {info['numpy']}")
+    print(f"BLAS: {'; '.join(info['blas']) or 'none found'}")
+    for name, version in versions.items():
+        print(f"{name}: {version}")
+    for line in skipped:
+        print(line)
+    mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
+    print(f"{mode}; ms per call; checks: ours vs a float64 oracle, peers vs ours")
+    if not opts.check_only:
+        print("\n" + COLUMNS)
+    records = [run_case(case, engines, opts, sys.stdout) for case in chosen]
+    if not opts.check_only:
+        print("\n/peer: median / fastest peer's median (torch, jax; onnxrt too for fwd). /gemm: median / the"
+              "\nsame MACs as BLAS products (gemm row). peak MiB fwd/bwd: tracemalloc (ours), torch.profiler"
+              "\nallocations (torch), n/a where no allocator trace exists. See benchmarks/README.md.")
+    failed = [(r["case"], n) for r in records for n, e in r["engines"].items() if any(k.startswith("fail_") for k in e)]
+    if failed:
+        print(f"FAIL: {', '.join(f'{c}/{n}' for c, n in failed)}")
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump({"machine": info, "settings": {k: v for k, v in vars(opts).items()},
+                       "tolerance": TOL, "cases": records}, f, indent=1, default=str)
+        print(f"figures written to {opts.json}")
+    if opts.plot:
+        plot(records, opts.plot)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Normalisation and per-axis geometry, checked against the formulas and MindSpore's tables."""
+
+import itertools
+
+import pytest
+
+from convtranspose.spec import AxisPlan, Conv2dTransposeSpec, axis_plan
+
+# MINDSPORE_PROBE.md section 5.2: real 'valid' heights for H_in = 4 (the page's formula is wrong)
+VALID_H4 = {(2, 1, 1): 5, (2, 1, 2): 6, (2, 2, 2): 9, (3, 1, 1): 6, (3, 2, 1): 9, (3, 3, 3): 16,
+            (4, 1, 1): 7, (4, 2, 2): 13, (4, 4, 3): 22, (5, 1, 3): 16, (5, 2, 3): 19, (5, 4, 1): 17}
+
+
+@pytest.mark.parametrize("ksd,expected", sorted(VALID_H4.items()))
+def test_valid_lengths_are_mindspores(ksd, expected):
+    k, s, d = ksd
+    assert axis_plan(k, s, d, "valid", 0, 0, 0).output_length(4) == expected
+
+
+@pytest.mark.parametrize("k,s,d,n", list(itertools.product(range(1, 6), range(1, 5), range(1, 4), (1, 4, 7))))
+def test_axis_plan_matches_the_formulas(k, s, d, n):
+    k_eff = d * (k - 1) + 1
+    same = axis_plan(k, s, d, "same", 0, 0, 0)
+    assert same.output_length(n) == n * s
+    assert same.crop_before == max(k_eff - s, 0) // 2
+    valid = axis_plan(k, s, d, "valid", 0, 0, 0)
+    assert valid.output_length(n) == n * s + max(k_eff - s, 0) and valid.crop_before == 0
+    for top, bottom, extra in ((0, 0, 0), (1, 2, 0), (2, 0, 1)):
+        pad = axis_plan(k, s, d, "pad", top, bottom, extra)
+        # the page's 'pad' formula, which the real library follows
+        assert pad.output_length(n) == n * s - (top + bottom) + k + (d - 1) * (k - 1) - s + extra
+        assert pad.window_length(n) == pad.output_length(n) - extra
+
+
+def test_same_puts_the_odd_crop_at_the_end():
+    plan = axis_plan(4, 1, 1, "same", 0, 0, 0)  # total crop 3: 1 before, 2 after
+    assert (plan.crop_before, plan.crop_after) == (1, 2)
+
+
+def test_short_kernel_extends_with_rows_no_tap_reaches():
+    plan = axis_plan(1, 3, 1, "same", 0, 0, 0)
+    assert plan.crop_after == -2 and plan.full_length(2) == 4 and plan.window_length(2) == 6
+    assert plan.frame_length(2) == 6
+
+
+def test_from_args_normalises_every_form():
+    spec = Conv2dTransposeSpec.from_args(4, 6, (3, 2), stride=2, pad_mode="pad", padding=(1, 0, 2, 1),
+                                         output_padding=1, dilation=(1, 2), group=2, has_bias=True)
+    assert spec.kernel_size == (3, 2) and spec.stride == (2, 2) and spec.dilation == (1, 2)
+    assert spec.padding == (1, 0, 2, 1) and spec.output_padding == (1, 1)
+    assert spec.weight_shape == (4, 3, 3, 2) and spec.bias_shape == (6,)
+    assert spec.output_shape((1, 4, 5, 6)) == (1, 6, 10 + 1, 10 + 1)  # (5-1)*2+3-1, (6-1)*2+3-3
+    assert isinstance(spec.axes[0], AxisPlan)
+    assert hash(spec) == hash(Conv2dTransposeSpec.from_args(4, 6, (3, 2), 2, "pad", (1, 0, 2, 1), 1,
+                                                            (1, 2), 2, True))
+
+
+def test_checks_run_in_mindspores_order():
+    """Two faults: the earlier MindSpore check decides the exception type."""
+    with pytest.raises(TypeError):  # stride type (step 1) before padding value (step 5)
+        Conv2dTransposeSpec.from_args(2, 2, 3, stride=[1, 1], pad_mode="pad", padding=-1)
+    with pytest.raises(ValueError, match="in_channels"):  # in before out
+        Conv2dTransposeSpec.from_args(0, 0, 3)
+    with pytest.raises(TypeError, match="has_bias"):  # has_bias (step 10) before pad_mode (step 12)
+        Conv2dTransposeSpec.from_args(2, 2, 3, pad_mode="bogus", has_bias=1)
+    calls = []
+    Conv2dTransposeSpec.from_args(2, 4, 3, group=2, has_bias=True, on_weight_shape=calls.append,
+                                  on_bias_shape=calls.append)
+    assert calls == [(2, 2, 3, 3), (4,)]
+
+
+@pytest.mark.parametrize("x_shape,match", [((2, 4, 4), "4-D"), ((1, 3, 4, 4), "in_channels")])
+def test_check_input_shape_names_the_problem(x_shape, match):
+    spec = Conv2dTransposeSpec.from_args(2, 2, 3)
+    with pytest.raises(ValueError, match=match):
+        spec.check_input_shape(x_shape)
+
+
+def test_a_crop_past_the_result_is_a_clear_value_error():
+    spec = Conv2dTransposeSpec.from_args(2, 2, 3, pad_mode="pad", padding=2)
+    with pytest.raises(ValueError, match="padding=.2, 2, 2, 2.*uncropped length 3"):
+        spec.check_input_shape((1, 2, 1, 1))
