@@ -162,25 +162,25 @@ class AxisPlan:
         """Length of the output axis, output_padding included."""
         return self.window_length(n) + self.output_padding
 
-    def frame_length(self, n: int) -> int:
-        """Length of a zero-filled frame that holds the full result and the whole window.
+    def tap_window(self, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
+        """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
 
-        The full result starts at frame row 0; the window starts at ``crop_before`` and may
-        run past the full result (a negative ``crop_after``), into rows no tap reaches.
+        Input row ``i`` lands on window row ``i*stride + tap*dilation - crop_before``; only
+        rows inside ``[0, window_length(n))`` are kept.
+
+        Returns:
+            ``(input_rows, output_rows)``: a contiguous slice of input rows and the strided
+            slice of output rows they land on (same length), or None when the tap reaches no
+            window row.
         """
-        return max(self.full_length(n), self.crop_before + self.window_length(n), 0)
-
-    def window_slice(self, n: int) -> slice:
-        """Frame rows that form the window (the output before output_padding)."""
-        return slice(self.crop_before, self.crop_before + self.window_length(n))
-
-    def tap_slice(self, tap: int, n: int) -> slice:
-        """Frame rows that kernel tap ``tap`` writes for input rows ``0..n-1`` (``n >= 1``).
-
-        Input row ``i`` times tap ``t`` lands on full row ``i*stride + t*dilation``.
-        """
-        start = tap * self.dilation
-        return slice(start, start + (n - 1) * self.stride + 1, self.stride)
+        offset = tap * self.dilation - self.crop_before
+        window = self.window_length(n)
+        first = max(0, -(offset // self.stride))              # ceil(-offset / stride)
+        stop = min(n, -((offset - window) // self.stride))    # ceil((window - offset) / stride)
+        if first >= stop:
+            return None
+        start = first * self.stride + offset
+        return slice(first, stop), slice(start, start + (stop - first - 1) * self.stride + 1, self.stride)
 
 
 def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,

@@ -40,7 +40,7 @@ def test_same_puts_the_odd_crop_at_the_end():
 def test_short_kernel_extends_with_rows_no_tap_reaches():
     plan = axis_plan(1, 3, 1, "same", 0, 0, 0)
     assert plan.crop_after == -2 and plan.full_length(2) == 4 and plan.window_length(2) == 6
-    assert plan.frame_length(2) == 6
+    assert plan.tap_window(0, 2) == (slice(0, 2), slice(0, 4, 3))
 
 
 def test_from_args_normalises_every_form():

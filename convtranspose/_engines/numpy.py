@@ -10,18 +10,20 @@ every input pixel::
     cols[g, (co, kh, kw), (n, i, j)] = sum_ci  w[g*cig + ci, co, kh, kw] * x[n, g*cig + ci, i, j]
 
 so the multiplies are exactly those of the convolution (no zero insertion). Each tap
-(kh, kw) then adds its ``(Cout, N, H, W)`` slab into a zero frame at rows
-``i*stride + kh*dilation`` (a strided slice). The window of the frame, plus the bias, is
-copied into the output; output_padding rows stay zero.
+(kh, kw) then adds its slab straight into the output window: input row ``i`` lands on window
+row ``i*stride + kh*dilation - crop_before`` (a strided slice; rows that fall in the crop are
+skipped, see ``AxisPlan.tap_window``). The bias is added to the window; output_padding rows
+stay zero.
 
-Backward, derived from the same sum. With ``G`` the upstream gradient put back into the frame
-(the window rows only: cropped rows, the zero extension and output_padding rows carry no
-gradient), the forward is ``frame = col2im(W^T X)``, so its adjoint is ``im2col`` of ``G``:
+Backward, derived from the same sum. The forward is ``window = col2im(W^T X)`` restricted to
+the window, so its adjoint is ``im2col`` of the upstream gradient ``G`` restricted to the window
+(cropped rows, the zero extension and output_padding rows carry no gradient)::
 
-    gcols[g, (co, kh, kw), (n, i, j)] = G[n, g*cog + co, i*stride + kh*d_h, j*stride + kw*d_w]
+    gcols[g, (co, kh, kw), (n, i, j)] = G[n, g*cog + co, i*s_h + kh*d_h - top, j*s_w + kw*d_w - left]
+                                        (zero where that position is outside the window)
     dx[g] = W_g @ gcols[g]          (cig, cog*K) @ (cog*K, N*H*W)
     dw[g] = X_g @ gcols[g]^T        (cig, N*H*W) @ (N*H*W, cog*K)
-    db    = sum of the upstream gradient over the window (never over output_padding rows)
+    db    = sum of G over the window (never over output_padding rows)
 
 dtypes: float32 and float64 compute in their own dtype. float16 computes in float32 and
 rounds as MindSpore does: ``y = fp16(fp16(conv_fp32) + bias)`` (the bias add is one exact
@@ -74,37 +76,42 @@ def _grouped_weight(weight: np.ndarray, group: int) -> np.ndarray:
     return weight.reshape(group, cin // group, -1)
 
 
-def _scatter_taps(frame: np.ndarray, cols: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> None:
-    """Add every tap's slab of ``cols`` into ``frame`` ``(Cout, n, Hf, Wf)``.
+def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[int, int, tuple, tuple]]:
+    """``(kh, kw, input_index, output_index)`` for every tap that reaches the window.
 
-    ``cols`` is ``(G, cog*kH*kW, n*h*w)``.
+    ``input_index`` selects ``(..., rows, cols)`` of an input-sized array and ``output_index``
+    the (strided) window positions those pixels land on.
+    """
+    plan_h, plan_w = spec.axes
+    for kh in range(spec.kernel_size[0]):
+        rows = plan_h.tap_window(kh, h)
+        if rows is None:
+            continue
+        for kw in range(spec.kernel_size[1]):
+            cols = plan_w.tap_window(kw, w)
+            if cols is not None:
+                yield kh, kw, (Ellipsis, rows[0], cols[0]), (Ellipsis, rows[1], cols[1])
+
+
+def _scatter_taps(window: np.ndarray, cols: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> None:
+    """Add each tap's slab of ``cols`` ``(G, cog*kH*kW, n*h*w)`` into ``window`` ``(n, Cout, ., .)``."""
+    k_h, k_w = spec.kernel_size
+    taps = cols.reshape(spec.out_channels, k_h, k_w, window.shape[0], h, w)
+    for kh, kw, source, target in _tap_windows(spec, h, w):
+        window[target] += taps[:, kh, kw][source].transpose(1, 0, 2, 3)
+
+
+def _gather_taps(grad_window: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> np.ndarray:
+    """im2col of ``grad_window`` ``(n, Cout, ., .)`` -> ``(G, cog*kH*kW, n*h*w)``.
+
+    Taps that land outside the window (cropped rows, rows past the input) contribute zeros.
     """
     k_h, k_w = spec.kernel_size
-    n = frame.shape[1]
-    taps = cols.reshape(spec.out_channels, k_h, k_w, n, h, w)
-    plan_h, plan_w = spec.axes
-    for kh in range(k_h):
-        rows = plan_h.tap_slice(kh, h)
-        for kw in range(k_w):
-            frame[:, :, rows, plan_w.tap_slice(kw, w)] += taps[:, kh, kw]
-
-
-def _gather_taps(frame: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> np.ndarray:
-    """im2col of ``frame`` ``(Cout, n, Hf, Wf)`` -> ``(G, cog*kH*kW, n*h*w)``."""
-    k_h, k_w = spec.kernel_size
-    n = frame.shape[1]
-    cols = np.empty((spec.out_channels, k_h, k_w, n, h, w), dtype=frame.dtype)
-    plan_h, plan_w = spec.axes
-    for kh in range(k_h):
-        rows = plan_h.tap_slice(kh, h)
-        for kw in range(k_w):
-            cols[:, kh, kw] = frame[:, :, rows, plan_w.tap_slice(kw, w)]
+    n = grad_window.shape[0]
+    cols = np.zeros((spec.out_channels, k_h, k_w, n, h, w), dtype=grad_window.dtype)
+    for kh, kw, source, target in _tap_windows(spec, h, w):
+        cols[:, kh, kw][source] = grad_window[target].transpose(1, 0, 2, 3)
     return cols.reshape(spec.group, -1, n * h * w)
-
-
-def _frame_shape(spec: Conv2dTransposeSpec, n: int, h: int, w: int) -> Tuple[int, int, int, int]:
-    plan_h, plan_w = spec.axes
-    return (spec.out_channels, n, plan_h.frame_length(h), plan_w.frame_length(w))
 
 
 def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
@@ -122,19 +129,15 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
     """
     dtype = x.dtype
     work = _compute_dtype(dtype)
-    n, _, h, w = x.shape
-    plan_h, plan_w = spec.axes
-    win_h, win_w = plan_h.window_slice(h), plan_w.window_slice(w)
+    _, _, h, w = x.shape
     out = np.zeros(spec.output_shape(x.shape), dtype=work)
-    window = out[:, :, :win_h.stop - win_h.start, :win_w.stop - win_w.start]
+    _, _, win_h, win_w = spec.window_shape(x.shape)
+    window = out[:, :, :win_h, :win_w]
     if x.size:
         weight_g = _grouped_weight(weight.astype(work, copy=False), spec.group).transpose(0, 2, 1)
         for batch in _batch_chunks(spec, x.shape, work.itemsize):
-            xb = x[batch].astype(work, copy=False)
-            cols = np.matmul(weight_g, _grouped_input(xb, spec.group))
-            frame = np.zeros(_frame_shape(spec, xb.shape[0], h, w), dtype=work)
-            _scatter_taps(frame, cols, spec, h, w)
-            window[batch] = frame[:, :, win_h, win_w].transpose(1, 0, 2, 3)
+            cols = np.matmul(weight_g, _grouped_input(x[batch].astype(work, copy=False), spec.group))
+            _scatter_taps(window[batch], cols, spec, h, w)
     if dtype == np.float16:
         # MindSpore rounds the conv to float16, then adds the bias: an exact sum (float64
         # holds any sum of two float16 values) rounded once more to float16.
@@ -162,22 +165,19 @@ def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
     """
     dtype = x.dtype
     work = _compute_dtype(dtype)
-    n, cin, h, w = x.shape
-    plan_h, plan_w = spec.axes
-    win_h, win_w = plan_h.window_slice(h), plan_w.window_slice(w)
-    grad_window = grad_out[:, :, :win_h.stop - win_h.start, :win_w.stop - win_w.start]
-    dbias = grad_window.sum(axis=(0, 2, 3), dtype=work)
+    _, cin, h, w = x.shape
+    _, _, win_h, win_w = spec.window_shape(x.shape)
+    grad_window = grad_out[:, :, :win_h, :win_w].astype(work, copy=False)
+    dbias = grad_window.sum(axis=(0, 2, 3))
     dx = np.zeros(x.shape, dtype=work)
     weight_g = _grouped_weight(weight.astype(work, copy=False), spec.group)
     dweight_g = np.zeros(weight_g.shape, dtype=work)
     if x.size:
         for batch in _batch_chunks(spec, x.shape, work.itemsize):
             xb = x[batch].astype(work, copy=False)
-            frame = np.zeros(_frame_shape(spec, xb.shape[0], h, w), dtype=work)
-            frame[:, :, win_h, win_w] = grad_window[batch].transpose(1, 0, 2, 3)
-            gcols = _gather_taps(frame, spec, h, w)
-            dx_g = np.matmul(weight_g, gcols)  # (G, cig, nb*h*w)
             nb = xb.shape[0]
+            gcols = _gather_taps(grad_window[batch], spec, h, w)
+            dx_g = np.matmul(weight_g, gcols)  # (G, cig, nb*h*w)
             dx[batch] = dx_g.reshape(spec.group, cin // spec.group, nb, h * w).transpose(2, 0, 1, 3).reshape(nb, cin, h, w)
             dweight_g += np.matmul(_grouped_input(xb, spec.group), gcols.transpose(0, 2, 1))
     dweight = dweight_g.reshape(weight.shape)
