@@ -74,8 +74,8 @@ _CIPHER_MAGIC = {
     0x7F3A5EDA: "SM4-CBC",
 }
 
-# protobuf wire types
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
+# protobuf wire types: the two this format uses, and names of all for error messages
+_VARINT, _LEN = 0, 2
 _WIRE_NAMES = {0: "varint", 1: "64-bit", 2: "length-delimited", 3: "start-group", 4: "end-group", 5: "32-bit"}
 
 # Highest dims count NumPy accepts (NPY_MAXDIMS in NumPy 2); more is a damaged file.
@@ -123,6 +123,7 @@ class CheckpointError(ValueError):
 
     def __init__(self, path: PathLike, problem: str, *, tensor: str | None = None,
                  offset: int | None = None):
+        """Builds the message ``"<path>: <problem> (tensor '<name>') at byte <offset>"``."""
         self.path = os.fspath(path)
         self.problem = problem
         self.tensor = tensor
@@ -557,22 +558,27 @@ def _as_entry(name: Any, value: Any) -> _Entry:
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
-    """Python scalars take the dtype MindSpore's ``Tensor(value)`` gives them in append_dict."""
-    if isinstance(value, str):
-        return np.array(value)
-    if isinstance(value, bool):
-        return np.array(value, np.bool_)
-    if isinstance(value, int):
-        if not -(1 << 63) <= value < (1 << 63):
-            raise ValueError(f"{name!r}: int {value} does not fit in Int64")
-        return np.array(value, np.int64)
-    if isinstance(value, float):
-        return np.array(value, np.float32)
+    """The array to store for one ``save`` value; a str array must be a single string (0-d)."""
+    if not isinstance(value, (np.ndarray, np.generic)):  # np.float64 is a float: test it first
+        value = _python_scalar(name, value)
     arr = np.asarray(value)
     if arr.dtype.kind == "U" and arr.ndim:
         raise TypeError(f"{name!r}: a checkpoint holds one string per entry, got a str array "
                         f"of shape {arr.shape}")
     return arr
+
+
+def _python_scalar(name: str, value: Any) -> Any:
+    """Python scalars take the dtype MindSpore's ``Tensor(value)`` gives them in append_dict."""
+    if isinstance(value, bool):  # before int: bool is an int
+        return np.bool_(value)
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 63):
+            raise ValueError(f"{name!r}: int {value} does not fit in Int64")
+        return np.int64(value)
+    if isinstance(value, float):
+        return np.float32(value)
+    return value  # str, lists, ...: np.asarray decides
 
 
 def _type_name(name: str, dtype: np.dtype) -> str:
@@ -667,7 +673,8 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
             skipped.append(name)
             continue
         _type_name(name, arr.dtype)  # same dtype rules as .ckpt
-        tensors[name] = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        # astype, not ascontiguousarray: that one turns a 0-d scalar into shape (1,)
+        tensors[name] = arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)
     if skipped:
         warnings.warn(f"{os.fspath(path)}: safetensors cannot hold text; left out str "
                       f"entries {skipped}", UserWarning, stacklevel=3)
