@@ -48,19 +48,29 @@ def _describe(value: Any) -> str:
     return f"{value!r} (type {type(value).__name__})"
 
 
+def _int_or_tuple(name: str, value: Any, size: int, rule: str, length_error: type,
+                  check_items: bool = True) -> Tuple[int, ...]:
+    """An int (repeated ``size`` times) or a tuple of ``size`` ints; the values are not checked.
+
+    MindSpore raises TypeError for a wrong type and ``length_error`` for a wrong length
+    (TypeError for kernel_size/stride/dilation, ValueError for padding/output_padding).
+    """
+    if _is_int(value):
+        return (value,) * size
+    if not isinstance(value, tuple):
+        raise TypeError(f"{rule}, got {name}={_describe(value)}")
+    if len(value) != size:
+        raise length_error(f"{rule}, got {name}={value!r} (length {len(value)})")
+    for item in value if check_items else ():
+        if not _is_int(item):
+            raise TypeError(f"{rule}, got {name}={value!r} (item {_describe(item)} is not an int)")
+    return value
+
+
 def _pair(name: str, value: Any) -> Pair:
     """Normalise kernel_size/stride/dilation: an int or a tuple of 2 ints (types only)."""
     rule = f"{name} must be a positive int or a tuple of 2 positive ints"
-    if _is_int(value):
-        return (value, value)
-    if not isinstance(value, tuple):
-        raise TypeError(f"{rule}, got {name}={_describe(value)}")
-    if len(value) != 2:
-        raise TypeError(f"{rule}, got {name}={value!r} (length {len(value)})")
-    for item in value:
-        if not _is_int(item):
-            raise TypeError(f"{rule}, got {name}={value!r} (item {_describe(item)} is not an int)")
-    return (value[0], value[1])
+    return _int_or_tuple(name, value, 2, rule, TypeError)  # type: ignore[return-value]
 
 
 def _check_positive_items(name: str, given: Any, values: Pair) -> None:
@@ -79,14 +89,9 @@ def _check_positive_int(name: str, value: Any) -> int:
 
 
 def _padding_shape(value: Any) -> Any:
-    """Type and length of padding (values are checked later, as MindSpore does)."""
+    """Type and length of padding (item types and values are checked later, as MindSpore does)."""
     rule = "padding must be an int or a tuple of 4 ints (top, bottom, left, right)"
-    if _is_int(value):
-        return value
-    if not isinstance(value, tuple):
-        raise TypeError(f"{rule}, got padding={_describe(value)}")
-    if len(value) != 4:
-        raise ValueError(f"{rule}, got padding={value!r} (length {len(value)})")
+    _int_or_tuple("padding", value, 4, rule, ValueError, check_items=False)
     return value
 
 
@@ -105,19 +110,13 @@ def _padding_values(value: Any) -> Quad:
 
 
 def _output_padding(value: Any) -> Pair:
-    """Type and length of output_padding; its range is a call-time check in MindSpore."""
+    """Type and length of output_padding; its range is a call-time check in MindSpore.
+
+    MindSpore accepts a tuple item such as 1.0 here and then fails inside its Pad kernel;
+    we refuse it now.
+    """
     rule = "output_padding must be an int or a tuple of 2 ints"
-    if _is_int(value):
-        return (value, value)
-    if not isinstance(value, tuple):
-        raise TypeError(f"{rule}, got output_padding={_describe(value)}")
-    if len(value) != 2:
-        raise ValueError(f"{rule}, got output_padding={value!r} (length {len(value)})")
-    for item in value:
-        # MindSpore accepts (1.0, 0) here and then fails inside its Pad kernel: refuse it now.
-        if not _is_int(item):
-            raise TypeError(f"{rule}, got output_padding={value!r} (item {_describe(item)} is not an int)")
-    return (value[0], value[1])
+    return _int_or_tuple("output_padding", value, 2, rule, ValueError)  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,27 +34,33 @@ def _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation):
     return (sh, sw), (dh, dw), (top, left), (length_h, length_w)
 
 
+def _contributions(x_shape, w_shape, stride, pad_mode, padding, dilation, group):
+    """Every (ci, out channel, kh, kw, i, j, r, c): input pixel (i, j) of channel ci, through
+    tap (kh, kw), lands on output position (r, c) of that out channel, inside the window."""
+    _, cin, h, wd = x_shape
+    cig, cog = cin // group, w_shape[1]
+    (sh, sw), (dh, dw), (top, left), (lh, lw) = _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation)
+    for ci in range(cin):
+        for co in range(cog):
+            for kh in range(w_shape[2]):
+                for kw in range(w_shape[3]):
+                    for i in range(h):
+                        r = i * sh + kh * dh - top
+                        for j in range(wd):
+                            c = j * sw + kw * dw - left
+                            if 0 <= r < lh and 0 <= c < lw:
+                                yield ci, (ci // cig) * cog + co, co, kh, kw, i, j, r, c
+
+
 def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 forward, shape (N, Cout, H_out, W_out)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    n, cin, h, wd = x.shape
-    cig, cog = cin // group, w.shape[1]
-    (sh, sw), (dh, dw), (top, left), (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     oph, opw = _pairs(output_padding)
-    out = np.zeros((n, cog * group, lh + oph, lw + opw))
-    for ci in range(cin):
-        g = ci // cig
-        for co in range(cog):
-            for kh in range(w.shape[2]):
-                for kw in range(w.shape[3]):
-                    for i in range(h):
-                        r = i * sh + kh * dh - top
-                        if not 0 <= r < lh:
-                            continue
-                        for j in range(wd):
-                            c = j * sw + kw * dw - left
-                            if 0 <= c < lw:
-                                out[:, g * cog + co, r, c] += x[:, ci, i, j] * w[ci, co, kh, kw]
+    out = np.zeros((x.shape[0], w.shape[1] * group, lh + oph, lw + opw))
+    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(x.shape, w.shape, stride, pad_mode, padding,
+                                                               dilation, group):
+        out[:, out_ch, r, c] += x[:, ci, i, j] * w[ci, co, kh, kw]
     if b is not None:
         out[:, :, :lh, :lw] += np.asarray(b, np.float64)[:, None, None]
     return out
@@ -63,24 +69,12 @@ def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0
 def backward(x, w, g, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 gradients (dx, dw, db) of sum(forward(x, w, b) * g)."""
     x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
-    n, cin, h, wd = x.shape
-    cig, cog = cin // group, w.shape[1]
-    (sh, sw), (dh, dw_), (top, left), (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     dx, dw = np.zeros_like(x), np.zeros_like(w)
-    for ci in range(cin):
-        grp = ci // cig
-        for co in range(cog):
-            for kh in range(w.shape[2]):
-                for kw in range(w.shape[3]):
-                    for i in range(h):
-                        r = i * sh + kh * dh - top
-                        if not 0 <= r < lh:
-                            continue
-                        for j in range(wd):
-                            c = j * sw + kw * dw_ - left
-                            if 0 <= c < lw:
-                                up = g[:, grp * cog + co, r, c]
-                                dx[:, ci, i, j] += up * w[ci, co, kh, kw]
-                                dw[ci, co, kh, kw] += np.dot(up, x[:, ci, i, j])
+    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(x.shape, w.shape, stride, pad_mode, padding,
+                                                               dilation, group):
+        up = g[:, out_ch, r, c]
+        dx[:, ci, i, j] += up * w[ci, co, kh, kw]
+        dw[ci, co, kh, kw] += np.dot(up, x[:, ci, i, j])
     db = g[:, :, :lh, :lw].sum(axis=(0, 2, 3))
     return dx, dw, db
