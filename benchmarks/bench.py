@@ -2,7 +2,7 @@
 
 Engines: ``ours`` (``convtranspose``, NumPy), ``torch`` (``F.conv_transpose2d``), ``jax``
 (``lax.conv_general_dilated``), ``onnxrt`` (a one-node ONNX ``ConvTranspose``, forward only), and the
-``gemm`` row: one BLAS matrix product with the same multiply-adds, the speed limit of the case on this
+``gemm`` row: BLAS matrix products with the same multiply-adds, a yardstick for the case on this
 machine. Every peer computes MindSpore's result (``spec/MINDSPORE_BEHAVIOR.md`` section 1): the full
 transposed convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
 
@@ -38,7 +38,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import ALL_CASES, CASES, EXTRA_CASES, Case  # noqa: E402
+from cases import ALL_CASES, CASES, EXTRA_CASES  # noqa: E402
 
 # |got - ref| <= TOL * (1 + max|ref|), per array.
 TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
@@ -349,10 +349,14 @@ ENGINES = {e.name: e for e in (Ours(), Torch(), Jax(), OnnxRuntime())}
 # --------------------------------------------------------------------------------------------
 
 def gemm_jobs(case, rng):
-    """Forward: A (g, N*H*W, Cin/g) @ B (g, Cin/g, Cout/g*kH*kW), the product a col2im method
-    needs before its scatter. Backward: the two products of its gradient, dX = C @ B^T and
-    dW = A^T @ C. g = 1 is one 2-D matmul; groups are one stacked np.matmul. float16 has no
-    BLAS in NumPy, so float16 cases time the float32 product."""
+    """The gemm row's products: forward and backward, each a () -> None, and a label.
+
+    Forward: A (g, N*H*W, Cin/g) @ B (g, Cin/g, Cout/g*kH*kW), the product a col2im method needs
+    before its scatter; exactly the case's multiply-adds. Backward: the two products of its
+    gradient, dX = C @ B^T and dW = A^T @ C (twice the MACs; dbias is negligible). g = 1 is one 2-D
+    matmul; groups are one stacked np.matmul. Outputs are preallocated (out=). float16 has no BLAS
+    in NumPy, so float16 cases time the float32 product.
+    """
     _, cout_g, kh, kw = case.weight_shape
     g, m, k, cols = case.group, case.n * case.h * case.w, case.cin // case.group, cout_g * kh * kw
     dtype = np.float32 if case.dtype == "float16" else np.dtype(case.dtype)
@@ -391,28 +395,32 @@ def compare(got, ref, dtype):
     return worst, msg
 
 
-def measure(jobs, repeat, warmup):
-    """Time every (key, fn) round-robin, so all engines see the same machine noise.
+def measure(jobs, repeat, warmup, settle=0.1):
+    """Time each (key, fn) in its own block: warm-up, then `repeat` samples.
 
+    Not round-robin: on a small machine the thread pools of the engine that ran last (ONNX Runtime
+    and XLA spin, OpenMP and OpenBLAS wake up slowly) slow the next engine's first calls by up to
+    milliseconds. So each block starts with at least `warmup` calls and `settle` seconds of calls.
     A sample is one call, or the mean of `inner` back-to-back calls when one call takes under
     1 ms (inner brings a sample to about 2 ms, at most 100 calls). Returns {key: (samples, inner)}.
     """
-    inner = {}
+    result = {}
     for key, fn in jobs:
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        one = time.perf_counter() - t0
-        inner[key] = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
-    samples = {key: [] for key, _ in jobs}
-    for _ in range(repeat):
-        for key, fn in jobs:
+        start, calls, one = time.perf_counter(), 0, math.inf
+        while calls < max(warmup, 1) or (time.perf_counter() - start < settle and calls < 1000):
             t0 = time.perf_counter()
-            for _ in range(inner[key]):
+            fn()
+            one = min(one, time.perf_counter() - t0)
+            calls += 1
+        inner = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(inner):
                 fn()
-            samples[key].append((time.perf_counter() - t0) / inner[key])
-    return {key: (samples[key], inner[key]) for key, _ in jobs}
+            samples.append((time.perf_counter() - t0) / inner)
+        result[key] = (samples, inner)
+    return result
 
 
 def make_data(case, seed):
@@ -438,26 +446,26 @@ def run_case(case, engines, opts, out):
         rec = record["engines"][name] = {"status": "ok"}
         try:
             runner = engine.prepare(case, data)
-            y = (runner.to_numpy(runner.forward()),)
-        except Exception as exc:  # an engine that cannot run this case (dtype, attribute) is skipped
-            rec["status"] = f"skipped: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}"
+        except Exception as exc:  # an engine that has no kernel for this case (a dtype) is skipped
+            reason = str(exc).strip().splitlines()[0].split(" : ")[-1]   # onnxruntime prefixes codes
+            rec["status"] = f"skipped: {reason[:150]}"
             continue
         runners[name] = runner
-        for direction, got in (("fwd", y), ("bwd", None)):
-            if direction == "bwd":
-                if runner.backward is None:
-                    continue
-                try:
-                    got = tuple(runner.to_numpy(a) for a in runner.backward())
-                except Exception as exc:
-                    got = exc
+        for direction, call in (("fwd", runner.forward), ("bwd", runner.backward)):
+            if call is None:
+                continue
+            try:   # an engine that raises here fails the check
+                got = tuple(runner.to_numpy(a) for a in ((call(),) if direction == "fwd" else call()))
+            except Exception as exc:
+                got = exc
             ref_name, ref = anchor[direction]
             worst, msg = (math.inf, f"{type(got).__name__}: {got}") if isinstance(got, Exception) \
                 else compare(got, ref, case.dtype)
             rec[f"check_{direction}"] = {"against": ref_name, "worst_ratio": worst}
             if worst > 1:
                 rec[f"fail_{direction}"] = msg
-                notes.append(f"  {name} {direction} FAIL vs {ref_name}: {msg} (not timed)")
+                notes.append(f"  {name} {direction} FAIL vs {ref_name}: {msg}"
+                             + ("" if opts.check_only else " (not timed)"))
             elif name == "ours":   # ours passed the oracle: every peer is now checked against it
                 anchor[direction] = ("ours", got)
 
@@ -470,7 +478,7 @@ def run_case(case, engines, opts, out):
             rec = record["engines"][name]
             if "fail_fwd" not in rec:
                 jobs.append(((name, "fwd"), runner.forward))
-            if runner.backward is not None and "fail_bwd" not in rec and "check_bwd" in rec:
+            if runner.backward is not None and "fail_bwd" not in rec:
                 jobs.append(((name, "bwd"), runner.backward))
         timings = measure(jobs, opts.repeat, opts.warmup)
         record["gemm"].update({d: _stats(*timings[("gemm", d)]) for d in ("fwd", "bwd")})
@@ -484,7 +492,7 @@ def run_case(case, engines, opts, out):
                     if direction in rec:
                         fn = runner.forward if direction == "fwd" else runner.backward
                         rec.setdefault("peak_bytes", {})[direction] = runner.peak(fn)
-        _ratios(record)
+        _ratios(record, opts.ratio_of)
     print_case(record, notes, out)
     return record
 
@@ -495,25 +503,26 @@ def _stats(samples, inner):
             "samples_ms": ms, "calls_per_sample": inner}
 
 
-def _ratios(record):
-    engines = record["engines"]
+def _ratios(record, stat):
+    """vs_gemm and vs_peer of every timed row, from the `stat` ('median' or 'min') of each."""
+    key, engines = f"{stat}_ms", record["engines"]
     record["fastest_peer"] = {}
     for direction in ("fwd", "bwd"):
-        timed = {n: engines[n][direction]["median_ms"] for n in PEERS if direction in engines.get(n, {})}
+        timed = {n: engines[n][direction][key] for n in PEERS if direction in engines.get(n, {})}
         best = min(timed, key=timed.get) if timed else None
         record["fastest_peer"][direction] = best
-        gemm = record["gemm"][direction]["median_ms"]
+        gemm = record["gemm"][direction][key]
         for rec in list(engines.values()) + [record["gemm"]]:
             if direction in rec:
-                rec[direction]["vs_gemm"] = rec[direction]["median_ms"] / gemm
-                rec[direction]["vs_peer"] = rec[direction]["median_ms"] / timed[best] if best else None
+                rec[direction]["vs_gemm"] = rec[direction][key] / gemm
+                rec[direction]["vs_peer"] = rec[direction][key] / timed[best] if best else None
 
 
 # --------------------------------------------------------------------------------------------
 # Output.
 # --------------------------------------------------------------------------------------------
 
-COLUMNS = (f"{'case':<11}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}"
+COLUMNS = (f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}"
            f"  {'bwd med':>7}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'peak MiB':>12}")
 
 
@@ -550,23 +559,26 @@ def _verdict(rec, direction):
         return "-"
     if f"fail_{direction}" in rec:
         return f"FAIL vs {check['against']}"
-    return f"ok vs {check['against']} (error {check['worst_ratio']:.3f} of the bound)"
+    return f"ok vs {check['against']}, error {check['worst_ratio']:.3f} of the bound"
 
 
 def print_case(record, notes, out):
     fastest = record.get("fastest_peer", {})
     print(f"\n{record['case']}: {record['describe']}", file=out)
-    summary = f"  {record['macs'] / 1e6:.0f} MMAC; gemm {record['gemm']['product']}"
+    macs = record["macs"]
+    summary = f"  {macs / 1e9:.3g} GMAC" if macs >= 1e9 else f"  {macs / 1e6:.3g} MMAC"
+    summary += f"; gemm {record['gemm']['product']}"
     if fastest:
         summary += f"; fastest peer fwd {fastest['fwd'] or '-'}, bwd {fastest['bwd'] or '-'}"
     print(summary, file=out)
     rows = [("gemm", record["gemm"])] if "fwd" in record["gemm"] else []
     for name, rec in rows + list(record["engines"].items()):
-        head = f"{record['case'][:10]:<11}{name:<7}"
+        head = f"{record['case']:<12}{name:<7}"
         if rec.get("status", "ok") != "ok":
-            print(f"{head}{rec['status']}"[:100], file=out)
+            print(f"{head}{rec['status']}"[:110], file=out)
         elif name != "gemm" and "fwd" not in rec and "bwd" not in rec:   # --check-only
-            print(head + "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd")), file=out)
+            print(head + "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd")).replace(" of the bound", ""),
+                  file=out)
         else:
             print(f"{head} {_cells(rec, 'fwd')}  {_cells(rec, 'bwd')}{_peak(rec, name):>12}", file=out)
     for note in notes:
@@ -637,6 +649,9 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=10, help="timed samples per engine (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="smoke run: --repeat 3 --warmup 1")
+    p.add_argument("--ratio-of", choices=("median", "min"), default="median",
+                   help="statistic the /peer and /gemm ratios compare (default %(default)s; min is steadier "
+                        "on a busy machine)")
     p.add_argument("--threads", type=int, default=2,
                    help="threads for torch, onnxruntime and NumPy's BLAS (default %(default)s)")
     p.add_argument("--check-only", action="store_true", help="check every engine, time nothing")
@@ -678,10 +693,11 @@ def main(argv=None):
     except ImportError:
         pass
     wanted = [n.strip() for n in opts.engines.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in ENGINES]
+    if unknown:
+        sys.exit(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
     engines, versions, skipped = {}, {}, []
-    for name in wanted:
-        if name not in ENGINES:
-            sys.exit(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    for name in (n for n in ENGINES if n in wanted):   # ours first: peers are checked against it
         try:
             versions[name] = ENGINES[name].setup(opts)
             engines[name] = ENGINES[name]
@@ -696,14 +712,17 @@ def main(argv=None):
     for line in skipped:
         print(line)
     mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
-    print(f"{mode}; ms per call; checks: ours vs a float64 oracle, peers vs ours")
-    if not opts.check_only:
-        print("\n" + COLUMNS)
+    checks = "ours vs a float64 oracle, peers vs ours" if "ours" in engines else "every engine vs a float64 oracle"
+    print(f"{mode}; ms per call; checks: {checks}")
+    print("\n" + COLUMNS if not opts.check_only else
+          "per engine and direction: 'ok vs REF, error E' (E = worst |got - ref| / tolerance bound) or FAIL")
     records = [run_case(case, engines, opts, sys.stdout) for case in chosen]
     if not opts.check_only:
-        print("\n/peer: median / fastest peer's median (torch, jax; onnxrt too for fwd). /gemm: median / the"
-              "\nsame MACs as BLAS products (gemm row). peak MiB fwd/bwd: tracemalloc (ours), torch.profiler"
-              "\nallocations (torch), n/a where no allocator trace exists. See benchmarks/README.md.")
+        stat = opts.ratio_of
+        print(f"\n/peer: {stat} / the fastest peer's {stat} (torch, jax; onnxrt too for fwd)."
+              f"\n/gemm: {stat} / the gemm row's {stat} (the same multiply-adds as BLAS products)."
+              "\npeak MiB fwd/bwd: tracemalloc (ours), torch.profiler allocations (torch); n/a: no"
+              "\nallocator trace. See benchmarks/README.md.")
     failed = [(r["case"], n) for r in records for n, e in r["engines"].items() if any(k.startswith("fail_") for k in e)]
     if failed:
         print(f"FAIL: {', '.join(f'{c}/{n}' for c, n in failed)}")

@@ -51,9 +51,12 @@ def axis_window(n, kernel, stride, dilation, pad_mode, pad_before, pad_after, ou
 
     Args:
         n: input length on this axis.
-        kernel, stride, dilation: the layer's values for this axis (dilation 1 means dense).
+        kernel: kernel size on this axis.
+        stride: stride on this axis.
+        dilation: spacing of the kernel taps (1 means dense).
         pad_mode: 'same', 'valid' or 'pad'.
-        pad_before, pad_after: the 'pad' amounts (top/bottom or left/right); 0 in other modes.
+        pad_before: the 'pad' amount at the start (top or left); 0 in other modes.
+        pad_after: the 'pad' amount at the end (bottom or right); 0 in other modes.
         output_padding: zero rows appended at the end, after the bias.
 
     Returns:
