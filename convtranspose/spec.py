@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 PAD_MODES = ("valid", "same", "pad")
 
@@ -119,6 +119,14 @@ def _output_padding(value: Any) -> Pair:
     return _int_or_tuple("output_padding", value, 2, rule, ValueError)  # type: ignore[return-value]
 
 
+class Phase(NamedTuple):
+    """Window rows ``rows`` (a strided slice, ``count`` rows) and their ``(tap, shift)`` pairs."""
+
+    rows: slice
+    count: int
+    taps: Tuple[Tuple[int, int], ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class AxisPlan:
     """How one spatial axis of the full transposed convolution becomes the output axis.
@@ -160,6 +168,33 @@ class AxisPlan:
     def output_length(self, n: int) -> int:
         """Length of the output axis, output_padding included."""
         return self.window_length(n) + self.output_padding
+
+    def phases(self, n: int) -> Tuple["Phase", ...]:
+        """The stride-phase decomposition of the window, for an input axis of length ``n``.
+
+        Window rows ``r = phase + m*stride`` (``m = 0 .. count-1``) all receive the same taps:
+        tap ``t`` with ``(phase + crop_before - t*dilation) % stride == 0``, from input row
+        ``m + shift`` where ``shift = (phase + crop_before - t*dilation) // stride``. So each
+        phase is a dense stride-1 correlation of the input with a sub-kernel (XNNPACK's
+        "subconv"). A phase may have no taps: its rows receive only the bias.
+        """
+        window = self.window_length(n)
+        result = []
+        for phase in range(min(self.stride, window)):
+            base = phase + self.crop_before
+            taps = tuple((t, (base - t * self.dilation) // self.stride) for t in range(self.kernel)
+                         if (base - t * self.dilation) % self.stride == 0)
+            rows = slice(phase, window, self.stride)
+            result.append(Phase(rows, len(range(window)[rows]), taps))
+        return tuple(result)
+
+    def phase_padding(self, n: int) -> Tuple[int, int]:
+        """Zero rows to put before and after the input so that every phase tap reads
+        input rows ``shift .. shift + count - 1`` inside the padded axis."""
+        reads = [(shift, shift + phase.count) for phase in self.phases(n) for _, shift in phase.taps]
+        if not reads:
+            return 0, 0
+        return max(0, -min(lo for lo, _ in reads)), max(0, max(hi for _, hi in reads) - n)
 
     def tap_window(self, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
         """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.

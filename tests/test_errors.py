@@ -45,7 +45,7 @@ def decode(value, key=None):
             return cls(**{k: decode(v) for k, v in value["args"].items()})
         return {k: decode(v, k) for k, v in value.items()}
     if key == "dtype" and isinstance(value, str):  # a MindSpore dtype, written by its name
-        return getattr(np, value)
+        return getattr(np, value, value)  # NumPy has no bfloat16: pass the name itself
     return value
 
 

@@ -47,8 +47,17 @@ def random_case(seed, dtype=np.float64):
             return kwargs, x, w, b
 
 
+@pytest.fixture(params=[(None, None), ("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phases")],
+                ids=["planned", "col2im", "col2im_nhwc", "phases"])
+def routes(request):
+    """Run a test with the planner's choice and with every route forced."""
+    engine.force_routes(*request.param)
+    yield request.param
+    engine.force_routes()
+
+
 @pytest.mark.parametrize("seed", range(60))
-def test_forward_and_backward_match_the_oracle(seed):
+def test_forward_and_backward_match_the_oracle(seed, routes):
     kwargs, x, w, b = random_case(seed)
     y = ct.conv2d_transpose(x, w, b, **kwargs)
     assert_close(y, reference.forward(x, w, b, **kwargs), 1e-10, f"y {kwargs}")
@@ -102,7 +111,7 @@ def test_each_dtype_in_is_the_dtype_out(dtype):
     assert np.all(np.abs(y - ref) <= tol * (1 + np.abs(ref).max()))
 
 
-def test_chunking_does_not_change_results():
+def test_chunking_does_not_change_results(routes):
     kwargs, x, w, b = random_case(3)
     x = np.concatenate([x] * 5)
     g = np.random.default_rng(0).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
@@ -147,7 +156,7 @@ def test_short_kernel_leaves_bias_only_rows():
     ((1, 2, 3, 0), dict(pad_mode="pad"), (1, 2, 5, 2), 1.0),
     ((1, 2, 1, 1), dict(pad_mode="pad", padding=(3, 0, 0, 0)), (1, 2, 0, 3), None),
 ])
-def test_empty_inputs_give_the_bias_only_rows_mindspore_gives(shape, kwargs, out_shape, value):
+def test_empty_inputs_give_the_bias_only_rows_mindspore_gives(shape, kwargs, out_shape, value, routes):
     """N=0, H=0 and W=0 run; 'valid'/'pad' then keep the rows only the bias reaches."""
     w = np.ones((2, 2, 3, 3), np.float32)
     y = ct.conv2d_transpose(np.zeros(shape, np.float32), w, np.ones(2, np.float32), **kwargs)

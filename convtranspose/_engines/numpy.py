@@ -2,54 +2,94 @@
 
 Layouts: x ``(N, Cin, H, W)``, weight ``(Cin, Cout // group, kH, kW)``, output
 ``(N, Cout, H_out, W_out)``; all geometry comes from the spec's :class:`AxisPlan` objects.
+``G`` is the group count, ``cig = Cin/G``, ``cog = Cout/G``, ``K = kH*kW``.
 
-Method ("GEMM + col2im"). For group g with ``cig = Cin/G`` input and ``cog = Cout/G`` output
-channels, one BLAS product per group computes every (output channel, tap) contribution of
-every input pixel::
+Every route does exactly the multiply-adds of the convolution (no zero insertion) in BLAS
+products; they differ in the data they move around those products, and :func:`plan` picks
+the cheaper one from the spec and the input shape.
 
-    cols[g, (co, kh, kw), (n, i, j)] = sum_ci  w[g*cig + ci, co, kh, kw] * x[n, g*cig + ci, i, j]
+Forward routes:
 
-so the multiplies are exactly those of the convolution (no zero insertion). Each tap
-(kh, kw) then adds its slab straight into the output window: input row ``i`` lands on window
-row ``i*stride + kh*dilation - crop_before`` (a strided slice; rows that fall in the crop are
-skipped, see ``AxisPlan.tap_window``). The bias is added to the window; output_padding rows
-stay zero.
+- ``col2im``: one product per image gives every (output channel, tap) contribution of every
+  input pixel, ``cols[n, g, (co, kh, kw), (i, j)] = sum_ci w[g*cig+ci, co, kh, kw] x[n, g*cig+ci, i, j]``;
+  each tap then adds its slab into the output window, where input row ``i`` lands on window
+  row ``i*stride + kh*dilation - crop_before`` (a strided slice, ``AxisPlan.tap_window``).
+  Moves ``Cout*K`` values per input pixel: best when ``Cin > Cout``.
+- ``col2im_nhwc``: the same in channels-last order, so every add runs along ``cog``
+  contiguous values; for small images with many channels, where the NCHW rows are short.
+- ``phases``: window rows ``phase + m*stride`` all see the same taps, so each stride phase is
+  a dense stride-1 correlation (``AxisPlan.phases``). Stacking the shifted input slices of a
+  phase's taps makes it one product ``(cog, T*cig) @ (T*cig, N*rows*cols)`` whose result is
+  written once into the window: no output element is added twice. Moves ``Cin*K`` values per
+  input pixel: best when ``Cin <= Cout``.
 
-Backward, derived from the same sum. The forward is ``window = col2im(W^T X)`` restricted to
-the window, so its adjoint is ``im2col`` of the upstream gradient ``G`` restricted to the window
-(cropped rows, the zero extension and output_padding rows carry no gradient)::
+Backward, derived from the same sums. With ``G`` the upstream gradient restricted to the
+window (cropped rows, the zero extension and output_padding rows carry no gradient):
 
-    gcols[g, (co, kh, kw), (n, i, j)] = G[n, g*cog + co, i*s_h + kh*d_h - top, j*s_w + kw*d_w - left]
-                                        (zero where that position is outside the window)
-    dx[g] = W_g @ gcols[g]          (cig, cog*K) @ (cog*K, N*H*W)
-    dw[g] = X_g @ gcols[g]^T        (cig, N*H*W) @ (N*H*W, cog*K)
-    db    = sum of G over the window (never over output_padding rows)
+- ``im2col`` (adjoint of col2im): ``gcols[g, (co, kh, kw), (n, i, j)] = G[n, g*cog+co,
+  i*s_h + kh*d_h - top, j*s_w + kw*d_w - left]`` (zero outside the window), then
+  ``dx_g = W_g @ gcols_g`` and ``dw_g = X_g @ gcols_g^T``.
+- ``phases`` (adjoint of phases): per phase, with ``S`` the stacked input slices and ``G_p``
+  the phase's gradient rows, ``dW_p = S @ G_p^T`` and ``dS = W_p^T @ G_p``, whose slices
+  are added back at their shifts into the (padded) dx.
+
+``db`` sums G over the window only, never over output_padding rows.
 
 dtypes: float32 and float64 compute in their own dtype. float16 computes in float32 and
 rounds as MindSpore does: ``y = fp16(fp16(conv_fp32) + bias)`` (the bias add is one exact
 sum rounded once), and each gradient is the float32 result rounded once to float16.
 
-Memory: the batch is processed in chunks so that the ``cols`` buffer stays under
-``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`).
+Memory: the batch is processed in chunks so that the largest intermediate buffer stays
+under ``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`), one image at least.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..spec import Conv2dTransposeSpec
+from ..spec import Conv2dTransposeSpec, Phase
 
 _chunk_bytes = 64 * 2 ** 20
+_forced: Dict[str, Optional[str]] = {"forward": None, "backward": None}
 
 
 def set_chunk_bytes(limit: int) -> None:
-    """Upper bound, in bytes, of the per-chunk column buffer (at least one image per chunk)."""
+    """Upper bound, in bytes, of the largest per-chunk buffer (one image per chunk at least)."""
     global _chunk_bytes
     if type(limit) is not int or limit < 1:
         raise ValueError(f"chunk_bytes must be a positive int, got {limit!r}")
     _chunk_bytes = limit
+
+
+def force_routes(forward: Optional[str] = None, backward: Optional[str] = None) -> None:
+    """Override :func:`plan` (for tests and benchmarks); None restores the automatic choice."""
+    for name, table in ((forward, FORWARD_ROUTES), (backward, BACKWARD_ROUTES)):
+        if name is not None and name not in table:
+            raise ValueError(f"unknown route {name!r}; known: {sorted(table)}")
+    _forced.update(forward=forward, backward=backward)
+
+
+def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Tuple[str, str]:
+    """``(forward route, backward route)`` for this spec and input shape.
+
+    The phase routes move ``Cin*K`` values per input pixel, the column routes ``Cout*K``
+    (see the module docstring), so the channel ratio decides; channels-last wins when the
+    image rows are short next to the channel count.
+    """
+    cig = spec.in_channels // spec.group
+    cog = spec.out_channels // spec.group
+    if cig <= cog:
+        forward = "phases"
+    elif cog >= 16 * x_shape[3]:
+        forward = "col2im_nhwc"
+    else:
+        forward = "col2im"
+    # One im2col of the gradient serves both dx and dweight, so it wins unless the output
+    # has clearly more channels than the input.
+    backward = "phases" if cog > 2 * cig else "im2col"
+    return _forced["forward"] or forward, _forced["backward"] or backward
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -58,30 +98,18 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
 
 def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> Iterator[slice]:
     n, _, h, w = x_shape
-    per_image = spec.out_channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w * itemsize
+    channels = max(spec.in_channels, spec.out_channels)
+    per_image = channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w * itemsize
     step = max(1, _chunk_bytes // max(per_image, 1))
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
 
 
-def _grouped_input(x: np.ndarray, group: int) -> np.ndarray:
-    """``(N, Cin, H, W)`` -> ``(G, Cin/G, N*H*W)`` (a copy, contiguous for BLAS)."""
-    n, cin, h, w = x.shape
-    return x.reshape(n, group, cin // group, h * w).transpose(1, 2, 0, 3).reshape(group, cin // group, n * h * w)
-
-
-def _grouped_weight(weight: np.ndarray, group: int) -> np.ndarray:
-    """``(Cin, Cout/G, kH, kW)`` -> ``(G, Cin/G, Cout/G*kH*kW)`` (a view)."""
-    cin = weight.shape[0]
-    return weight.reshape(group, cin // group, -1)
-
+# ---------------------------------------------------------------------------- shared pieces
 
 def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[int, int, tuple, tuple]]:
-    """``(kh, kw, input_index, output_index)`` for every tap that reaches the window.
-
-    ``input_index`` selects ``(..., rows, cols)`` of an input-sized array and ``output_index``
-    the (strided) window positions those pixels land on.
-    """
+    """``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))`` for every tap that
+    reaches the window (``AxisPlan.tap_window`` per axis)."""
     plan_h, plan_w = spec.axes
     for kh in range(spec.kernel_size[0]):
         rows = plan_h.tap_window(kh, h)
@@ -90,29 +118,140 @@ def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[in
         for kw in range(spec.kernel_size[1]):
             cols = plan_w.tap_window(kw, w)
             if cols is not None:
-                yield kh, kw, (Ellipsis, rows[0], cols[0]), (Ellipsis, rows[1], cols[1])
+                yield kh, kw, (rows[0], cols[0]), (rows[1], cols[1])
 
 
-def _scatter_taps(window: np.ndarray, cols: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> None:
-    """Add each tap's slab of ``cols`` ``(G, cog*kH*kW, n*h*w)`` into ``window`` ``(n, Cout, ., .)``."""
-    k_h, k_w = spec.kernel_size
-    taps = cols.reshape(spec.out_channels, k_h, k_w, window.shape[0], h, w)
+def _channel_major(x: np.ndarray, group: int) -> np.ndarray:
+    """``(N, Cin, H, W)`` -> ``(G, cig, N*H*W)`` (a copy, contiguous for BLAS)."""
+    n, cin, h, w = x.shape
+    return x.reshape(n, group, cin // group, h * w).transpose(1, 2, 0, 3).reshape(group, cin // group, n * h * w)
+
+
+def _padded_input(x: np.ndarray, spec: Conv2dTransposeSpec) -> np.ndarray:
+    """``(N, Cin, H, W)`` -> ``(G, cig, N, H + pads, W + pads)``, zero-padded for the phase taps."""
+    n, cin, h, w = x.shape
+    (top, bottom), (left, right) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    padded = np.zeros((spec.group, cin // spec.group, n, h + top + bottom, w + left + right), dtype=x.dtype)
+    padded[..., top:top + h, left:left + w] = x.reshape(n, spec.group, cin // spec.group, h, w).transpose(1, 2, 0, 3, 4)
+    return padded
+
+
+def _phase_pairs(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[Phase, Phase]]:
+    """Every (height phase, width phase) that some tap reaches."""
+    for phase_h in spec.axes[0].phases(h):
+        for phase_w in spec.axes[1].phases(w):
+            if phase_h.taps and phase_w.taps:
+                yield phase_h, phase_w
+
+
+def _phase_kernel(weight: np.ndarray, spec: Conv2dTransposeSpec, phase_h: Phase, phase_w: Phase) -> np.ndarray:
+    """The sub-kernel of one phase, ``(G, cog, T*cig)``, taps in :func:`_stack_phase` order."""
+    cin, cog = weight.shape[:2]
+    weight_g = weight.reshape(spec.group, cin // spec.group, cog, *spec.kernel_size)
+    picked = [weight_g[:, :, :, th, tw] for th, _ in phase_h.taps for tw, _ in phase_w.taps]
+    return np.stack(picked, axis=1).transpose(0, 3, 1, 2).reshape(spec.group, cog, -1)
+
+
+def _phase_slices(spec: Conv2dTransposeSpec, h: int, w: int, phase_h: Phase, phase_w: Phase) -> Iterator[tuple]:
+    """For each tap of the phase, the slice of the padded input it reads."""
+    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    for _, shift_h in phase_h.taps:
+        for _, shift_w in phase_w.taps:
+            yield (Ellipsis, slice(top + shift_h, top + shift_h + phase_h.count),
+                   slice(left + shift_w, left + shift_w + phase_w.count))
+
+
+def _stack_phase(padded: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int,
+                 phase_h: Phase, phase_w: Phase) -> np.ndarray:
+    """im2col over one phase's taps: ``(G, T*cig, N*rows*cols)``."""
+    group, cig, n = padded.shape[:3]
+    taps = len(phase_h.taps) * len(phase_w.taps)
+    stacked = np.empty((group, taps, cig, n, phase_h.count, phase_w.count), dtype=padded.dtype)
+    for index, source in enumerate(_phase_slices(spec, h, w, phase_h, phase_w)):
+        stacked[:, index] = padded[source]
+    return stacked.reshape(group, taps * cig, -1)
+
+
+# ---------------------------------------------------------------------------- forward routes
+
+def _forward_col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
+    n, cin, h, w = x.shape
+    weight_t = weight.reshape(spec.group, cin // spec.group, -1).transpose(0, 2, 1)   # (G, cog*K, cig)
+    cols = np.matmul(weight_t, x.reshape(n, spec.group, cin // spec.group, h * w))    # (n, G, cog*K, h*w)
+    taps = cols.reshape(n, spec.out_channels, *spec.kernel_size, h, w)
     for kh, kw, source, target in _tap_windows(spec, h, w):
-        window[target] += taps[:, kh, kw][source].transpose(1, 0, 2, 3)
+        window[(Ellipsis,) + target] += taps[:, :, kh, kw][(Ellipsis,) + source]
 
 
-def _gather_taps(grad_window: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int) -> np.ndarray:
-    """im2col of ``grad_window`` ``(n, Cout, ., .)`` -> ``(G, cog*kH*kW, n*h*w)``.
-
-    Taps that land outside the window (cropped rows, rows past the input) contribute zeros.
-    """
+def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
+    n, cin, h, w = x.shape
+    group, cig, cog = spec.group, cin // spec.group, spec.out_channels // spec.group
     k_h, k_w = spec.kernel_size
-    n = grad_window.shape[0]
-    cols = np.zeros((spec.out_channels, k_h, k_w, n, h, w), dtype=grad_window.dtype)
-    for kh, kw, source, target in _tap_windows(spec, h, w):
-        cols[:, kh, kw][source] = grad_window[target].transpose(1, 0, 2, 3)
-    return cols.reshape(spec.group, -1, n * h * w)
+    pixels = x.reshape(n, group, cig, h, w).transpose(1, 0, 3, 4, 2).reshape(group, n * h * w, cig)
+    kernel = weight.reshape(group, cig, cog, k_h, k_w).transpose(0, 1, 3, 4, 2).reshape(group, cig, -1)
+    cols = np.matmul(pixels, kernel).reshape(group, n, h, w, k_h, k_w, cog)
+    acc = np.zeros((n,) + window.shape[2:] + (group, cog), dtype=window.dtype)   # channels-last window
+    for kh, kw, (rows, columns), (out_rows, out_cols) in _tap_windows(spec, h, w):
+        acc[:, out_rows, out_cols] += cols[:, :, rows, columns, kh, kw].transpose(1, 2, 3, 0, 4)
+    window[...] = acc.reshape(acc.shape[:3] + (spec.out_channels,)).transpose(0, 3, 1, 2)
 
+
+def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
+    n, _, h, w = x.shape
+    padded = _padded_input(x, spec)
+    for phase_h, phase_w in _phase_pairs(spec, h, w):
+        stacked = _stack_phase(padded, spec, h, w, phase_h, phase_w)
+        result = np.matmul(_phase_kernel(weight, spec, phase_h, phase_w), stacked)   # (G, cog, n*rows*cols)
+        window[:, :, phase_h.rows, phase_w.rows] = result.reshape(
+            spec.out_channels, n, phase_h.count, phase_w.count).transpose(1, 0, 2, 3)
+
+
+FORWARD_ROUTES: Dict[str, Callable[..., None]] = {
+    "col2im": _forward_col2im, "col2im_nhwc": _forward_col2im_nhwc, "phases": _forward_phases}
+
+
+# ---------------------------------------------------------------------------- backward routes
+
+def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
+                     spec: Conv2dTransposeSpec) -> Tuple[np.ndarray, np.ndarray]:
+    n, cin, h, w = x.shape
+    cols = np.zeros((spec.out_channels, *spec.kernel_size, n, h, w), dtype=grad_window.dtype)
+    for kh, kw, source, target in _tap_windows(spec, h, w):
+        cols[(slice(None), kh, kw, Ellipsis) + source] = grad_window[(Ellipsis,) + target].transpose(1, 0, 2, 3)
+    cols = cols.reshape(spec.group, -1, n * h * w)                                    # (G, cog*K, n*h*w)
+    weight_g = weight.reshape(spec.group, cin // spec.group, -1)                      # (G, cig, cog*K)
+    dx = np.matmul(weight_g, cols).reshape(cin, n, h, w).transpose(1, 0, 2, 3)
+    dweight = np.matmul(_channel_major(x, spec.group), cols.transpose(0, 2, 1))
+    return dx, dweight.reshape(weight.shape)
+
+
+def _backward_phases(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
+                     spec: Conv2dTransposeSpec) -> Tuple[np.ndarray, np.ndarray]:
+    n, cin, h, w = x.shape
+    group, cig, cog = spec.group, cin // spec.group, weight.shape[1]
+    padded = _padded_input(x, spec)
+    dpadded = np.zeros_like(padded)
+    dweight = np.zeros((group, cig, cog) + spec.kernel_size, dtype=weight.dtype)
+    for phase_h, phase_w in _phase_pairs(spec, h, w):
+        grad = grad_window[:, :, phase_h.rows, phase_w.rows].transpose(1, 0, 2, 3).reshape(group, cog, -1)
+        stacked = _stack_phase(padded, spec, h, w, phase_h, phase_w)                 # (G, T*cig, m)
+        sub_dweight = np.matmul(stacked, grad.transpose(0, 2, 1)).reshape(group, -1, cig, cog)
+        dstacked = np.matmul(_phase_kernel(weight, spec, phase_h, phase_w).transpose(0, 2, 1), grad)
+        dstacked = dstacked.reshape(group, -1, cig, n, phase_h.count, phase_w.count)
+        taps = [(th, tw) for th, _ in phase_h.taps for tw, _ in phase_w.taps]
+        for index, (source, (th, tw)) in enumerate(zip(_phase_slices(spec, h, w, phase_h, phase_w), taps)):
+            dweight[:, :, :, th, tw] = sub_dweight[:, index]
+            dpadded[source] += dstacked[:, index]
+    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    dx = dpadded[..., top:top + h, left:left + w].reshape(cin, n, h, w).transpose(1, 0, 2, 3)
+    return dx, dweight.reshape(weight.shape)
+
+
+BACKWARD_ROUTES: Dict[str, Callable[..., Tuple[np.ndarray, np.ndarray]]] = {
+    "im2col": _backward_im2col, "phases": _backward_phases}
+
+
+# ---------------------------------------------------------------------------- entry points
 
 def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
             spec: Conv2dTransposeSpec) -> np.ndarray:
@@ -129,15 +268,14 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
     """
     dtype = x.dtype
     work = _compute_dtype(dtype)
-    _, _, h, w = x.shape
     out = np.zeros(spec.output_shape(x.shape), dtype=work)
     _, _, win_h, win_w = spec.window_shape(x.shape)
     window = out[:, :, :win_h, :win_w]
     if x.size:
-        weight_g = _grouped_weight(weight.astype(work, copy=False), spec.group).transpose(0, 2, 1)
+        route = FORWARD_ROUTES[plan(spec, x.shape)[0]]
+        weight_work = weight.astype(work, copy=False)
         for batch in _batch_chunks(spec, x.shape, work.itemsize):
-            cols = np.matmul(weight_g, _grouped_input(x[batch].astype(work, copy=False), spec.group))
-            _scatter_taps(window[batch], cols, spec, h, w)
+            route(window[batch], x[batch].astype(work, copy=False), weight_work, spec)
     if dtype == np.float16:
         # MindSpore rounds the conv to float16, then adds the bias: an exact sum (float64
         # holds any sum of two float16 values) rounded once more to float16.
@@ -165,20 +303,15 @@ def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
     """
     dtype = x.dtype
     work = _compute_dtype(dtype)
-    _, cin, h, w = x.shape
     _, _, win_h, win_w = spec.window_shape(x.shape)
     grad_window = grad_out[:, :, :win_h, :win_w].astype(work, copy=False)
     dbias = grad_window.sum(axis=(0, 2, 3))
     dx = np.zeros(x.shape, dtype=work)
-    weight_g = _grouped_weight(weight.astype(work, copy=False), spec.group)
-    dweight_g = np.zeros(weight_g.shape, dtype=work)
+    dweight = np.zeros(weight.shape, dtype=work)
     if x.size:
+        route = BACKWARD_ROUTES[plan(spec, x.shape)[1]]
+        weight_work = weight.astype(work, copy=False)
         for batch in _batch_chunks(spec, x.shape, work.itemsize):
-            xb = x[batch].astype(work, copy=False)
-            nb = xb.shape[0]
-            gcols = _gather_taps(grad_window[batch], spec, h, w)
-            dx_g = np.matmul(weight_g, gcols)  # (G, cig, nb*h*w)
-            dx[batch] = dx_g.reshape(spec.group, cin // spec.group, nb, h * w).transpose(2, 0, 1, 3).reshape(nb, cin, h, w)
-            dweight_g += np.matmul(_grouped_input(xb, spec.group), gcols.transpose(0, 2, 1))
-    dweight = dweight_g.reshape(weight.shape)
-    return dx.astype(dtype), dweight.astype(dtype), dbias.astype(dtype)
+            dx[batch], dweight_part = route(grad_window[batch], x[batch].astype(work, copy=False), weight_work, spec)
+            dweight += dweight_part
+    return dx.astype(dtype, copy=False), dweight.astype(dtype, copy=False), dbias.astype(dtype, copy=False)
