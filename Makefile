@@ -30,8 +30,10 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m slow
 
+# OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, where a machine sets them, pin OpenBLAS to older
+# kernels (half speed on AVX-512 machines): the benchmark measures NumPy as shipped.
 bench: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/bench.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

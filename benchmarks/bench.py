@@ -42,7 +42,8 @@ from cases import ALL_CASES, CASES, EXTRA_CASES  # noqa: E402
 
 # |got - ref| <= TOL * (1 + max|ref|), per array.
 TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
-PEERS = ("torch", "jax", "onnxrt")
+PEERS = ("torch", "jax")          # the bar: ours vs the faster of these, both directions
+REFERENCE_FORWARD = "onnxrt"      # the fastest forward we know: reported as /ort, not part of the bar
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +163,15 @@ class Ours:
         x, w, b, g = data["x"], data["w"], data["b"], data["g"]
         return Runner(forward=lambda: self.ct.conv2d_transpose(x, w, b, **kw),
                       backward=lambda: self.ct.conv2d_transpose_backward(x, w, g, **kw),
-                      peak=_tracemalloc_peak)
+                      peak=self._peak)
+
+    def _peak(self, fn):
+        """tracemalloc's peak of one call, plus the scratch memory the engine keeps between
+        calls (allocated before tracing started, so tracemalloc alone would miss it)."""
+        from convtranspose._engines import numpy as engine
+        engine.release_workspace()
+        fn()                                   # fill the workspace for this case
+        return _tracemalloc_peak(fn) + engine.workspace_bytes()
 
 
 @contextlib.contextmanager
@@ -512,17 +521,45 @@ def _ratios(record, stat):
         best = min(timed, key=timed.get) if timed else None
         record["fastest_peer"][direction] = best
         gemm = record["gemm"][direction][key]
+        ort = engines.get(REFERENCE_FORWARD, {}).get(direction, {}).get(key)
         for rec in list(engines.values()) + [record["gemm"]]:
             if direction in rec:
                 rec[direction]["vs_gemm"] = rec[direction][key] / gemm
                 rec[direction]["vs_peer"] = rec[direction][key] / timed[best] if best else None
+                rec[direction]["vs_ort"] = rec[direction][key] / ort if ort else None
 
 
 # --------------------------------------------------------------------------------------------
 # Output.
 # --------------------------------------------------------------------------------------------
 
-COLUMNS = (f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}"
+GEMM_BOUND = ("dcgan_mid", "unet_up", "fcn_same", "dcgan_last", "sr_up")
+
+
+def summary(records, stat):
+    """Geometric means of ours against the peers, ONNX Runtime and the GEMM limit, and the
+    cases where ours is slower than the faster peer."""
+    lines = []
+    for label, direction, field, names in (
+            ("fwd /peer", "fwd", "vs_peer", None), ("bwd /peer", "bwd", "vs_peer", None),
+            ("fwd /ort", "fwd", "vs_ort", None), ("fwd /gemm (GEMM-bound cases)", "fwd", "vs_gemm", GEMM_BOUND)):
+        ratios = {r["case"]: r["engines"]["ours"][direction].get(field) for r in records
+                  if direction in r["engines"].get("ours", {}) and (names is None or r["case"] in names)}
+        ratios = {c: v for c, v in ratios.items() if v}
+        if not ratios:
+            continue
+        geomean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+        line = f"ours {label}: geometric mean {geomean:.2f} over {len(ratios)} cases"
+        if field == "vs_peer":
+            slower = [f"{c} {v:.2f}" for c, v in ratios.items() if v > 1]
+            line += f"; slower than the faster peer in: {', '.join(slower) or 'none'}"
+        if field == "vs_gemm":
+            line += "; " + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items())
+        lines.append(line)
+    return "\n" + "\n".join(lines) if lines else ""
+
+
+COLUMNS = (f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'/ort':>6}"
            f"  {'bwd med':>7}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'peak MiB':>12}")
 
 
@@ -538,12 +575,13 @@ def _ratio(v):
 
 def _cells(rec, direction):
     if f"fail_{direction}" in rec:
-        return f"{'FAIL':>7}{'':>7}{'':>7}{'':>6}{'':>6}"
+        return f"{'FAIL':>7}{'':>7}{'':>7}{'':>6}{'':>6}" + (f"{'':>6}" if direction == "fwd" else "")
     t = rec.get(direction)
     if t is None:
-        return f"{'-':>7}{'-':>7}{'-':>7}{'-':>6}{'-':>6}"
-    return (f"{_ms(t['median_ms']):>7}{_ms(t['min_ms']):>7}{_ms(t['max_ms']):>7}"
-            f"{_ratio(t['vs_peer']):>6}{_ratio(t['vs_gemm']):>6}")
+        return f"{'-':>7}{'-':>7}{'-':>7}{'-':>6}{'-':>6}" + (f"{'-':>6}" if direction == "fwd" else "")
+    cells = (f"{_ms(t['median_ms']):>7}{_ms(t['min_ms']):>7}{_ms(t['max_ms']):>7}"
+             f"{_ratio(t['vs_peer']):>6}{_ratio(t['vs_gemm']):>6}")
+    return cells + f"{_ratio(t.get('vs_ort')):>6}" if direction == "fwd" else cells
 
 
 def _peak(rec, name):
@@ -719,9 +757,11 @@ def main(argv=None):
     records = [run_case(case, engines, opts, sys.stdout) for case in chosen]
     if not opts.check_only:
         stat = opts.ratio_of
-        print(f"\n/peer: {stat} / the fastest peer's {stat} (torch, jax; onnxrt too for fwd)."
+        print(summary(records, stat))
+        print(f"\n/peer: {stat} / the fastest peer's {stat} (the faster of torch and jax)."
+              f"\n/ort: forward {stat} / ONNX Runtime's {stat} (the fastest forward we know; not a peer)."
               f"\n/gemm: {stat} / the gemm row's {stat} (the same multiply-adds as BLAS products)."
-              "\npeak MiB fwd/bwd: tracemalloc (ours), torch.profiler allocations (torch); n/a: no"
+              "\npeak MiB fwd/bwd: tracemalloc + kept scratch (ours), torch.profiler allocations (torch); n/a: no"
               "\nallocator trace. See benchmarks/README.md.")
     failed = [(r["case"], n) for r in records for n, e in r["engines"].items() if any(k.startswith("fail_") for k in e)]
     if failed:

@@ -126,6 +126,14 @@ class Phase(NamedTuple):
     count: int
     taps: Tuple[Tuple[int, int], ...]
 
+    def overlap(self, shift: int, n: int) -> Optional[Tuple[slice, slice]]:
+        """``(input_rows, phase_rows)``: phase row ``m`` reads input row ``m + shift``; only
+        rows inside both ``[0, n)`` and ``[0, count)`` are kept (None when there are none)."""
+        first, stop = max(0, shift), min(n, self.count + shift)
+        if first >= stop:
+            return None
+        return slice(first, stop), slice(first - shift, stop - shift)
+
 
 @dataclasses.dataclass(frozen=True)
 class AxisPlan:
@@ -169,6 +177,7 @@ class AxisPlan:
         """Length of the output axis, output_padding included."""
         return self.window_length(n) + self.output_padding
 
+    @functools.lru_cache(maxsize=4096)  # geometry is asked for on every call; plans are hashable
     def phases(self, n: int) -> Tuple["Phase", ...]:
         """The stride-phase decomposition of the window, for an input axis of length ``n``.
 
@@ -188,6 +197,7 @@ class AxisPlan:
             result.append(Phase(rows, len(range(window)[rows]), taps))
         return tuple(result)
 
+    @functools.lru_cache(maxsize=4096)
     def phase_padding(self, n: int) -> Tuple[int, int]:
         """Zero rows to put before and after the input so that every phase tap reads
         input rows ``shift .. shift + count - 1`` inside the padded axis."""
@@ -196,6 +206,7 @@ class AxisPlan:
             return 0, 0
         return max(0, -min(lo for lo, _ in reads)), max(0, max(hi for _, hi in reads) - n)
 
+    @functools.lru_cache(maxsize=4096)
     def tap_window(self, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
         """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
 

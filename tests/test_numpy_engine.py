@@ -176,3 +176,39 @@ def test_same_and_valid_sizes(kernel, stride, dilation):
     valid = ct.conv2d_transpose(x, w, stride=stride, dilation=dilation, pad_mode="valid")
     assert same.shape[2:] == (4 * stride, 5 * stride)
     assert valid.shape[2:] == (4 * stride + max(k_eff - stride, 0), 5 * stride + max(k_eff - stride, 0))
+
+
+def test_threaded_chunks_match_serial(monkeypatch):
+    """Batch chunks spread over the thread pool give the serial result (disjoint writes)."""
+    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
+    planned = engine.plan
+    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(
+        threads_forward=True, threads_backward=True))
+    for seed in range(5):
+        kwargs, x, w, b = random_case(seed)
+        x = np.concatenate([x] * 3)
+        g = np.random.default_rng(seed).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
+        results = {}
+        for workers in (1, 2):
+            monkeypatch.setattr(engine, "_workers", workers)
+            results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
+        for serial, threaded in zip(results[1], results[2]):
+            np.testing.assert_allclose(serial, threaded, rtol=1e-12, atol=1e-12)
+
+
+def test_results_never_alias_the_kept_workspace(routes):
+    """The engine reuses scratch buffers between calls: returned arrays must not live there."""
+    kwargs, x, w, b = random_case(11)
+    first = ct.conv2d_transpose(x, w, b, **kwargs)
+    expected = first.copy()
+    g = np.ones_like(first)
+    grads = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+    kept = [grad.copy() for grad in grads]
+    ct.conv2d_transpose(x * 2, w * 3, b, **kwargs)
+    ct.conv2d_transpose_backward(x * 2, w * 3, g * 5, **kwargs)
+    np.testing.assert_array_equal(first, expected)
+    for grad, copy in zip(grads, kept):
+        np.testing.assert_array_equal(grad, copy)
+    assert engine.workspace_bytes() >= 0
+    engine.release_workspace()
+    assert engine.workspace_bytes() == 0

@@ -45,13 +45,22 @@ under ``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`), one image a
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Optional, Tuple
+import concurrent.futures
+import os
+import threading
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from ..spec import Conv2dTransposeSpec, Phase
 
+T = TypeVar("T")
+
 _chunk_bytes = 64 * 2 ** 20
+# Below this many bytes of intermediate data, a thread hand-off costs more than it saves.
+_PARALLEL_BYTES = 4 * 2 ** 20
+_workers = min(2, os.cpu_count() or 1)
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
 _forced: Dict[str, Optional[str]] = {"forward": None, "backward": None}
 
 
@@ -71,38 +80,111 @@ def force_routes(forward: Optional[str] = None, backward: Optional[str] = None) 
     _forced.update(forward=forward, backward=backward)
 
 
-def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Tuple[str, str]:
-    """``(forward route, backward route)`` for this spec and input shape.
+class Plan(NamedTuple):
+    """Routes and whether to spread batch chunks over threads, per direction."""
+
+    forward: str
+    backward: str
+    threads_forward: bool
+    threads_backward: bool
+
+
+def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
+    """The routes and threading for this spec and input shape.
 
     The phase routes move ``Cin*K`` values per input pixel, the column routes ``Cout*K``
     (see the module docstring), so the channel ratio decides; channels-last wins when the
-    image rows are short next to the channel count.
+    image rows are short next to the channel count. Threads pay off where element-wise work
+    dominates (measured): products with hardly any depth (depthwise) and, backward, short
+    rows.
     """
     cig = spec.in_channels // spec.group
     cog = spec.out_channels // spec.group
+    width = x_shape[3]
     if cig <= cog:
         forward = "phases"
-    elif cog >= 16 * x_shape[3]:
+    elif cog >= 16 * width:
         forward = "col2im_nhwc"
     else:
         forward = "col2im"
     # One im2col of the gradient serves both dx and dweight, so it wins unless the output
     # has clearly more channels than the input.
     backward = "phases" if cog > 2 * cig else "im2col"
-    return _forced["forward"] or forward, _forced["backward"] or backward
+    shallow = cig * cog <= 16
+    return Plan(_forced["forward"] or forward, _forced["backward"] or backward, shallow, shallow or width <= 8)
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
-def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> Iterator[slice]:
+_scratch = threading.local()
+_all_slots: List[Dict[str, np.ndarray]] = []   # every thread's slots, so that all can be released
+
+
+def _workspace(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
+    """A scratch array kept per thread and slot, grown as needed and reused across calls.
+
+    Fresh multi-megabyte arrays come back from the allocator as new zero pages whose first
+    touch costs as much as the copy itself (measured: the same forward took 2.6 or 6.6 ms
+    depending on the heap's state). Nothing returned to the caller ever lives here, and no
+    slot grows past the chunk budget (see :func:`set_chunk_bytes`) by more than one image.
+    """
+    slots = getattr(_scratch, "slots", None)
+    if slots is None:
+        slots = _scratch.slots = {}
+        _all_slots.append(slots)
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    buffer = slots.get(slot)
+    if buffer is None or buffer.nbytes < size:
+        buffer = slots[slot] = np.empty(max(size, 1), dtype=np.uint8)
+    array = buffer[:size].view(dtype).reshape(shape)
+    if zero:
+        array.fill(0)
+    return array
+
+
+def workspace_bytes() -> int:
+    """Bytes of scratch memory the engine holds between calls (all threads)."""
+    return sum(buffer.nbytes for slots in _all_slots for buffer in slots.values())
+
+
+def release_workspace() -> None:
+    """Free the scratch buffers of every thread (they are kept between calls for speed)."""
+    for slots in _all_slots:
+        slots.clear()
+
+
+def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int,
+                  threads: bool) -> List[slice]:
+    """Batch slices whose largest buffer fits the budget; with ``threads`` (and enough work),
+    at least one per worker."""
     n, _, h, w = x_shape
     channels = max(spec.in_channels, spec.out_channels)
     per_image = channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w * itemsize
     step = max(1, _chunk_bytes // max(per_image, 1))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
+    if threads and n * per_image >= _PARALLEL_BYTES:
+        step = min(step, -(-n // _workers))
+    return [slice(start, min(n, start + step)) for start in range(0, n, step)]
+
+
+def _run_chunks(task: Callable[[slice], T], chunks: List[slice], threads: bool) -> List[T]:
+    """Run ``task`` on every chunk, on a small thread pool when there are several.
+
+    NumPy releases the GIL in BLAS and in element-wise loops, so while one chunk is in a
+    BLAS product (which OpenBLAS runs on all cores) the other's copies and adds proceed.
+    Chunks write disjoint batch slices, so no locking is needed.
+    """
+    if not threads or len(chunks) < 2 or _workers < 2:
+        return [task(chunk) for chunk in chunks]
+    return list(_get_pool().map(task, chunks))
+
+
+def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=_workers, thread_name_prefix="convtranspose")
+    return _pool
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -131,7 +213,11 @@ def _padded_input(x: np.ndarray, spec: Conv2dTransposeSpec) -> np.ndarray:
     """``(N, Cin, H, W)`` -> ``(G, cig, N, H + pads, W + pads)``, zero-padded for the phase taps."""
     n, cin, h, w = x.shape
     (top, bottom), (left, right) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
-    padded = np.zeros((spec.group, cin // spec.group, n, h + top + bottom, w + left + right), dtype=x.dtype)
+    padded = _workspace("padded", (spec.group, cin // spec.group, n, h + top + bottom, w + left + right), x.dtype)
+    padded[..., :top, :] = 0
+    padded[..., top + h:, :] = 0
+    padded[..., :left] = 0
+    padded[..., w + left:] = 0
     padded[..., top:top + h, left:left + w] = x.reshape(n, spec.group, cin // spec.group, h, w).transpose(1, 2, 0, 3, 4)
     return padded
 
@@ -166,7 +252,7 @@ def _stack_phase(padded: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int,
     """im2col over one phase's taps: ``(G, T*cig, N*rows*cols)``."""
     group, cig, n = padded.shape[:3]
     taps = len(phase_h.taps) * len(phase_w.taps)
-    stacked = np.empty((group, taps, cig, n, phase_h.count, phase_w.count), dtype=padded.dtype)
+    stacked = _workspace("stacked", (group, taps, cig, n, phase_h.count, phase_w.count), padded.dtype)
     for index, source in enumerate(_phase_slices(spec, h, w, phase_h, phase_w)):
         stacked[:, index] = padded[source]
     return stacked.reshape(group, taps * cig, -1)
@@ -177,10 +263,28 @@ def _stack_phase(padded: np.ndarray, spec: Conv2dTransposeSpec, h: int, w: int,
 def _forward_col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
     n, cin, h, w = x.shape
     weight_t = weight.reshape(spec.group, cin // spec.group, -1).transpose(0, 2, 1)   # (G, cog*K, cig)
-    cols = np.matmul(weight_t, x.reshape(n, spec.group, cin // spec.group, h * w))    # (n, G, cog*K, h*w)
+    cols = np.matmul(weight_t, x.reshape(n, spec.group, cin // spec.group, h * w),  # (n, G, cog*K, h*w)
+                     out=_workspace("cols", (n, spec.group, weight_t.shape[1], h * w), x.dtype))
     taps = cols.reshape(n, spec.out_channels, *spec.kernel_size, h, w)
-    for kh, kw, source, target in _tap_windows(spec, h, w):
-        window[(Ellipsis,) + target] += taps[:, :, kh, kw][(Ellipsis,) + source]
+
+    def accumulate(phase_h: Phase, phase_w: Phase) -> None:
+        """Sum the taps of one phase in a contiguous buffer, then write its rows once."""
+        reaching = [(th, tw, rows, columns) for th, shift_h in phase_h.taps for tw, shift_w in phase_w.taps
+                    for rows, columns in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
+                    if rows is not None and columns is not None]
+        whole = (slice(0, phase_h.count), slice(0, phase_w.count))
+        if len(reaching) == 1 and (reaching[0][2][1], reaching[0][3][1]) == whole:
+            th, tw, rows, columns = reaching[0]  # kernel no longer than the stride: a plain copy
+            window[:, :, phase_h.rows, phase_w.rows] = taps[:, :, th, tw, rows[0], columns[0]]
+            return
+        acc = _workspace("acc", (n, spec.out_channels, phase_h.count, phase_w.count), x.dtype, zero=True)
+        for th, tw, rows, columns in reaching:
+            acc[:, :, rows[1], columns[1]] += taps[:, :, th, tw, rows[0], columns[0]]
+        window[:, :, phase_h.rows, phase_w.rows] = acc
+
+    for phase_h in spec.axes[0].phases(h):
+        for phase_w in spec.axes[1].phases(w):
+            accumulate(phase_h, phase_w)
 
 
 def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
@@ -189,8 +293,9 @@ def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     k_h, k_w = spec.kernel_size
     pixels = x.reshape(n, group, cig, h, w).transpose(1, 0, 3, 4, 2).reshape(group, n * h * w, cig)
     kernel = weight.reshape(group, cig, cog, k_h, k_w).transpose(0, 1, 3, 4, 2).reshape(group, cig, -1)
-    cols = np.matmul(pixels, kernel).reshape(group, n, h, w, k_h, k_w, cog)
-    acc = np.zeros((n,) + window.shape[2:] + (group, cog), dtype=window.dtype)   # channels-last window
+    cols = np.matmul(pixels, kernel, out=_workspace("cols", (group, n * h * w, kernel.shape[2]), x.dtype))
+    cols = cols.reshape(group, n, h, w, k_h, k_w, cog)
+    acc = _workspace("acc", (n,) + window.shape[2:] + (group, cog), window.dtype, zero=True)  # channels-last window
     for kh, kw, (rows, columns), (out_rows, out_cols) in _tap_windows(spec, h, w):
         acc[:, out_rows, out_cols] += cols[:, :, rows, columns, kh, kw].transpose(1, 2, 3, 0, 4)
     window[...] = acc.reshape(acc.shape[:3] + (spec.out_channels,)).transpose(0, 3, 1, 2)
@@ -201,7 +306,9 @@ def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
     padded = _padded_input(x, spec)
     for phase_h, phase_w in _phase_pairs(spec, h, w):
         stacked = _stack_phase(padded, spec, h, w, phase_h, phase_w)
-        result = np.matmul(_phase_kernel(weight, spec, phase_h, phase_w), stacked)   # (G, cog, n*rows*cols)
+        kernel = _phase_kernel(weight, spec, phase_h, phase_w)
+        result = np.matmul(kernel, stacked, out=_workspace(                            # (G, cog, n*rows*cols)
+            "result", (spec.group, kernel.shape[1], stacked.shape[2]), x.dtype))
         window[:, :, phase_h.rows, phase_w.rows] = result.reshape(
             spec.out_channels, n, phase_h.count, phase_w.count).transpose(1, 0, 2, 3)
 
@@ -215,7 +322,7 @@ FORWARD_ROUTES: Dict[str, Callable[..., None]] = {
 def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
                      spec: Conv2dTransposeSpec) -> Tuple[np.ndarray, np.ndarray]:
     n, cin, h, w = x.shape
-    cols = np.zeros((spec.out_channels, *spec.kernel_size, n, h, w), dtype=grad_window.dtype)
+    cols = _workspace("cols", (spec.out_channels, *spec.kernel_size, n, h, w), grad_window.dtype, zero=True)
     for kh, kw, source, target in _tap_windows(spec, h, w):
         cols[(slice(None), kh, kw, Ellipsis) + source] = grad_window[(Ellipsis,) + target].transpose(1, 0, 2, 3)
     cols = cols.reshape(spec.group, -1, n * h * w)                                    # (G, cog*K, n*h*w)
@@ -272,10 +379,11 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
     _, _, win_h, win_w = spec.window_shape(x.shape)
     window = out[:, :, :win_h, :win_w]
     if x.size:
-        route = FORWARD_ROUTES[plan(spec, x.shape)[0]]
+        chosen = plan(spec, x.shape)
+        route = FORWARD_ROUTES[chosen.forward]
         weight_work = weight.astype(work, copy=False)
-        for batch in _batch_chunks(spec, x.shape, work.itemsize):
-            route(window[batch], x[batch].astype(work, copy=False), weight_work, spec)
+        _run_chunks(lambda batch: route(window[batch], x[batch].astype(work, copy=False), weight_work, spec),
+                    _batch_chunks(spec, x.shape, work.itemsize, chosen.threads_forward), chosen.threads_forward)
     if dtype == np.float16:
         # MindSpore rounds the conv to float16, then adds the bias: an exact sum (float64
         # holds any sum of two float16 values) rounded once more to float16.
@@ -309,9 +417,15 @@ def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
     dx = np.zeros(x.shape, dtype=work)
     dweight = np.zeros(weight.shape, dtype=work)
     if x.size:
-        route = BACKWARD_ROUTES[plan(spec, x.shape)[1]]
+        chosen = plan(spec, x.shape)
+        route = BACKWARD_ROUTES[chosen.backward]
         weight_work = weight.astype(work, copy=False)
-        for batch in _batch_chunks(spec, x.shape, work.itemsize):
+
+        def chunk(batch: slice) -> np.ndarray:
             dx[batch], dweight_part = route(grad_window[batch], x[batch].astype(work, copy=False), weight_work, spec)
+            return dweight_part
+
+        chunks = _batch_chunks(spec, x.shape, work.itemsize, chosen.threads_backward)
+        for dweight_part in _run_chunks(chunk, chunks, chosen.threads_backward):
             dweight += dweight_part
     return dx.astype(dtype, copy=False), dweight.astype(dtype, copy=False), dbias.astype(dtype, copy=False)
