@@ -46,6 +46,7 @@ under ``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`), one image a
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
 import threading
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
@@ -80,6 +81,11 @@ def force_routes(forward: Optional[str] = None, backward: Optional[str] = None) 
     _forced.update(forward=forward, backward=backward)
 
 
+# Below this many multiply-adds the call is dominated by Python-level overhead, and col2im
+# makes the fewest NumPy calls (tiny case: 0.070 ms against 0.104 ms for phases).
+SMALL_MACS = 2_000_000
+
+
 class Plan(NamedTuple):
     """Routes and whether to spread batch chunks over threads, per direction."""
 
@@ -101,7 +107,8 @@ def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
     cig = spec.in_channels // spec.group
     cog = spec.out_channels // spec.group
     width = x_shape[3]
-    if cig <= cog:
+    macs = math.prod(x_shape) * cog * spec.kernel_size[0] * spec.kernel_size[1]
+    if cig <= cog and macs >= SMALL_MACS:
         forward = "phases"
     elif cog >= 16 * width:
         forward = "col2im_nhwc"
@@ -134,7 +141,7 @@ def _workspace(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = 
     if slots is None:
         slots = _scratch.slots = {}
         _all_slots.append(slots)
-    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    size = math.prod(shape) * np.dtype(dtype).itemsize
     buffer = slots.get(slot)
     if buffer is None or buffer.nbytes < size:
         buffer = slots[slot] = np.empty(max(size, 1), dtype=np.uint8)
@@ -385,15 +392,26 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
         _run_chunks(lambda batch: route(window[batch], x[batch].astype(work, copy=False), weight_work, spec),
                     _batch_chunks(spec, x.shape, work.itemsize, chosen.threads_forward), chosen.threads_forward)
     if dtype == np.float16:
-        # MindSpore rounds the conv to float16, then adds the bias: an exact sum (float64
-        # holds any sum of two float16 values) rounded once more to float16.
-        conv = window.astype(np.float16)
-        if bias is not None:
-            conv = (conv.astype(np.float64) + bias.astype(np.float64)[:, None, None]).astype(np.float16)
-        window[...] = conv
-    elif bias is not None:
+        return _round_like_mindspore(out, window, bias)
+    if bias is not None:
         window += bias[:, None, None]
-    return out.astype(dtype, copy=False)
+    return out
+
+
+def _round_like_mindspore(out: np.ndarray, window: np.ndarray, bias: Optional[np.ndarray]) -> np.ndarray:
+    """float16 output of a float32 computation: ``fp16(fp16(conv) + bias)``, as MindSpore.
+
+    The sum of two float16 values rounded to float32 and then to float16 is the correctly
+    rounded float16 sum: float32's 24 bits are at least 2*11 + 2, which makes the double
+    rounding innocuous (Figueroa, 1995). NumPy's float16 casts are slow, so there are as few
+    as possible: three over the window with a bias, one without.
+    """
+    rounded = window.astype(np.float16)
+    if bias is not None:
+        rounded = (rounded.astype(np.float32) + bias.astype(np.float32)[:, None, None]).astype(np.float16)
+    result = np.zeros(out.shape, dtype=np.float16)
+    result[:, :, :window.shape[2], :window.shape[3]] = rounded
+    return result
 
 
 def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
