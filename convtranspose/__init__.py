@@ -1,5 +1,6 @@
-"""convtranspose: MindSpore's ``nn.Conv2dTranspose`` on NumPy, with the same arguments,
-outputs, gradients and errors as MindSpore 2.10, and no MindSpore installed.
+"""convtranspose: MindSpore's ``nn.Conv2dTranspose`` on NumPy, without MindSpore.
+
+Same arguments, outputs, gradients and errors as MindSpore 2.10.
 
 Public names:
     Conv2dTranspose              the layer (parameters, forward, backward)
@@ -9,12 +10,15 @@ Public names:
     Parameter                    a named array with a gradient slot
     initializer                  MindSpore's initializers (module)
     set_seed                     seeds the initializers' generator
+    set_chunk_bytes              memory budget of the NumPy engine's batch chunks (default 64 MiB)
+    release_workspace            frees the scratch buffers the NumPy engine keeps between calls
     float16, float32, float64    parameter dtypes
 
 Only NumPy is imported here.
 """
 
 from . import initializer
+from ._engines.numpy import release_workspace, set_chunk_bytes
 from .dtypes import float16, float32, float64
 from .functional import conv2d_transpose, conv2d_transpose_backward
 from .initializer import set_seed
@@ -26,5 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Conv2dTranspose", "conv2d_transpose", "conv2d_transpose_backward", "Conv2dTransposeSpec",
-    "AxisPlan", "Parameter", "initializer", "set_seed", "float16", "float32", "float64",
+    "AxisPlan", "Parameter", "initializer", "set_seed", "set_chunk_bytes", "release_workspace",
+    "float16", "float32", "float64",
 ]

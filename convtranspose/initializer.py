@@ -226,7 +226,7 @@ class _HeBase(Initializer):
         self.negative_slope, self.mode, self.nonlinearity = negative_slope, mode, nonlinearity
 
     def _scale(self, shape: Tuple[int, ...]) -> float:
-        """gain / sqrt(fan) for the chosen mode."""
+        """The scale ``gain / sqrt(fan)`` for the chosen mode."""
         owner = type(self).__name__
         _check_mode(owner, self.mode, ("fan_in", "fan_out"))
         gain = calculate_gain(self.nonlinearity, self.negative_slope)

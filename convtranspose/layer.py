@@ -123,7 +123,8 @@ class Conv2dTranspose:
         """Gradient of ``sum(y * grad_output)`` for the input of the last forward call.
 
         Sets ``weight.grad`` (and ``bias.grad``), replacing earlier values, and returns dx
-        of the last input's shape.
+        of the last input's shape. The layer keeps a reference to that input, not a copy:
+        changing it in place before ``backward`` changes the weight gradient.
 
         Raises:
             RuntimeError: no forward call has been made yet.

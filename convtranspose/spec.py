@@ -127,8 +127,11 @@ class Phase(NamedTuple):
     taps: Tuple[Tuple[int, int], ...]
 
     def overlap(self, shift: int, n: int) -> Optional[Tuple[slice, slice]]:
-        """``(input_rows, phase_rows)``: phase row ``m`` reads input row ``m + shift``; only
-        rows inside both ``[0, n)`` and ``[0, count)`` are kept (None when there are none)."""
+        """``(input_rows, phase_rows)`` for a tap at ``shift``, or None when no row is left.
+
+        Phase row ``m`` reads input row ``m + shift``; only rows inside both ``[0, n)`` and
+        ``[0, count)`` are kept.
+        """
         first, stop = max(0, shift), min(n, self.count + shift)
         if first >= stop:
             return None
@@ -199,8 +202,11 @@ class AxisPlan:
 
     @functools.lru_cache(maxsize=4096)
     def phase_padding(self, n: int) -> Tuple[int, int]:
-        """Zero rows to put before and after the input so that every phase tap reads
-        input rows ``shift .. shift + count - 1`` inside the padded axis."""
+        """Zero rows to put before and after the input for the phase taps.
+
+        With them, every tap reads input rows ``shift .. shift + count - 1`` inside the
+        padded axis.
+        """
         reads = [(shift, shift + phase.count) for phase in self.phases(n) for _, shift in phase.taps]
         if not reads:
             return 0, 0

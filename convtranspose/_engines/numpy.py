@@ -164,8 +164,10 @@ def release_workspace() -> None:
 
 def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int,
                   threads: bool) -> List[slice]:
-    """Batch slices whose largest buffer fits the budget; with ``threads`` (and enough work),
-    at least one per worker."""
+    """Batch slices whose largest buffer fits the budget.
+
+    With ``threads`` (and enough work) there is at least one slice per worker.
+    """
     n, _, h, w = x_shape
     channels = max(spec.in_channels, spec.out_channels)
     per_image = channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w * itemsize
@@ -197,8 +199,11 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
 # ---------------------------------------------------------------------------- shared pieces
 
 def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[int, int, tuple, tuple]]:
-    """``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))`` for every tap that
-    reaches the window (``AxisPlan.tap_window`` per axis)."""
+    """Where every tap that reaches the window reads and writes.
+
+    Yields ``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))``, from
+    ``AxisPlan.tap_window`` per axis.
+    """
     plan_h, plan_w = spec.axes
     for kh in range(spec.kernel_size[0]):
         rows = plan_h.tap_window(kh, h)
