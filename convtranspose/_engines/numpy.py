@@ -334,8 +334,13 @@ FORWARD_ROUTES: Dict[str, Callable[..., None]] = {
 def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
                      spec: Conv2dTransposeSpec) -> Tuple[np.ndarray, np.ndarray]:
     n, cin, h, w = x.shape
-    cols = _workspace("cols", (spec.out_channels, *spec.kernel_size, n, h, w), grad_window.dtype, zero=True)
-    for kh, kw, source, target in _tap_windows(spec, h, w):
+    taps = list(_tap_windows(spec, h, w))
+    # zero-filling is needed only where some tap does not reach (a kernel no longer than the
+    # stride, as in U-Net's k=s=2, reaches everywhere)
+    complete = len(taps) == spec.kernel_size[0] * spec.kernel_size[1] and all(
+        source == (slice(0, h), slice(0, w)) for _, _, source, _ in taps)
+    cols = _workspace("cols", (spec.out_channels, *spec.kernel_size, n, h, w), grad_window.dtype, zero=not complete)
+    for kh, kw, source, target in taps:
         cols[(slice(None), kh, kw, Ellipsis) + source] = grad_window[(Ellipsis,) + target].transpose(1, 0, 2, 3)
     cols = cols.reshape(spec.group, -1, n * h * w)                                    # (G, cog*K, n*h*w)
     weight_g = weight.reshape(spec.group, cin // spec.group, -1)                      # (G, cig, cog*K)
