@@ -18,10 +18,11 @@ Forward routes:
 - ``col2im_nhwc``: the same in channels-last order, so every add runs along ``cog``
   contiguous values; for small images with many channels, where the NCHW rows are short.
 - ``phases``: window rows ``phase + m*stride`` all see the same taps, so each stride phase is
-  a dense stride-1 correlation (``AxisPlan.phases``). Stacking the shifted input slices of a
-  phase's taps makes it one product ``(cog, T*cig) @ (T*cig, N*rows*cols)`` whose result is
-  written once into the window: no output element is added twice. Moves ``Cin*K`` values per
-  input pixel: best when ``Cin <= Cout``.
+  a dense stride-1 correlation (``AxisPlan.phases``). The input slices of the phase's width
+  taps are stacked once (im2col along the width); each height tap is then a row offset into
+  that stack, so the phase is ``T_h`` products ``(cog, T_w*cig) @ (T_w*cig, rows*cols)`` per
+  image, summed and written once into the window. Moves about ``Cin*K/T_h`` values per input
+  pixel: best when ``Cin <= Cout``.
 
 Backward, derived from the same sums. With ``G`` the upstream gradient restricted to the
 window (cropped rows, the zero extension and output_padding rows carry no gradient):
@@ -314,15 +315,28 @@ def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, 
 
 
 def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
-    n, _, h, w = x.shape
-    padded = _padded_input(x, spec)
+    n, cin, h, w = x.shape
+    group, cig, cog = spec.group, cin // spec.group, spec.out_channels // spec.group
+    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    padded = _padded_input(x, spec)                                                   # (G, cig, n, Hp, Wp)
+    weight_g = weight.reshape(group, cig, cog, *spec.kernel_size)
     for phase_h, phase_w in _phase_pairs(spec, h, w):
-        stacked = _stack_phase(padded, spec, h, w, phase_h, phase_w)
-        kernel = _phase_kernel(weight, spec, phase_h, phase_w)
-        result = np.matmul(kernel, stacked, out=_workspace(                            # (G, cog, n*rows*cols)
-            "result", (spec.group, kernel.shape[1], stacked.shape[2]), x.dtype))
-        window[:, :, phase_h.rows, phase_w.rows] = result.reshape(
-            spec.out_channels, n, phase_h.count, phase_w.count).transpose(1, 0, 2, 3)
+        rows, cols = phase_h.count, phase_w.count
+        # stack only the width taps; each height tap is then a row offset into the stack
+        stacked = _workspace("stacked", (group, len(phase_w.taps), cig, n, padded.shape[3], cols), x.dtype)
+        for index, (_, shift_w) in enumerate(phase_w.taps):
+            stacked[:, index] = padded[..., left + shift_w:left + shift_w + cols]
+        acc = _workspace("acc", (n, group, cog, rows * cols), x.dtype)
+        part = _workspace("part", (n, group, cog, rows * cols), x.dtype)
+        for index, (th, shift_h) in enumerate(phase_h.taps):
+            operand = stacked[..., top + shift_h:top + shift_h + rows, :].transpose(3, 0, 1, 2, 4, 5)
+            operand = operand.reshape(n, group, -1, rows * cols)                       # (n, G, Tw*cig, m)
+            kernel = np.stack([weight_g[:, :, :, th, tw] for tw, _ in phase_w.taps], axis=1)  # (G, Tw, cig, cog)
+            kernel = kernel.reshape(group, -1, cog).transpose(0, 2, 1)                 # (G, cog, Tw*cig)
+            np.matmul(kernel, operand, out=acc if index == 0 else part)
+            if index:
+                acc += part
+        window[:, :, phase_h.rows, phase_w.rows] = acc.reshape(n, spec.out_channels, rows, cols)
 
 
 FORWARD_ROUTES: Dict[str, Callable[..., None]] = {
