@@ -101,9 +101,9 @@ def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
 
     The phase routes move ``Cin*K`` values per input pixel, the column routes ``Cout*K``
     (see the module docstring), so the channel ratio decides; channels-last wins when the
-    image rows are short next to the channel count. Threads pay off where element-wise work
-    dominates (measured): products with hardly any depth (depthwise) and, backward, short
-    rows.
+    image rows are short next to the channel count. Threads over batch chunks pay off only
+    where element-wise work dominates (measured): products with hardly any depth
+    (depthwise); elsewhere the chunks' BLAS calls contend for the cores.
     """
     cig = spec.in_channels // spec.group
     cog = spec.out_channels // spec.group
@@ -119,7 +119,7 @@ def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
     # has clearly more channels than the input.
     backward = "phases" if cog > 2 * cig else "im2col"
     shallow = cig * cog <= 16
-    return Plan(_forced["forward"] or forward, _forced["backward"] or backward, shallow, shallow or width <= 8)
+    return Plan(_forced["forward"] or forward, _forced["backward"] or backward, shallow, shallow)
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
