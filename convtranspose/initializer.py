@@ -35,18 +35,25 @@ __all__ = [
     "calculate_gain", "fan_in_and_fan_out",
 ]
 
-_rng = np.random.default_rng()
+_rng: Optional[np.random.Generator] = None
 
 
 def set_seed(seed: Optional[int]) -> None:
-    """Seed the generator that initializers use when no ``rng`` is given (like ``ms.set_seed``)."""
+    """Seed the generator that initializers use when no ``rng`` is given (like ``ms.set_seed``).
+
+    ``set_seed(None)`` goes back to the default: as in MindSpore, each draw then takes its seed
+    from NumPy's global random state, so ``np.random.seed(n)`` also makes it reproducible.
+    """
     global _rng
-    _rng = np.random.default_rng(seed)
+    _rng = None if seed is None else np.random.default_rng(seed)
 
 
 def get_rng() -> np.random.Generator:
-    """The module-level generator used when no ``rng`` is given."""
-    return _rng
+    """The generator an initializer uses when no ``rng`` is given."""
+    if _rng is not None:
+        return _rng
+    # MindSpore seeds each initializer with np.random.randint(1, 2**63); do the same
+    return np.random.default_rng(int(np.random.randint(1, 2 ** 63, dtype=np.int64)))
 
 
 def fan_in_and_fan_out(shape: Tuple[int, ...]) -> Tuple[int, int]:
@@ -103,7 +110,7 @@ class Initializer:
     def __call__(self, shape: Sequence[int], dtype: Any = np.float32,
                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
         shape = tuple(int(s) for s in shape)
-        values = self._sample(shape, rng if rng is not None else _rng)
+        values = self._sample(shape, rng if rng is not None else get_rng())
         return np.asarray(values, dtype=np.float64).reshape(shape).astype(resolve_dtype(dtype))
 
     def _sample(self, shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

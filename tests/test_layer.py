@@ -157,3 +157,15 @@ def test_parameters_dict_and_load_parameters():
         other.load_parameters(dict(arrays, **{"up1.bias": np.zeros(4, np.float64)}), prefix="up1.")
     with pytest.raises(ValueError, match="has_bias=False"):
         ct.Conv2dTranspose(2, 4, 3).load_parameters(arrays, prefix="up1.")
+
+
+def test_numpy_global_seed_also_reproduces_initialisation():
+    """As in MindSpore, np.random.seed makes initialisation reproducible when set_seed is unused."""
+    ct.set_seed(None)
+    np.random.seed(7)
+    first = ct.Conv2dTranspose(3, 4, 3, has_bias=True, weight_init="normal")
+    np.random.seed(7)
+    second = ct.Conv2dTranspose(3, 4, 3, has_bias=True, weight_init="normal")
+    np.testing.assert_array_equal(first.weight.data, second.weight.data)
+    np.testing.assert_array_equal(first.bias.data, second.bias.data)
+    assert not np.array_equal(first.weight.data, ct.Conv2dTranspose(3, 4, 3, weight_init="normal").weight.data)
