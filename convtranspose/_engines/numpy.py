@@ -47,6 +47,7 @@ under ``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`), one image a
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import math
 import os
 import threading
@@ -199,21 +200,50 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 # ---------------------------------------------------------------------------- shared pieces
 
-def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[int, int, tuple, tuple]]:
-    """Where every tap that reaches the window reads and writes.
+@functools.lru_cache(maxsize=1024)
+def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[Tuple[int, int, tuple, tuple], ...]:
+    """Where every tap that reaches the window reads and writes (cached: asked on every call).
 
-    Yields ``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))``, from
+    ``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))`` per tap, from
     ``AxisPlan.tap_window`` per axis.
     """
     plan_h, plan_w = spec.axes
+    found = []
     for kh in range(spec.kernel_size[0]):
         rows = plan_h.tap_window(kh, h)
-        if rows is None:
-            continue
         for kw in range(spec.kernel_size[1]):
             cols = plan_w.tap_window(kw, w)
-            if cols is not None:
-                yield kh, kw, (rows[0], cols[0]), (rows[1], cols[1])
+            if rows is not None and cols is not None:
+                found.append((kh, kw, (rows[0], cols[0]), (rows[1], cols[1])))
+    return tuple(found)
+
+
+class _PhaseSum(NamedTuple):
+    """One window phase of the col2im route: where it goes and which tap slabs it sums."""
+
+    rows: slice
+    cols: slice
+    shape: Tuple[int, int]
+    # (kh, kw, (input_rows, input_cols), (phase_rows, phase_cols)) of every tap reaching it
+    taps: Tuple[Tuple[int, int, tuple, tuple], ...]
+    # True when a single tap fills the whole phase: a plain copy, no sum
+    single: bool
+
+
+@functools.lru_cache(maxsize=1024)
+def _phase_sums(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[_PhaseSum, ...]:
+    """The col2im route's per-phase work, from ``AxisPlan.phases`` (cached per shape)."""
+    result = []
+    for phase_h in spec.axes[0].phases(h):
+        for phase_w in spec.axes[1].phases(w):
+            taps = tuple((th, tw, (rows[0], cols[0]), (rows[1], cols[1]))
+                         for th, shift_h in phase_h.taps for tw, shift_w in phase_w.taps
+                         for rows, cols in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
+                         if rows is not None and cols is not None)
+            whole = (slice(0, phase_h.count), slice(0, phase_w.count))
+            single = len(taps) == 1 and taps[0][3] == whole
+            result.append(_PhaseSum(phase_h.rows, phase_w.rows, (phase_h.count, phase_w.count), taps, single))
+    return tuple(result)
 
 
 def _channel_major(x: np.ndarray, group: int) -> np.ndarray:
@@ -279,25 +309,16 @@ def _forward_col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
     cols = np.matmul(weight_t, x.reshape(n, spec.group, cin // spec.group, h * w),  # (n, G, cog*K, h*w)
                      out=_workspace("cols", (n, spec.group, weight_t.shape[1], h * w), x.dtype))
     taps = cols.reshape(n, spec.out_channels, *spec.kernel_size, h, w)
-
-    def accumulate(phase_h: Phase, phase_w: Phase) -> None:
-        """Sum the taps of one phase in a contiguous buffer, then write its rows once."""
-        reaching = [(th, tw, rows, columns) for th, shift_h in phase_h.taps for tw, shift_w in phase_w.taps
-                    for rows, columns in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
-                    if rows is not None and columns is not None]
-        whole = (slice(0, phase_h.count), slice(0, phase_w.count))
-        if len(reaching) == 1 and (reaching[0][2][1], reaching[0][3][1]) == whole:
-            th, tw, rows, columns = reaching[0]  # kernel no longer than the stride: a plain copy
-            window[:, :, phase_h.rows, phase_w.rows] = taps[:, :, th, tw, rows[0], columns[0]]
-            return
-        acc = _workspace("acc", (n, spec.out_channels, phase_h.count, phase_w.count), x.dtype, zero=True)
-        for th, tw, rows, columns in reaching:
-            acc[:, :, rows[1], columns[1]] += taps[:, :, th, tw, rows[0], columns[0]]
-        window[:, :, phase_h.rows, phase_w.rows] = acc
-
-    for phase_h in spec.axes[0].phases(h):
-        for phase_w in spec.axes[1].phases(w):
-            accumulate(phase_h, phase_w)
+    # per stride phase: sum its taps' slabs in a contiguous buffer, then write its rows once
+    for phase in _phase_sums(spec, h, w):
+        if phase.single:  # a kernel no longer than the stride: a plain copy
+            th, tw, source, _ = phase.taps[0]
+            window[:, :, phase.rows, phase.cols] = taps[(slice(None), slice(None), th, tw) + source]
+            continue
+        acc = _workspace("acc", (n, spec.out_channels) + phase.shape, x.dtype, zero=True)
+        for th, tw, source, target in phase.taps:
+            acc[(Ellipsis,) + target] += taps[(slice(None), slice(None), th, tw) + source]
+        window[:, :, phase.rows, phase.cols] = acc
 
 
 def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
