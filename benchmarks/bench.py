@@ -740,6 +740,9 @@ def main(argv=None):
             versions[name] = ENGINES[name].setup(opts)
             engines[name] = ENGINES[name]
         except ImportError as exc:
+            if name == "ours":  # the library under test must be there: a run without it proves nothing
+                sys.exit(f"cannot import convtranspose ({exc}): install the project (make bench) "
+                         "or run with PYTHONPATH=.")
             skipped.append(f"{name}: skipped ({exc})")
     info = machine_info(versions)
     print(f"machine: {info.get('cpu_model', platform.machine())}, {info['cpu_count']} CPUs"

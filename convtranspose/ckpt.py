@@ -264,7 +264,8 @@ def _scan_records(cur: _Cursor, spans: list[tuple[int, int, int]]
     buf = cur.buf
     while not cur.at_end():
         rest = len(buf) - cur.pos
-        if buf.startswith(_CRC_MARK, cur.pos) or _CRC_MARK[:rest] == buf[cur.pos:]:
+        # (the slice comparison only runs near the end: slicing the rest each time is quadratic)
+        if buf.startswith(_CRC_MARK, cur.pos) or (rest < len(_CRC_MARK) and _CRC_MARK[:rest] == buf[cur.pos:]):
             # 'c' (0x63) can never start a record (it would be field 12, start-group), so at a
             # record boundary these bytes are the trailer and nothing else.
             if rest != _CRC_TRAILER_LEN:

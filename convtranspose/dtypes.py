@@ -55,12 +55,17 @@ def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return resolved
 
 
+def native(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in the machine's byte order (a big-endian float32 is still float32 here)."""
+    return dtype.newbyteorder("=")
+
+
 def check_float_array(array: np.ndarray, name: str) -> None:
     """Refuse arrays whose dtype the engines cannot compute in.
 
     Raises:
         TypeError: naming ``name`` and the dtype.
     """
-    if array.dtype not in FLOAT_DTYPES:
+    if native(array.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got {name} of dtype "
                         f"{array.dtype.name}")

@@ -20,38 +20,42 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from ._engines import numpy as engine
-from .dtypes import check_float_array
+from .dtypes import check_float_array, native
 from .spec import Conv2dTransposeSpec
 
 
 def _array(value: Any, name: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {name} of type {type(value).__name__}")
+    if isinstance(value, np.ma.MaskedArray):  # its mask would be silently ignored
+        raise TypeError(f"{name} must be a plain NumPy array, got a masked array; fill it first "
+                        f"({name}.filled(0))")
     return value
 
 
+def _typed(value: Any) -> Any:
+    """A cache key that tells ``True``, ``1``, ``1.0`` and ``np.int64(1)`` apart (they hash
+    alike, and the spec accepts only the Python int)."""
+    if type(value) is tuple:
+        return (tuple, tuple(_typed(item) for item in value))
+    return (type(value), value)
+
+
 @functools.lru_cache(maxsize=512)
-def _cached_spec(*args: Any) -> Conv2dTransposeSpec:
-    return Conv2dTransposeSpec.from_args(*args)
+def _cached_spec(key: Tuple[Any, ...], *args: Any) -> Conv2dTransposeSpec:
+    return Conv2dTransposeSpec.from_weight_shape(*args)
 
 
 def spec_from_weight(weight_shape: Tuple[int, ...], stride: Any, pad_mode: Any, padding: Any,
                      output_padding: Any, dilation: Any, group: Any, has_bias: bool) -> Conv2dTransposeSpec:
-    """The spec of a functional call: channels and kernel size come from the weight's shape."""
-    if len(weight_shape) != 4 or min(weight_shape) < 1:
-        raise ValueError(f"weight must be a 4-D array (C_in, C_out // group, kH, kW) with no empty "
-                         f"axis, got weight of shape {tuple(weight_shape)}")
-    if type(group) is not int:  # checked here too: it multiplies a channel count below
-        return Conv2dTransposeSpec.from_args(weight_shape[0], weight_shape[1], weight_shape[2:],
-                                             stride, pad_mode, padding, output_padding, dilation,
-                                             group, has_bias)
-    args = (weight_shape[0], weight_shape[1] * group, tuple(weight_shape[2:]), stride, pad_mode,
-            padding, output_padding, dilation, group, has_bias)
+    """The spec of a functional call (cached: validation runs once per distinct argument set)."""
+    args = (tuple(weight_shape), stride, pad_mode, padding, output_padding, dilation, group, has_bias)
     try:
-        hash(args)
+        key = _typed(args)
+        hash(key)
     except TypeError:  # lists and arrays: let the spec explain what it expects
-        return Conv2dTransposeSpec.from_args(*args)
-    return _cached_spec(*args)
+        return Conv2dTransposeSpec.from_weight_shape(*args)
+    return _cached_spec(key, *args)
 
 
 def check_call(spec: Conv2dTransposeSpec, x: Any, weight: np.ndarray,
@@ -66,11 +70,12 @@ def check_call(spec: Conv2dTransposeSpec, x: Any, weight: np.ndarray,
     """
     _array(x, "x")
     out_shape = spec.check_input_shape(x.shape)
+    spec.check_parameters(weight.shape, None if bias is None else bias.shape)
     check_float_array(weight, "weight")
-    if x.dtype != weight.dtype:
+    if native(x.dtype) != native(weight.dtype):
         raise TypeError(f"x must have the parameters' dtype {weight.dtype.name}, got x of dtype "
                         f"{x.dtype.name}; convert it with x.astype(np.{weight.dtype.name})")
-    if bias is not None and bias.dtype != weight.dtype:
+    if bias is not None and native(bias.dtype) != native(weight.dtype):
         raise TypeError(f"bias must have the weight's dtype {weight.dtype.name}, got bias of dtype "
                         f"{bias.dtype.name}")
     return out_shape
@@ -99,8 +104,6 @@ def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarra
         bias = _array(bias, "bias")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation,
                             group, bias is not None)
-    if bias is not None and bias.shape != spec.bias_shape:
-        raise ValueError(f"bias must have shape {spec.bias_shape}, got bias of shape {bias.shape}")
     check_call(spec, x, weight, bias)
     return engine.forward(x, weight, bias, spec)
 

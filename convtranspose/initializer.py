@@ -61,7 +61,7 @@ def fan_in_and_fan_out(shape: Tuple[int, ...]) -> Tuple[int, int]:
     if len(shape) < 2:
         raise ValueError(f"fan_in and fan_out cannot be computed for a tensor with fewer than 2 "
                          f"dimensions, got shape {shape}")
-    receptive = int(np.prod(shape[2:], dtype=np.int64))
+    receptive = math.prod(shape[2:])  # Python ints: no overflow
     return shape[1] * receptive, shape[0] * receptive
 
 
@@ -326,7 +326,7 @@ class Orthogonal(Initializer):
             raise ValueError(f"Orthogonal needs a tensor of at least 2 dimensions, got shape {shape}")
         gain = _real("Orthogonal", "gain", self.gain)
         rows = shape[0]
-        cols = int(np.prod(shape[1:], dtype=np.int64))
+        cols = math.prod(shape[1:])
         flat = rng.normal(0.0, 1.0, (rows, cols))
         if rows < cols:
             flat = flat.T

@@ -166,6 +166,9 @@ class Conv2dTranspose:
             ValueError: an array of the wrong shape, or (strict) an unexpected bias.
             TypeError: an array whose dtype differs from the parameter's.
         """
+        if not isinstance(arrays, Mapping):
+            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got "
+                            f"{type(arrays).__name__}")
         staged = {}
         for name, param in self.parameters_and_names(prefix):
             if name not in arrays:

@@ -51,6 +51,8 @@ class Parameter:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if dtype is None or np.dtype(dtype) == self.data.dtype:
             return self.data.copy() if copy else self.data
+        if copy is False:  # NumPy 2's protocol: refuse when a copy cannot be avoided
+            raise ValueError(f"{self.name}: converting {self.dtype.name} to {np.dtype(dtype).name} needs a copy")
         return self.data.astype(dtype)
 
     def __repr__(self) -> str:

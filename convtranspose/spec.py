@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import sys
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 PAD_MODES = ("valid", "same", "pad")
@@ -39,6 +41,11 @@ Quad = Tuple[int, int, int, int]
 def _is_int(value: Any) -> bool:
     """True for a Python int that is not a bool (MindSpore rejects bool and NumPy integers)."""
     return type(value) is int
+
+
+# Arrays beyond this many elements cannot be allocated by NumPy on any machine: say so with
+# the arguments that caused it instead of letting NumPy fail with "array is too big".
+MAX_ELEMENTS = sys.maxsize // 16
 
 
 def _describe(value: Any) -> str:
@@ -286,7 +293,8 @@ class Conv2dTransposeSpec:
         run its initializer checks at those points (``on_bias_shape`` only when has_bias).
 
         The range of ``output_padding`` and the rule that a nonzero one needs
-        ``pad_mode='pad'`` are checked by :meth:`check_call`, at call time, as in MindSpore.
+        ``pad_mode='pad'`` are checked by :meth:`check_output_padding`, at call time (from
+        :meth:`check_input_shape`), as in MindSpore.
 
         Raises:
             TypeError: an argument of the wrong type (bool and NumPy integers are not ints).
@@ -311,6 +319,10 @@ class Conv2dTransposeSpec:
             raise ValueError(f"out_channels must be divisible by group, got out_channels={out_channels}"
                              f" and group={group}")
         weight_shape = (in_channels, out_channels // group) + kernel
+        if math.prod(weight_shape) > MAX_ELEMENTS:
+            raise ValueError(f"the weight would have shape {weight_shape}, too many elements to allocate: "
+                             f"in_channels={in_channels}, out_channels={out_channels}, group={group}, "
+                             f"kernel_size={kernel_size!r}")
         if on_weight_shape is not None:
             on_weight_shape(weight_shape)
         if type(has_bias) is not bool:
@@ -325,6 +337,28 @@ class Conv2dTransposeSpec:
                              f"got padding={padding!r} with pad_mode={pad_mode!r}")
         return cls(in_channels, out_channels, kernel, strides, pad_mode, pads, out_pad,
                    dilations, group, has_bias)
+
+    @classmethod
+    def from_weight_shape(cls, weight_shape: Tuple[int, ...], stride: Any = 1, pad_mode: Any = "same",
+                          padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, group: Any = 1,
+                          has_bias: bool = False) -> "Conv2dTransposeSpec":
+        """The spec of a functional call, whose weight ``(C_in, C_out // group, kH, kW)`` gives
+        the channels and the kernel size.
+
+        Raises:
+            TypeError, ValueError: as :meth:`from_args`; errors about the channels name the
+                weight's shape, which is what the caller passed.
+        """
+        weight_shape = tuple(weight_shape)
+        if len(weight_shape) != 4 or min(weight_shape) < 1:
+            raise ValueError(f"weight must be a 4-D array (C_in, C_out // group, kH, kW) with no empty "
+                             f"axis, got weight of shape {weight_shape}")
+        _check_positive_int("group", group)  # before it multiplies a channel count
+        if weight_shape[0] % group:
+            raise ValueError(f"weight.shape[0] (C_in) must be divisible by group, got weight of shape "
+                             f"{weight_shape} and group={group}")
+        return cls.from_args(weight_shape[0], weight_shape[1] * group, weight_shape[2:], stride,
+                             pad_mode, padding, output_padding, dilation, group, has_bias)
 
     # ------------------------------------------------------------------ derived geometry
 
@@ -382,6 +416,18 @@ class Conv2dTransposeSpec:
             raise ValueError(f"a nonzero output_padding needs pad_mode='pad', got "
                              f"output_padding={self.output_padding} with pad_mode={self.pad_mode!r}")
 
+    def check_parameters(self, weight_shape: Tuple[int, ...], bias_shape: Optional[Tuple[int, ...]]) -> None:
+        """Check parameter shapes against this spec (they can be replaced after construction).
+
+        Raises:
+            ValueError: a weight or bias of another shape.
+        """
+        if tuple(weight_shape) != self.weight_shape:
+            raise ValueError(f"weight must have shape {self.weight_shape} (C_in, C_out // group, kH, kW), "
+                             f"got weight of shape {tuple(weight_shape)}")
+        if bias_shape is not None and tuple(bias_shape) != self.bias_shape:
+            raise ValueError(f"bias must have shape {self.bias_shape}, got bias of shape {tuple(bias_shape)}")
+
     def check_input_shape(self, x_shape: Tuple[int, ...]) -> Tuple[int, int, int, int]:
         """Check an input shape against this spec and return the output shape.
 
@@ -408,4 +454,9 @@ class Conv2dTransposeSpec:
                     f"the uncropped length {plan.full_length(size)}"
                     + (" (0 rows followed by output_padding rows has no defined value)"
                        if window == 0 else ""))
-        return self.output_shape(x_shape)
+        out_shape = self.output_shape(x_shape)
+        if math.prod(out_shape) > MAX_ELEMENTS:
+            raise ValueError(f"the output would have shape {out_shape}, too many elements to allocate: "
+                             f"input {tuple(x_shape)}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                             f"dilation={self.dilation}")
+        return out_shape

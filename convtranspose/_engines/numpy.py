@@ -51,6 +51,7 @@ import functools
 import math
 import os
 import threading
+import weakref
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
 
 import numpy as np
@@ -70,7 +71,9 @@ _forced: Dict[str, Optional[str]] = {"forward": None, "backward": None}
 def set_chunk_bytes(limit: int) -> None:
     """Upper bound, in bytes, of the largest per-chunk buffer (one image per chunk at least)."""
     global _chunk_bytes
-    if type(limit) is not int or limit < 1:
+    if type(limit) is not int:
+        raise TypeError(f"chunk_bytes must be a positive int, got {limit!r}")
+    if limit < 1:
         raise ValueError(f"chunk_bytes must be a positive int, got {limit!r}")
     _chunk_bytes = limit
 
@@ -127,8 +130,9 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
-_scratch = threading.local()
-_all_slots: List[Dict[str, np.ndarray]] = []   # every thread's slots, so that all can be released
+# Scratch buffers per thread. Keyed weakly by the thread object, so a finished thread's
+# buffers go with it (a thread-per-request server does not accumulate them).
+_slots_by_thread: "weakref.WeakKeyDictionary[threading.Thread, Dict[str, np.ndarray]]" = weakref.WeakKeyDictionary()
 
 
 def _workspace(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
@@ -136,13 +140,12 @@ def _workspace(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = 
 
     Fresh multi-megabyte arrays come back from the allocator as new zero pages whose first
     touch costs as much as the copy itself (measured: the same forward took 2.6 or 6.6 ms
-    depending on the heap's state). Nothing returned to the caller ever lives here, and no
-    slot grows past the chunk budget (see :func:`set_chunk_bytes`) by more than one image.
+    depending on the heap's state). Nothing returned to the caller ever lives here.
     """
-    slots = getattr(_scratch, "slots", None)
+    thread = threading.current_thread()
+    slots = _slots_by_thread.get(thread)
     if slots is None:
-        slots = _scratch.slots = {}
-        _all_slots.append(slots)
+        slots = _slots_by_thread[thread] = {}
     size = math.prod(shape) * np.dtype(dtype).itemsize
     buffer = slots.get(slot)
     if buffer is None or buffer.nbytes < size:
@@ -154,14 +157,25 @@ def _workspace(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = 
 
 
 def workspace_bytes() -> int:
-    """Bytes of scratch memory the engine holds between calls (all threads)."""
-    return sum(buffer.nbytes for slots in _all_slots for buffer in slots.values())
+    """Bytes of scratch memory the engine holds between calls (all live threads)."""
+    return sum(buffer.nbytes for slots in list(_slots_by_thread.values()) for buffer in slots.values())
 
 
 def release_workspace() -> None:
     """Free the scratch buffers of every thread (they are kept between calls for speed)."""
-    for slots in _all_slots:
+    for slots in list(_slots_by_thread.values()):
         slots.clear()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the pool object but not its threads: start afresh.
+    global _pool
+    _pool = None
+    _slots_by_thread.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int,
@@ -172,7 +186,9 @@ def _batch_chunks(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize:
     """
     n, _, h, w = x_shape
     channels = max(spec.in_channels, spec.out_channels)
-    per_image = channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w * itemsize
+    # the columns or stacked slices, plus window-sized sums (large when the stride is)
+    per_image = (channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w
+                 + 2 * math.prod(spec.output_shape((1,) + tuple(x_shape[1:])))) * itemsize
     step = max(1, _chunk_bytes // max(per_image, 1))
     if threads and n * per_image >= _PARALLEL_BYTES:
         step = min(step, -(-n // _workers))
