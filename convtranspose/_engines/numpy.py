@@ -12,9 +12,11 @@ Forward routes:
 
 - ``col2im``: one product per image gives every (output channel, tap) contribution of every
   input pixel, ``cols[n, g, (co, kh, kw), (i, j)] = sum_ci w[g*cig+ci, co, kh, kw] x[n, g*cig+ci, i, j]``;
-  each tap then adds its slab into the output window, where input row ``i`` lands on window
-  row ``i*stride + kh*dilation - crop_before`` (a strided slice, ``AxisPlan.tap_window``).
-  Moves ``Cout*K`` values per input pixel: best when ``Cin > Cout``.
+  input row ``i`` of tap ``kh`` lands on window row ``i*stride + kh*dilation - crop_before``.
+  The slabs of the taps that share a stride phase are summed in a contiguous buffer (shifted
+  slices, ``Phase.overlap``), which is then written once into the phase's strided rows; a
+  kernel no longer than the stride needs no sum at all. Moves ``Cout*K`` values per input
+  pixel: best when ``Cin > Cout``.
 - ``col2im_nhwc``: the same in channels-last order, so every add runs along ``cog``
   contiguous values; for small images with many channels, where the NCHW rows are short.
 - ``phases``: window rows ``phase + m*stride`` all see the same taps, so each stride phase is
@@ -42,6 +44,9 @@ sum rounded once), and each gradient is the float32 result rounded once to float
 
 Memory: the batch is processed in chunks so that the largest intermediate buffer stays
 under ``chunk_bytes`` (default 64 MiB, see :func:`set_chunk_bytes`), one image at least.
+Intermediate buffers live in a per-thread workspace kept between calls (see
+:func:`_workspace` for why; :func:`release_workspace` frees it). Threads: only for
+depthwise-like products are batch chunks spread over a 2-thread pool (see :func:`plan`).
 """
 
 from __future__ import annotations
