@@ -79,18 +79,24 @@ def _overlap(axis):
     return max(min(axis.window, axis.full - axis.crop_before), 0)
 
 
+def _grouped(case, x, w):
+    """float64 x as (group, N*H*W, Cin/group) rows and w as (group, Cin/g, Cout/g, kH, kW)."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    group = case.group
+    wg = w.reshape(group, w.shape[0] // group, w.shape[1], *w.shape[2:])
+    return x.shape, w.shape, _to_rows(x, group), wg
+
+
 def reference_forward(case, x, w, b):
     """MindSpore's forward in float64."""
-    x, w, b = (np.asarray(a, np.float64) for a in (x, w, b))
-    group, (n, _, h, wd) = case.group, x.shape
-    cin_g, cout_g = w.shape[0] // group, w.shape[1]
-    wg = w.reshape(group, cin_g, cout_g, *w.shape[2:])
-    xg = _to_rows(x, group)
+    (n, _, h, wd), _, xg, wg = _grouped(case, x, w)
+    b = np.asarray(b, np.float64)
+    cout_g = wg.shape[2]
     ah, aw = case.windows()
-    full = np.zeros((n, group * cout_g, ah.full, aw.full))
+    full = np.zeros((n, case.group * cout_g, ah.full, aw.full))
     for kh, kw, rows, cols in _taps(case):
         full[:, :, rows, cols] += _from_rows(xg @ wg[..., kh, kw], n, h, wd)
-    y = np.zeros((n, group * cout_g, ah.out, aw.out))
+    y = np.zeros((n, case.group * cout_g, ah.out, aw.out))
     lh, lw = _overlap(ah), _overlap(aw)
     y[:, :, :lh, :lw] = full[:, :, ah.crop_before:ah.crop_before + lh, aw.crop_before:aw.crop_before + lw]
     y[:, :, :ah.window, :aw.window] += b[None, :, None, None]
@@ -99,11 +105,8 @@ def reference_forward(case, x, w, b):
 
 def reference_backward(case, x, w, g):
     """(dx, dweight, dbias) of sum(y * g) in float64."""
-    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
-    group, (n, _, h, wd) = case.group, x.shape
-    cin_g, cout_g = w.shape[0] // group, w.shape[1]
-    wg = w.reshape(group, cin_g, cout_g, *w.shape[2:])
-    xg = _to_rows(x, group)
+    (n, _, h, wd), w_shape, xg, wg = _grouped(case, x, w)
+    g, group = np.asarray(g, np.float64), case.group
     ah, aw = case.windows()
     window = g[:, :, :ah.window, :aw.window]          # output_padding rows carry no gradient
     db = window.sum(axis=(0, 2, 3))
@@ -116,7 +119,7 @@ def reference_backward(case, x, w, g):
         gt = _to_rows(full[:, :, rows, cols], group)     # (group, N*H*W, Cout/group)
         dxg += gt @ wg[..., kh, kw].transpose(0, 2, 1)
         dwg[..., kh, kw] = xg.transpose(0, 2, 1) @ gt
-    return _from_rows(dxg, n, h, wd), dwg.reshape(w.shape), db
+    return _from_rows(dxg, n, h, wd), dwg.reshape(w_shape), db
 
 
 # --------------------------------------------------------------------------------------------
