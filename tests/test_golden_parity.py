@@ -41,20 +41,21 @@ def test_fp32_golden_has_300_cases(fp32_golden):
     assert len(configs) == 300
 
 
-@pytest.mark.parametrize("index", range(300))
-def test_fp32_case(fp32_golden, index):
-    configs, data = fp32_golden
+def _check_case(golden, index, tol, label):
+    configs, data = golden
     cfg = configs[index]
     for name, (got, ref) in _run_case(cfg, data, index).items():
-        assert_close(got, ref, FP32_TOL, f"case {index} {name} {cfg}")
+        assert_close(got, ref, tol, f"{label} case {index} {name} {cfg}")
+
+
+@pytest.mark.parametrize("index", range(300))
+def test_fp32_case(fp32_golden, index):
+    _check_case(fp32_golden, index, FP32_TOL, "fp32")
 
 
 @pytest.mark.parametrize("index", range(40))
 def test_fp16_case(fp16_golden, index):
-    configs, data = fp16_golden
-    cfg = configs[index]
-    for name, (got, ref) in _run_case(cfg, data, index).items():
-        assert_close(got, ref, FP16_TOL, f"fp16 case {index} {name} {cfg}")
+    _check_case(fp16_golden, index, FP16_TOL, "fp16")
 
 
 def test_fp16_output_is_bit_exact_with_mindspore(fp16_golden):
