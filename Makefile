@@ -1,9 +1,13 @@
-# Set-up and everyday commands. Each target creates .venv on first use.
+# Set-up and everyday commands. Each target creates .venv on first use; `make` alone lists them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint test-slow test-gpu fuzz bench clean
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,19 +25,28 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed  ## create .venv, install, run the main example
 	$(BIN)/python examples/demo.py
 
-test: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks and examples
+	$(BIN)/ruff check convtranspose tests benchmarks examples
+
+test: lint  ## create .venv with every engine, lint, run the default test suite
 	$(BIN)/python -m pytest -q
 
-test-slow: $(VENV)/.installed-test
+test-slow: $(VENV)/.installed-test  ## the slow tests (large sweeps)
 	$(BIN)/python -m pytest -q -m slow
+
+test-gpu: $(VENV)/.installed-test  ## the CUDA tests (on a machine with a GPU)
+	$(BIN)/python -m pytest -q -m gpu
+
+fuzz: $(VENV)/.installed-test  ## property tests at 10,000 examples each (hypothesis profile 'fuzz')
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m property
 
 # OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, where a machine sets them, pin OpenBLAS to older
 # kernels (half speed on AVX-512 machines): the benchmark measures NumPy as shipped.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench  ## side-by-side timings of every engine (BENCH_ARGS=...)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
-clean:
+clean:  ## remove .venv and build files
 	rm -rf $(VENV) build *.egg-info .pytest_cache
