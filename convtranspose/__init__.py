@@ -7,14 +7,18 @@ Public names:
     conv2d_transpose             functional forward
     conv2d_transpose_backward    functional backward -> (dx, dweight, dbias)
     Conv2dTransposeSpec          validated arguments and all shape arithmetic
+    spec_from_weight             the (cached) spec of a functional call, from the weight's shape
+    build_parameters             MindSpore's parameter construction, shared by every layer
     Parameter                    a named array with a gradient slot
     initializer                  MindSpore's initializers (module)
     set_seed                     seeds the initializers' generator
-    set_chunk_bytes              memory budget of the NumPy engine's batch chunks (default 64 MiB)
-    release_workspace            frees the scratch buffers the NumPy engine keeps between calls
+    set_chunk_bytes              NumPy engine setting: memory budget of its batch chunks (default 64 MiB);
+                                 changes speed and memory, never results
+    release_workspace            NumPy engine: frees the scratch buffers it keeps between calls
     float16, float32, float64    parameter dtypes
 
-Only NumPy is imported here.
+Only NumPy is imported here. The other engines are modules of their own, imported on demand:
+``convtranspose.torch`` (PyTorch), ``convtranspose.jax`` and ``convtranspose.flax`` (JAX, Flax NNX).
 """
 
 from . import initializer
@@ -24,12 +28,14 @@ from .functional import conv2d_transpose, conv2d_transpose_backward
 from .initializer import set_seed
 from .layer import Conv2dTranspose
 from .parameter import Parameter
-from .spec import AxisPlan, Conv2dTransposeSpec
+from .parameters import build_parameters
+from .spec import AxisPlan, Conv2dTransposeSpec, spec_from_weight
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Conv2dTranspose", "conv2d_transpose", "conv2d_transpose_backward", "Conv2dTransposeSpec",
-    "AxisPlan", "Parameter", "initializer", "set_seed", "set_chunk_bytes", "release_workspace",
+    "AxisPlan", "spec_from_weight", "build_parameters", "Parameter", "initializer", "set_seed",
+    "set_chunk_bytes", "release_workspace",
     "float16", "float32", "float64",
 ]

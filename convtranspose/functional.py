@@ -1,5 +1,9 @@
 """Functional API: MindSpore's Conv2dTranspose as two functions on NumPy arrays.
 
+This module is the NumPy front end: the only place that checks that the arrays are ndarrays,
+normalises their byte order, and reaches the NumPy engine. The layer calls :func:`forward` and
+:func:`backward` with its spec; the public functions build the spec from the weight's shape.
+
 Example:
     >>> import numpy as np
     >>> import convtranspose as ct
@@ -14,71 +18,89 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from ._engines import numpy as engine
 from .dtypes import check_float_array, native
-from .spec import Conv2dTransposeSpec
+from .spec import Conv2dTransposeSpec, spec_from_weight
 
 
-def _array(value: Any, name: str) -> np.ndarray:
+def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
+    """``value`` as a plain ndarray in the machine's byte order (a copy only when swapped).
+
+    Byte order is normalised here, once, so that a big-endian float64 computes as float64 and
+    every result and error speaks of native dtypes. ``swap=False`` only checks the type.
+
+    Raises:
+        TypeError: ``value`` is not a NumPy array, or is a masked array.
+    """
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {name} of type {type(value).__name__}")
     if isinstance(value, np.ma.MaskedArray):  # its mask would be silently ignored
         raise TypeError(f"{name} must be a plain NumPy array, got a masked array; fill it first "
                         f"({name}.filled(0))")
+    if swap and not value.dtype.isnative:
+        value = value.astype(native(value.dtype))
     return value
 
 
-def _typed(value: Any) -> Any:
-    """A cache key that tells ``True``, ``1``, ``1.0`` and ``np.int64(1)`` apart (they hash
-    alike, and the spec accepts only the Python int)."""
-    if type(value) is tuple:
-        return (tuple, tuple(_typed(item) for item in value))
-    return (type(value), value)
-
-
-@functools.lru_cache(maxsize=512)
-def _cached_spec(key: Tuple[Any, ...], *args: Any) -> Conv2dTransposeSpec:
-    return Conv2dTransposeSpec.from_weight_shape(*args)
-
-
-def spec_from_weight(weight_shape: Tuple[int, ...], stride: Any, pad_mode: Any, padding: Any,
-                     output_padding: Any, dilation: Any, group: Any, has_bias: bool) -> Conv2dTransposeSpec:
-    """The spec of a functional call (cached: validation runs once per distinct argument set)."""
-    args = (tuple(weight_shape), stride, pad_mode, padding, output_padding, dilation, group, has_bias)
-    try:
-        key = _typed(args)
-        hash(key)
-    except TypeError:  # lists and arrays: let the spec explain what it expects
-        return Conv2dTransposeSpec.from_weight_shape(*args)
-    return _cached_spec(key, *args)
-
-
-def check_call(spec: Conv2dTransposeSpec, x: Any, weight: np.ndarray,
-               bias: Optional[np.ndarray]) -> Tuple[int, int, int, int]:
-    """Check a call's arrays against ``spec`` and return the output shape.
-
-    Raises:
-        TypeError: x is not a NumPy array, or its dtype differs from the weight's (as in
-            MindSpore and PyTorch), or the bias dtype differs from the weight's.
-        ValueError: wrong rank or channel count, output_padding out of range, or a crop that
-            leaves no rows (see :meth:`Conv2dTransposeSpec.check_input_shape`).
-    """
-    _array(x, "x")
-    out_shape = spec.check_input_shape(x.shape)
-    spec.check_parameters(weight.shape, None if bias is None else bias.shape)
+def _check_arrays(spec: Conv2dTransposeSpec, x: Any, weight: Any,
+                  bias: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Tuple[int, int, int, int]]:
+    """Normalise a call's arrays and check them against ``spec``; returns them and the output shape."""
+    x = as_ndarray(x, "x", swap=False)
+    weight = as_ndarray(weight, "weight", swap=False)
+    bias = None if bias is None else as_ndarray(bias, "bias", swap=False)
+    # shapes first (as MindSpore), and before a byte swap copies anything
+    out_shape = spec.check_shapes(x.shape, weight.shape, None if bias is None else bias.shape,
+                                  itemsize=max(x.dtype.itemsize, 4))
+    x, weight = as_ndarray(x, "x"), as_ndarray(weight, "weight")
+    bias = None if bias is None else as_ndarray(bias, "bias")
     check_float_array(weight, "weight")
-    if native(x.dtype) != native(weight.dtype):
+    if x.dtype != weight.dtype:
         raise TypeError(f"x must have the parameters' dtype {weight.dtype.name}, got x of dtype "
                         f"{x.dtype.name}; convert it with x.astype(np.{weight.dtype.name})")
-    if bias is not None and native(bias.dtype) != native(weight.dtype):
+    if bias is not None and bias.dtype != weight.dtype:
         raise TypeError(f"bias must have the weight's dtype {weight.dtype.name}, got bias of dtype "
                         f"{bias.dtype.name}")
-    return out_shape
+    return x, weight, bias, out_shape
+
+
+def forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+    """Forward for an already-built spec (the layer's path); checks every array first.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype (native byte order).
+
+    Raises:
+        TypeError: an array that is not an ndarray, or dtypes that differ.
+        ValueError: shapes that do not fit the spec (see :meth:`Conv2dTransposeSpec.check_shapes`).
+    """
+    x, weight, bias, _ = _check_arrays(spec, x, weight, bias)
+    return engine.forward(x, weight, bias, spec)
+
+
+def backward(spec: Conv2dTransposeSpec, x: Any, weight: Any,
+             grad_output: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward for an already-built spec (the layer's path); checks every array first.
+
+    Returns:
+        ``(dx, dweight, dbias)`` in x's dtype (native byte order).
+
+    Raises:
+        TypeError: an array that is not an ndarray, or dtypes that differ.
+        ValueError: shapes that do not fit the spec, or a grad_output of another shape.
+    """
+    x, weight, _, out_shape = _check_arrays(spec, x, weight, None)
+    grad_output = as_ndarray(grad_output, "grad_output")
+    if grad_output.shape != out_shape:
+        raise ValueError(f"grad_output must have the output's shape {out_shape}, got grad_output of "
+                         f"shape {grad_output.shape}")
+    if grad_output.dtype != x.dtype:
+        raise TypeError(f"grad_output must have x's dtype {x.dtype.name}, got grad_output of dtype "
+                        f"{grad_output.dtype.name}")
+    return engine.backward(x, weight, grad_output, spec)
 
 
 def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, *,
@@ -87,7 +109,7 @@ def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarra
     """MindSpore's 2-D transposed convolution, forward.
 
     Args:
-        x: input ``(N, C_in, H, W)``, float16, float32 or float64.
+        x: input ``(N, C_in, H, W)``, float16, float32 or float64 (any byte order).
         weight: ``(C_in, C_out // group, kH, kW)``, same dtype as x.
         bias: ``(C_out,)`` or None, same dtype as x.
         stride, pad_mode, padding, output_padding, dilation, group: as in
@@ -98,14 +120,15 @@ def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarra
         ('same'), ``H*stride + max(k_eff - stride, 0)`` ('valid') or
         ``(H-1)*stride + k_eff - pad_top - pad_bottom`` ('pad'), plus output_padding, with
         ``k_eff = dilation*(kernel-1) + 1``.
+
+    Raises:
+        TypeError, ValueError: naming the argument (see :meth:`Conv2dTransposeSpec.from_args`
+            and :meth:`Conv2dTransposeSpec.check_shapes`).
     """
-    weight = _array(weight, "weight")
-    if bias is not None:
-        bias = _array(bias, "bias")
+    weight = as_ndarray(weight, "weight")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation,
                             group, bias is not None)
-    check_call(spec, x, weight, bias)
-    return engine.forward(x, weight, bias, spec)
+    return forward(spec, x, weight, bias)
 
 
 def conv2d_transpose_backward(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, *,
@@ -127,21 +150,7 @@ def conv2d_transpose_backward(x: np.ndarray, weight: np.ndarray, grad_output: np
         and ``(C_out,)``, in x's dtype. ``dbias`` sums ``grad_output`` over the output
         without its output_padding rows and columns (they never receive the bias).
     """
-    weight = _array(weight, "weight")
+    weight = as_ndarray(weight, "weight")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation,
                             group, False)
     return backward(spec, x, weight, grad_output)
-
-
-def backward(spec: Conv2dTransposeSpec, x: np.ndarray, weight: np.ndarray,
-             grad_output: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward for an already-built spec (the layer's path); checks every array first."""
-    out_shape = check_call(spec, x, weight, None)
-    grad_output = _array(grad_output, "grad_output")
-    if grad_output.shape != out_shape:
-        raise ValueError(f"grad_output must have the output's shape {out_shape}, got grad_output of "
-                         f"shape {grad_output.shape}")
-    if grad_output.dtype != x.dtype:
-        raise TypeError(f"grad_output must have x's dtype {x.dtype.name}, got grad_output of dtype "
-                        f"{grad_output.dtype.name}")
-    return engine.backward(x, weight, grad_output, spec)

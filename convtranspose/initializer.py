@@ -109,9 +109,34 @@ class Initializer:
 
     def __call__(self, shape: Sequence[int], dtype: Any = np.float32,
                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """Draw an array of ``shape`` in ``dtype`` (float16/32/64).
+
+        Raises:
+            TypeError, ValueError: a bad argument of the initializer, or values that do not fit
+                ``dtype`` (``Constant(1e300)`` in float32, ``Normal(sigma=10**400)``).
+        """
         shape = tuple(int(s) for s in shape)
-        values = self._sample(shape, rng if rng is not None else get_rng())
-        return np.asarray(values, dtype=np.float64).reshape(shape).astype(resolve_dtype(dtype))
+        target = resolve_dtype(dtype)
+        try:
+            values = np.asarray(self._sample(shape, rng if rng is not None else get_rng()), dtype=np.float64)
+        except OverflowError:  # Python ints past float64, or NumPy's bounds check
+            raise ValueError(f"{type(self).__name__}: an argument is too large for a float64 "
+                             f"({self._describe_args()})") from None
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = values.reshape(shape).astype(target)
+            # finite draws that overflow the dtype, or infinite arguments that made NaN or inf
+            overflowed = not np.isfinite(result).all() and not self._explicit_non_finite()
+        if overflowed:
+            raise ValueError(f"{type(self).__name__} draws values that are not finite in {target.name} "
+                             f"({self._describe_args()})")
+        return result
+
+    def _describe_args(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self._kwargs.items()) or "no arguments"
+
+    def _explicit_non_finite(self) -> bool:
+        """True when the caller asked for NaN or inf on purpose (a Constant of one)."""
+        return False
 
     def _sample(self, shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
@@ -298,6 +323,12 @@ class Constant(Initializer):
         except (TypeError, ValueError):
             raise ValueError(f"Constant: value must be a number, got value={self.value!r}") from None
         return np.full(shape, value)
+
+    def _explicit_non_finite(self) -> bool:
+        try:
+            return not math.isfinite(float(self.value))
+        except (TypeError, ValueError, OverflowError):
+            return False
 
 
 class One(Initializer):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from . import functional
-from ._engines import numpy as engine
-from .dtypes import check_float_array, resolve_dtype
-from .initializer import HeUniform, Uniform, fan_in_and_fan_out, initializer
+from .dtypes import native
 from .parameter import Parameter
-from .spec import Conv2dTransposeSpec
+from .parameters import build_parameters
 
 
 def _describe_init(init: Any) -> str:
@@ -69,36 +66,15 @@ class Conv2dTranspose:
                           padding=padding, output_padding=output_padding, dilation=dilation,
                           group=group, has_bias=has_bias, weight_init=weight_init,
                           bias_init=bias_init, dtype=dtype)
-        made: Dict[str, Any] = {}
-
-        # MindSpore builds the initializers between its argument checks; the spec calls
-        # back at those points so that two faults raise what MindSpore raises.
-        def make_weight(shape: Tuple[int, ...]) -> None:
-            param_dtype = resolve_dtype(dtype)
-            init = HeUniform(negative_slope=math.sqrt(5)) if weight_init is None else weight_init
-            data = initializer(init, shape, param_dtype, name="weight_init")
-            check_float_array(data, "weight_init")
-            made.update(weight=data, weight_init=init, dtype=param_dtype)
-
-        def make_bias(shape: Tuple[int, ...]) -> None:
-            fan_in, _ = fan_in_and_fan_out(made["weight"].shape)
-            init = Uniform(1 / math.sqrt(fan_in)) if bias_init is None else bias_init
-            data = initializer(init, shape, made["dtype"], name="bias_init")
-            check_float_array(data, "bias_init")
-            made.update(bias=data, bias_init=init)
-
-        self.spec = Conv2dTransposeSpec.from_args(
-            in_channels, out_channels, kernel_size, stride, pad_mode, padding, output_padding,
-            dilation, group, has_bias, on_weight_shape=make_weight, on_bias_shape=make_bias)
-        spec = self.spec
+        built = build_parameters(**self._args)
+        spec = self.spec = built.spec
         self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
         self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
         self.pad_mode, self.padding, self.output_padding = pad_mode, padding, output_padding
         self.group, self.has_bias, self.data_format = group, has_bias, "NCHW"
-        self.weight_init = made["weight_init"]
-        self.bias_init = made.get("bias_init", bias_init)
-        self.weight = Parameter(made["weight"], "weight")
-        self.bias = Parameter(made["bias"], "bias") if has_bias else None
+        self.weight_init, self.bias_init = built.weight_init, built.bias_init
+        self.weight = Parameter(built.weight, "weight")
+        self.bias = Parameter(built.bias, "bias") if built.bias is not None else None
         self._last_x: Optional[np.ndarray] = None
 
     # ------------------------------------------------------------------ computation
@@ -111,9 +87,7 @@ class Conv2dTranspose:
             ValueError: wrong rank or channels, output_padding out of range, or a crop that
                 leaves no rows.
         """
-        bias = None if self.bias is None else self.bias.data
-        functional.check_call(self.spec, x, self.weight.data, bias)
-        y = engine.forward(x, self.weight.data, bias, self.spec)
+        y = functional.forward(self.spec, x, self.weight.data, None if self.bias is None else self.bias.data)
         self._last_x = x
         return y
 
@@ -123,7 +97,8 @@ class Conv2dTranspose:
         """Gradient of ``sum(y * grad_output)`` for the input of the last forward call.
 
         Sets ``weight.grad`` (and ``bias.grad``), replacing earlier values, and returns dx
-        of the last input's shape. The layer keeps a reference to that input, not a copy:
+        of the last input's shape. A parameter with ``requires_grad = False`` keeps its
+        ``grad`` untouched. The layer keeps a reference to that input, not a copy:
         changing it in place before ``backward`` changes the weight gradient.
 
         Raises:
@@ -132,8 +107,9 @@ class Conv2dTranspose:
         if self._last_x is None:
             raise RuntimeError("backward() needs the input of a forward call: call the layer first")
         dx, dweight, dbias = functional.backward(self.spec, self._last_x, self.weight.data, grad_output)
-        self.weight.grad = dweight
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.grad = dweight
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad = dbias
         return dx
 
@@ -146,6 +122,7 @@ class Conv2dTranspose:
             yield prefix + "bias", self.bias
 
     def trainable_params(self) -> List[Parameter]:
+        """The parameters, weight first (MindSpore's ``Cell.trainable_params``)."""
         return [param for _, param in self.parameters_and_names()]
 
     def parameters_dict(self, prefix: str = "") -> Dict[str, np.ndarray]:
@@ -176,14 +153,14 @@ class Conv2dTranspose:
             value = np.asarray(arrays[name])
             if value.shape != param.shape:
                 raise ValueError(f"{name} must have shape {param.shape}, got shape {value.shape}")
-            if value.dtype != param.dtype:
+            if native(value.dtype) != param.dtype:
                 raise TypeError(f"{name} must have dtype {param.dtype.name}, got {value.dtype.name}; "
                                 f"convert it first (e.g. arrays[{name!r}].astype(np.{param.dtype.name}))")
-            staged[name] = (param, value)
+            staged[name] = (param, value.astype(param.dtype))  # a copy, in native byte order
         if strict and self.bias is None and prefix + "bias" in arrays:
             raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")
         for param, value in staged.values():  # all checked first: a failed load changes nothing
-            param.data = value.copy()
+            param.data = value
 
     # ------------------------------------------------------------------ Python protocol
 

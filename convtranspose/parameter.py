@@ -13,6 +13,11 @@ class Parameter:
     Works with ``np.asarray(param)``. ``set_data`` keeps the shape and the dtype fixed (a
     float array of another dtype is converted), so a layer never changes its geometry or
     compute dtype behind the user's back.
+
+    Copies and sharing: ``set_data`` and the layer's ``load_parameters`` store copies (changing
+    the caller's array later does not change the parameter); ``asnumpy`` and the layer's
+    ``parameters_dict`` return copies. ``data`` itself is the stored array (no copy).
+    ``requires_grad = False`` makes the layer's ``backward`` leave ``grad`` untouched.
     """
 
     def __init__(self, data: np.ndarray, name: str, requires_grad: bool = True) -> None:
@@ -23,10 +28,12 @@ class Parameter:
 
     @property
     def shape(self) -> Tuple[int, ...]:
+        """The shape of ``data``."""
         return self.data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of ``data`` (native byte order)."""
         return self.data.dtype
 
     def asnumpy(self) -> np.ndarray:

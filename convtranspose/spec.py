@@ -29,8 +29,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+import os
+from typing import Any, Callable, Optional, Tuple
 
 PAD_MODES = ("valid", "same", "pad")
 
@@ -43,9 +43,22 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
-# Arrays beyond this many elements cannot be allocated by NumPy on any machine: say so with
-# the arguments that caused it instead of letting NumPy fail with "array is too big".
-MAX_ELEMENTS = sys.maxsize // 16
+def _physical_memory() -> int:
+    """Bytes of physical memory on this machine (1 TiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2 ** 40
+
+
+# The most memory one request may ask for: half the machine's physical memory. A request for
+# more (an output, the parameters with their float64 draw) cannot succeed alongside its inputs,
+# and would fail deep inside an allocator (or swap for minutes): refuse it up front, naming the
+# arguments. Ordinary large work stays far below it. Tests may lower it with monkeypatch.
+MEMORY_LIMIT = _physical_memory() // 2
+
+# Bytes per parameter element while initialising: the float64 draw plus the result.
+_INIT_BYTES_PER_ELEMENT = 8 + 8
 
 
 def _describe(value: Any) -> str:
@@ -126,25 +139,6 @@ def _output_padding(value: Any) -> Pair:
     return _int_or_tuple("output_padding", value, 2, rule, ValueError)  # type: ignore[return-value]
 
 
-class Phase(NamedTuple):
-    """Window rows ``rows`` (a strided slice, ``count`` rows) and their ``(tap, shift)`` pairs."""
-
-    rows: slice
-    count: int
-    taps: Tuple[Tuple[int, int], ...]
-
-    def overlap(self, shift: int, n: int) -> Optional[Tuple[slice, slice]]:
-        """``(input_rows, phase_rows)`` for a tap at ``shift``, or None when no row is left.
-
-        Phase row ``m`` reads input row ``m + shift``; only rows inside both ``[0, n)`` and
-        ``[0, count)`` are kept.
-        """
-        first, stop = max(0, shift), min(n, self.count + shift)
-        if first >= stop:
-            return None
-        return slice(first, stop), slice(first - shift, stop - shift)
-
-
 @dataclasses.dataclass(frozen=True)
 class AxisPlan:
     """How one spatial axis of the full transposed convolution becomes the output axis.
@@ -187,59 +181,6 @@ class AxisPlan:
         """Length of the output axis, output_padding included."""
         return self.window_length(n) + self.output_padding
 
-    @functools.lru_cache(maxsize=4096)  # geometry is asked for on every call; plans are hashable
-    def phases(self, n: int) -> Tuple["Phase", ...]:
-        """The stride-phase decomposition of the window, for an input axis of length ``n``.
-
-        Window rows ``r = phase + m*stride`` (``m = 0 .. count-1``) all receive the same taps:
-        tap ``t`` with ``(phase + crop_before - t*dilation) % stride == 0``, from input row
-        ``m + shift`` where ``shift = (phase + crop_before - t*dilation) // stride``. So each
-        phase is a dense stride-1 correlation of the input with a sub-kernel (XNNPACK's
-        "subconv"). A phase may have no taps: its rows receive only the bias.
-        """
-        window = self.window_length(n)
-        result = []
-        for phase in range(min(self.stride, window)):
-            base = phase + self.crop_before
-            taps = tuple((t, (base - t * self.dilation) // self.stride) for t in range(self.kernel)
-                         if (base - t * self.dilation) % self.stride == 0)
-            rows = slice(phase, window, self.stride)
-            result.append(Phase(rows, len(range(window)[rows]), taps))
-        return tuple(result)
-
-    @functools.lru_cache(maxsize=4096)
-    def phase_padding(self, n: int) -> Tuple[int, int]:
-        """Zero rows to put before and after the input for the phase taps.
-
-        With them, every tap reads input rows ``shift .. shift + count - 1`` inside the
-        padded axis.
-        """
-        reads = [(shift, shift + phase.count) for phase in self.phases(n) for _, shift in phase.taps]
-        if not reads:
-            return 0, 0
-        return max(0, -min(lo for lo, _ in reads)), max(0, max(hi for _, hi in reads) - n)
-
-    @functools.lru_cache(maxsize=4096)
-    def tap_window(self, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
-        """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
-
-        Input row ``i`` lands on window row ``i*stride + tap*dilation - crop_before``; only
-        rows inside ``[0, window_length(n))`` are kept.
-
-        Returns:
-            ``(input_rows, output_rows)``: a contiguous slice of input rows and the strided
-            slice of output rows they land on (same length), or None when the tap reaches no
-            window row.
-        """
-        offset = tap * self.dilation - self.crop_before
-        window = self.window_length(n)
-        first = max(0, -(offset // self.stride))              # ceil(-offset / stride)
-        stop = min(n, -((offset - window) // self.stride))    # ceil((window - offset) / stride)
-        if first >= stop:
-            return None
-        start = first * self.stride + offset
-        return slice(first, stop), slice(start, start + (stop - first - 1) * self.stride + 1, self.stride)
-
 
 def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
               pad_before: int, pad_after: int, output_padding: int) -> AxisPlan:
@@ -257,13 +198,25 @@ def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
     return AxisPlan(kernel, stride, dilation, before, after, output_padding)
 
 
+def _gib(size: int) -> str:
+    return f"{size / 2 ** 30:.3g} GiB"
+
+
 @dataclasses.dataclass(frozen=True)
 class Conv2dTransposeSpec:
     """Validated, canonical arguments of a 2-D transposed convolution (hashable).
 
-    Build it with :meth:`from_args`; every field holds a canonical value:
-    2-tuples for ``kernel_size``, ``stride``, ``dilation``, ``output_padding``; a 4-tuple
-    (top, bottom, left, right) for ``padding``; lower-case ``pad_mode``.
+    Build it with :meth:`from_args` (a layer) or :func:`spec_from_weight` (a functional call);
+    every field holds a canonical value: 2-tuples for ``kernel_size``, ``stride``, ``dilation``,
+    ``output_padding``; a 4-tuple (top, bottom, left, right) for ``padding``; lower-case
+    ``pad_mode``. ``axes`` holds the two :class:`AxisPlan` objects, computed once here as a plain
+    field (not a cached property) so that traced code (``torch.compile``, ``jax.jit``) reads it
+    like any attribute; it takes no part in equality or hashing.
+
+    Example:
+        >>> spec = Conv2dTransposeSpec.from_args(3, 8, 4, stride=2, pad_mode="pad", padding=1)
+        >>> spec.weight_shape, spec.output_shape((2, 3, 5, 5))
+        ((3, 8, 4, 4), (2, 8, 10, 10))
     """
 
     in_channels: int
@@ -276,6 +229,15 @@ class Conv2dTransposeSpec:
     dilation: Pair
     group: int
     has_bias: bool
+    axes: Tuple[AxisPlan, AxisPlan] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        top, bottom, left, right = self.padding
+        axes = (axis_plan(self.kernel_size[0], self.stride[0], self.dilation[0], self.pad_mode,
+                          top, bottom, self.output_padding[0]),
+                axis_plan(self.kernel_size[1], self.stride[1], self.dilation[1], self.pad_mode,
+                          left, right, self.output_padding[1]))
+        object.__setattr__(self, "axes", axes)
 
     @classmethod
     def from_args(cls, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any = 1,
@@ -289,16 +251,18 @@ class Conv2dTransposeSpec:
         The checks run in the order MindSpore 2.10 runs them, so that an argument list with
         two faults raises the same exception type. MindSpore builds the weight initializer
         after the channel and kernel checks and the bias initializer after the has_bias
-        check; ``on_weight_shape(weight_shape)`` and ``on_bias_shape(bias_shape)`` let a layer
-        run its initializer checks at those points (``on_bias_shape`` only when has_bias).
+        check; ``on_weight_shape(weight_shape)`` and ``on_bias_shape(bias_shape)`` let the
+        parameter builder (:func:`convtranspose.parameters.build_parameters`) run its
+        initializer checks at those points (``on_bias_shape`` only when has_bias).
 
         The range of ``output_padding`` and the rule that a nonzero one needs
         ``pad_mode='pad'`` are checked by :meth:`check_output_padding`, at call time (from
-        :meth:`check_input_shape`), as in MindSpore.
+        :meth:`check_shapes`), as in MindSpore.
 
         Raises:
             TypeError: an argument of the wrong type (bool and NumPy integers are not ints).
-            ValueError: an argument of the right type with a wrong value.
+            ValueError: an argument of the right type with a wrong value, or parameters too
+                large for this machine's memory (see ``MEMORY_LIMIT``).
         """
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
@@ -319,10 +283,13 @@ class Conv2dTransposeSpec:
             raise ValueError(f"out_channels must be divisible by group, got out_channels={out_channels}"
                              f" and group={group}")
         weight_shape = (in_channels, out_channels // group) + kernel
-        if math.prod(weight_shape) > MAX_ELEMENTS:
-            raise ValueError(f"the weight would have shape {weight_shape}, too many elements to allocate: "
-                             f"in_channels={in_channels}, out_channels={out_channels}, group={group}, "
-                             f"kernel_size={kernel_size!r}")
+        needed = math.prod(weight_shape) * _INIT_BYTES_PER_ELEMENT
+        if needed > MEMORY_LIMIT:
+            raise ValueError(
+                f"the weight would have shape {weight_shape} ({math.prod(weight_shape)} elements, "
+                f"{_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may use on "
+                f"this machine: in_channels={in_channels}, out_channels={out_channels}, group={group}, "
+                f"kernel_size={kernel_size!r}")
         if on_weight_shape is not None:
             on_weight_shape(weight_shape)
         if type(has_bias) is not bool:
@@ -338,38 +305,7 @@ class Conv2dTransposeSpec:
         return cls(in_channels, out_channels, kernel, strides, pad_mode, pads, out_pad,
                    dilations, group, has_bias)
 
-    @classmethod
-    def from_weight_shape(cls, weight_shape: Tuple[int, ...], stride: Any = 1, pad_mode: Any = "same",
-                          padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, group: Any = 1,
-                          has_bias: bool = False) -> "Conv2dTransposeSpec":
-        """The spec of a functional call, whose weight ``(C_in, C_out // group, kH, kW)`` gives
-        the channels and the kernel size.
-
-        Raises:
-            TypeError, ValueError: as :meth:`from_args`; errors about the channels name the
-                weight's shape, which is what the caller passed.
-        """
-        weight_shape = tuple(weight_shape)
-        if len(weight_shape) != 4 or min(weight_shape) < 1:
-            raise ValueError(f"weight must be a 4-D array (C_in, C_out // group, kH, kW) with no empty "
-                             f"axis, got weight of shape {weight_shape}")
-        _check_positive_int("group", group)  # before it multiplies a channel count
-        if weight_shape[0] % group:
-            raise ValueError(f"weight.shape[0] (C_in) must be divisible by group, got weight of shape "
-                             f"{weight_shape} and group={group}")
-        return cls.from_args(weight_shape[0], weight_shape[1] * group, weight_shape[2:], stride,
-                             pad_mode, padding, output_padding, dilation, group, has_bias)
-
     # ------------------------------------------------------------------ derived geometry
-
-    @functools.cached_property
-    def axes(self) -> Tuple[AxisPlan, AxisPlan]:
-        """The height and width plans."""
-        top, bottom, left, right = self.padding
-        return (axis_plan(self.kernel_size[0], self.stride[0], self.dilation[0], self.pad_mode,
-                          top, bottom, self.output_padding[0]),
-                axis_plan(self.kernel_size[1], self.stride[1], self.dilation[1], self.pad_mode,
-                          left, right, self.output_padding[1]))
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
@@ -378,6 +314,7 @@ class Conv2dTransposeSpec:
 
     @property
     def bias_shape(self) -> Tuple[int]:
+        """``(out_channels,)``."""
         return (self.out_channels,)
 
     def full_shape(self, x_shape: Tuple[int, ...]) -> Tuple[int, int, int, int]:
@@ -416,47 +353,128 @@ class Conv2dTransposeSpec:
             raise ValueError(f"a nonzero output_padding needs pad_mode='pad', got "
                              f"output_padding={self.output_padding} with pad_mode={self.pad_mode!r}")
 
-    def check_parameters(self, weight_shape: Tuple[int, ...], bias_shape: Optional[Tuple[int, ...]]) -> None:
-        """Check parameter shapes against this spec (they can be replaced after construction).
+    def check_shapes(self, x_shape: Tuple[int, ...], weight_shape: Tuple[int, ...],
+                     bias_shape: Optional[Tuple[int, ...]] = None, itemsize: int = 4,
+                     ) -> Tuple[int, int, int, int]:
+        """Check the shapes of a call's x, weight and bias against this spec; return the output shape.
+
+        Every front end (NumPy, torch, JAX) calls this before its engine, so the same shapes
+        give the same errors everywhere. What is specific to an array type (is it an ndarray,
+        a tensor on which device, which dtype) stays with the front end.
+
+        Args:
+            x_shape: ``(N, C_in, H, W)``.
+            weight_shape: ``(C_in, C_out // group, kH, kW)``.
+            bias_shape: ``(C_out,)`` or None.
+            itemsize: bytes per output element, for the memory limit.
+
+        Returns:
+            ``(N, C_out, H_out, W_out)``.
 
         Raises:
-            ValueError: a weight or bias of another shape.
+            ValueError: wrong rank or channel count of x, a weight or bias of another shape,
+                output_padding out of range, a crop that leaves fewer than 0 rows (or exactly
+                0 rows followed by output_padding rows, where MindSpore returns uninitialised
+                memory), or an output larger than ``MEMORY_LIMIT``.
         """
+        x_shape = tuple(x_shape)
+        if len(x_shape) != 4:
+            raise ValueError(f"x must be 4-D (N, C_in, H, W), got x of shape {x_shape}")
+        if x_shape[1] != self.in_channels:
+            raise ValueError(f"x must have in_channels={self.in_channels} channels (axis 1), "
+                             f"got x of shape {x_shape}")
         if tuple(weight_shape) != self.weight_shape:
             raise ValueError(f"weight must have shape {self.weight_shape} (C_in, C_out // group, kH, kW), "
                              f"got weight of shape {tuple(weight_shape)}")
         if bias_shape is not None and tuple(bias_shape) != self.bias_shape:
             raise ValueError(f"bias must have shape {self.bias_shape}, got bias of shape {tuple(bias_shape)}")
-
-    def check_input_shape(self, x_shape: Tuple[int, ...]) -> Tuple[int, int, int, int]:
-        """Check an input shape against this spec and return the output shape.
-
-        Raises:
-            ValueError: wrong rank, wrong channel count, output_padding out of range, or a
-                crop that leaves fewer than 0 rows (or exactly 0 rows followed by
-                output_padding rows, where MindSpore returns uninitialised memory).
-        """
-        if len(x_shape) != 4:
-            raise ValueError(f"x must be 4-D (N, C_in, H, W), got an array of shape {tuple(x_shape)}")
-        if x_shape[1] != self.in_channels:
-            raise ValueError(f"x must have in_channels={self.in_channels} channels (axis 1), "
-                             f"got an array of shape {tuple(x_shape)}")
         self.check_output_padding()
         for index, (axis, plan) in enumerate(zip(("height", "width"), self.axes)):
-            size = x_shape[2 + index]
-            window = plan.window_length(size)
-            if window < 0 or (window == 0 and plan.output_padding > 0):
-                raise ValueError(
-                    f"the crop leaves {window} rows on the {axis} axis: input {axis} {size}, "
-                    f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                    f"dilation={self.dilation}, padding={self.padding}, "
-                    f"output_padding={self.output_padding}; the padding must be smaller than "
-                    f"the uncropped length {plan.full_length(size)}"
-                    + (" (0 rows followed by output_padding rows has no defined value)"
-                       if window == 0 else ""))
+            self._check_crop(axis, plan, x_shape[2 + index])
         out_shape = self.output_shape(x_shape)
-        if math.prod(out_shape) > MAX_ELEMENTS:
-            raise ValueError(f"the output would have shape {out_shape}, too many elements to allocate: "
-                             f"input {tuple(x_shape)}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                             f"dilation={self.dilation}")
+        needed = math.prod(out_shape) * itemsize
+        if needed > MEMORY_LIMIT:
+            raise ValueError(
+                f"the output would have shape {out_shape} ({_gib(needed)}), more than the "
+                f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {x_shape}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, "
+                f"pad_mode={self.pad_mode!r}, padding={self.padding}")
         return out_shape
+
+    def _check_crop(self, axis: str, plan: AxisPlan, size: int) -> None:
+        """A 'pad' crop may remove at most the whole uncropped result (see check_shapes)."""
+        window = plan.window_length(size)
+        if window > 0 or (window == 0 and plan.output_padding == 0):
+            return
+        full = max(plan.full_length(size), 0)
+        cropped = plan.crop_before + plan.crop_after
+        if window < 0:
+            problem = f"which removes {cropped} rows where only {full} exist"
+        else:
+            problem = (f"which removes all {full} rows, and output_padding rows appended to an empty "
+                       f"window have no defined value (MindSpore returns uninitialised memory)")
+        raise ValueError(
+            f"padding={self.padding} is too large for the {axis} axis: the uncropped transposed "
+            f"convolution of an input {axis} of {size} is {full} rows long ((H-1)*stride + "
+            f"dilation*(kernel-1) + 1 with kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"dilation={self.dilation}), and the padding crops {cropped}, {problem}"
+            + (f"; output_padding={self.output_padding}" if window == 0 else ""))
+
+
+def _typed(value: Any) -> Any:
+    """A cache key that tells ``True``, ``1``, ``1.0`` and ``np.int64(1)`` apart.
+
+    They hash alike, and the spec accepts only the Python int.
+    """
+    if type(value) is tuple:
+        return (tuple, tuple(_typed(item) for item in value))
+    return (type(value), value)
+
+
+def _from_weight_shape(weight_shape: Tuple[int, ...], stride: Any, pad_mode: Any, padding: Any,
+                       output_padding: Any, dilation: Any, group: Any, has_bias: Any) -> Conv2dTransposeSpec:
+    if len(weight_shape) != 4 or min(weight_shape) < 1:
+        raise ValueError(f"weight must be 4-D (C_in, C_out // group, kH, kW) with no empty axis, got "
+                         f"weight of shape {weight_shape}")
+    _check_positive_int("group", group)  # before it multiplies a channel count
+    if weight_shape[0] % group:
+        raise ValueError(f"weight.shape[0] (C_in) must be divisible by group, got weight of shape "
+                         f"{weight_shape} and group={group}")
+    return Conv2dTransposeSpec.from_args(weight_shape[0], weight_shape[1] * group, weight_shape[2:], stride,
+                                         pad_mode, padding, output_padding, dilation, group, has_bias)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_from_weight_shape(key: Any, *args: Any) -> Conv2dTransposeSpec:
+    return _from_weight_shape(*args)
+
+
+def spec_from_weight(weight_shape: Tuple[int, ...], stride: Any = 1, pad_mode: Any = "same",
+                     padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, group: Any = 1,
+                     has_bias: Any = False) -> Conv2dTransposeSpec:
+    """The spec of a functional call: the weight ``(C_in, C_out // group, kH, kW)`` gives the channels and kernel.
+
+    Cached: validation runs once per distinct argument set, which every functional front end
+    (NumPy, torch, JAX) relies on to stay cheap per call. The cache key keeps the argument
+    types, so ``stride=True`` is refused even after ``stride=1`` was accepted.
+
+    Raises:
+        TypeError, ValueError: as :meth:`Conv2dTransposeSpec.from_args`; errors about the
+            channels name the weight's shape, which is what the caller passed.
+
+    Example:
+        >>> spec_from_weight((4, 2, 3, 3), stride=2, group=2).out_channels
+        4
+    """
+    try:
+        args = (tuple(int(size) for size in weight_shape), stride, pad_mode, padding, output_padding,
+                dilation, group, has_bias)
+    except (TypeError, ValueError):
+        raise TypeError(f"weight must be an array with a shape of ints, got weight of shape "
+                        f"{weight_shape!r}") from None
+    try:
+        key = _typed(args)
+        hash(key)
+    except TypeError:  # lists and arrays: let the spec explain what it expects
+        return _from_weight_shape(*args)
+    return _cached_from_weight_shape(key, *args)

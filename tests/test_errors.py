@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import convtranspose as ct
+
 from conftest import GOLDEN, golden_path
 
 _CASES = json.loads((GOLDEN / "errors.json").read_text()) if (GOLDEN / "errors.json").exists() else []

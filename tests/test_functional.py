@@ -72,8 +72,8 @@ def test_other_layouts_and_byte_orders_compute_the_same():
     np.testing.assert_array_equal(ct.conv2d_transpose(read_only, w, stride=2), expected)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(stride=10 ** 9), "too many elements"),
-                                          (dict(dilation=10 ** 18, pad_mode="valid"), "too many elements")])
+@pytest.mark.parametrize("kwargs,match", [(dict(stride=10 ** 9), "one request may use"),
+                                          (dict(dilation=10 ** 18, pad_mode="valid"), "one request may use")])
 def test_huge_outputs_are_refused_with_the_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ct.conv2d_transpose(X, W, **kwargs)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import convtranspose as ct
+
 from conftest import assert_close, load_golden
 
 FP32_TOL = 1e-4

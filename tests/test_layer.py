@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import convtranspose as ct
+
 import reference
 
 

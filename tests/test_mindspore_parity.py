@@ -18,6 +18,7 @@ ms = pytest.importorskip("mindspore")
 
 import convtranspose as ct  # noqa: E402
 from convtranspose import ckpt  # noqa: E402
+
 from conftest import GOLDEN  # noqa: E402
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")

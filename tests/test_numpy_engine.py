@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import convtranspose as ct
+from convtranspose._engines import numpy as engine
+
 import reference
 from conftest import assert_close
-from convtranspose._engines import numpy as engine
 
 MODES = ("same", "valid", "pad")
 
@@ -51,9 +52,8 @@ def random_case(seed, dtype=np.float64):
                 ids=["planned", "col2im", "col2im_nhwc", "phases"])
 def routes(request):
     """Run a test with the planner's choice and with every route forced."""
-    engine.force_routes(*request.param)
-    yield request.param
-    engine.force_routes()
+    with engine.forced_routes(*request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -183,7 +183,7 @@ def test_threaded_chunks_match_serial(monkeypatch):
     monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
     planned = engine.plan
     monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(
-        threads_forward=True, threads_backward=True))
+        threads=True))
     for seed in range(5):
         kwargs, x, w, b = random_case(seed)
         x = np.concatenate([x] * 3)
@@ -191,7 +191,8 @@ def test_threaded_chunks_match_serial(monkeypatch):
         results = {}
         for workers in (1, 2):
             monkeypatch.setattr(engine, "_workers", workers)
-            results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
+            results[workers] = ((ct.conv2d_transpose(x, w, b, **kwargs),)
+                                + ct.conv2d_transpose_backward(x, w, g, **kwargs))
         for serial, threaded in zip(results[1], results[2]):
             np.testing.assert_allclose(serial, threaded, rtol=1e-12, atol=1e-12)
 
@@ -212,3 +213,33 @@ def test_results_never_alias_the_kept_workspace(routes):
     assert engine.workspace_bytes() >= 0
     engine.release_workspace()
     assert engine.workspace_bytes() == 0
+
+
+def test_the_tap_window_of_a_short_kernel_skips_the_trailing_rows():
+    plan = ct.spec.axis_plan(1, 3, 1, "same", 0, 0, 0)
+    assert engine.tap_window(plan, 0, 2) == (slice(0, 2), slice(0, 4, 3))
+
+
+def test_phases_that_no_tap_reaches_are_not_planned():
+    """A huge stride plans one phase per tap, not one per stride row (memory follows the work)."""
+    plan = ct.spec.axis_plan(3, 10 ** 6, 1, "same", 0, 0, 0)
+    phases = engine.axis_phases(plan, 1)
+    assert [phase.taps for phase in phases] == [((0, 0),), ((1, 0),), ((2, 0),)]
+    assert [phase.count for phase in phases] == [1, 1, 1]
+
+
+def test_forced_routes_are_scoped_to_the_block_and_the_thread():
+    import threading
+    spec = ct.Conv2dTransposeSpec.from_args(2, 64, 3)
+    automatic = engine.plan(spec, (1, 2, 64, 64))
+    seen = {}
+    with engine.forced_routes(forward="col2im", backward="phases"):
+        seen["inside"] = engine.plan(spec, (1, 2, 64, 64))
+        worker = threading.Thread(target=lambda: seen.update(other=engine.plan(spec, (1, 2, 64, 64))))
+        worker.start()
+        worker.join()
+    assert (seen["inside"].forward, seen["inside"].backward) == ("col2im", "phases")
+    assert seen["other"] == automatic and engine.plan(spec, (1, 2, 64, 64)) == automatic
+    with pytest.raises(ValueError, match="unknown route 'bogus'"):
+        with engine.forced_routes(forward="bogus"):
+            pass

@@ -20,7 +20,7 @@ Forward routes:
 - ``col2im_nhwc``: the same in channels-last order, so every add runs along ``cog``
   contiguous values; for small images with many channels, where the NCHW rows are short.
 - ``phases``: window rows ``phase + m*stride`` all see the same taps, so each stride phase is
-  a dense stride-1 correlation (``AxisPlan.phases``). The input slices of the phase's width
+  a dense stride-1 correlation (:func:`axis_phases`). The input slices of the phase's width
   taps are stacked once (im2col along the width); each height tap is then a row offset into
   that stack, so the phase is ``T_h`` products ``(cog, T_w*cig) @ (T_w*cig, rows*cols)`` per
   image, summed and written once into the window. Moves about ``Cin*K/T_h`` values per input
@@ -52,6 +52,8 @@ depthwise-like products are batch chunks spread over a 2-thread pool (see :func:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import contextvars
 import functools
 import math
 import os
@@ -61,7 +63,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, 
 
 import numpy as np
 
-from ..spec import Conv2dTransposeSpec, Phase
+from ..spec import AxisPlan, Conv2dTransposeSpec
 
 T = TypeVar("T")
 
@@ -70,7 +72,8 @@ _chunk_bytes = 64 * 2 ** 20
 _PARALLEL_BYTES = 4 * 2 ** 20
 _workers = min(2, os.cpu_count() or 1)
 _pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-_forced: Dict[str, Optional[str]] = {"forward": None, "backward": None}
+_forced: contextvars.ContextVar[Tuple[Optional[str], Optional[str]]] = contextvars.ContextVar(
+    "convtranspose_forced_routes", default=(None, None))
 
 
 def set_chunk_bytes(limit: int) -> None:
@@ -83,12 +86,24 @@ def set_chunk_bytes(limit: int) -> None:
     _chunk_bytes = limit
 
 
-def force_routes(forward: Optional[str] = None, backward: Optional[str] = None) -> None:
-    """Override :func:`plan` (for tests and benchmarks); None restores the automatic choice."""
+@contextlib.contextmanager
+def forced_routes(forward: Optional[str] = None, backward: Optional[str] = None) -> Iterator[None]:
+    """Within the block, use these routes instead of :func:`plan`'s choice (tests, benchmarks).
+
+    Scoped to the calling thread or async task (a ``ContextVar``): other threads keep the
+    automatic choice. None leaves that direction automatic.
+
+    Raises:
+        ValueError: an unknown route name.
+    """
     for name, table in ((forward, FORWARD_ROUTES), (backward, BACKWARD_ROUTES)):
         if name is not None and name not in table:
             raise ValueError(f"unknown route {name!r}; known: {sorted(table)}")
-    _forced.update(forward=forward, backward=backward)
+    token = _forced.set((forward, backward))
+    try:
+        yield
+    finally:
+        _forced.reset(token)
 
 
 # Below this many multiply-adds the call is dominated by Python-level overhead, and col2im
@@ -97,12 +112,11 @@ SMALL_MACS = 2_000_000
 
 
 class Plan(NamedTuple):
-    """Routes and whether to spread batch chunks over threads, per direction."""
+    """The routes of both directions, and whether to spread batch chunks over threads."""
 
     forward: str
     backward: str
-    threads_forward: bool
-    threads_backward: bool
+    threads: bool
 
 
 def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
@@ -127,8 +141,8 @@ def plan(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Plan:
     # One im2col of the gradient serves both dx and dweight, so it wins unless the output
     # has clearly more channels than the input.
     backward = "phases" if cog > 2 * cig else "im2col"
-    shallow = cig * cog <= 16
-    return Plan(_forced["forward"] or forward, _forced["backward"] or backward, shallow, shallow)
+    forced_forward, forced_backward = _forced.get()
+    return Plan(forced_forward or forward, forced_backward or backward, threads=cig * cog <= 16)
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -219,6 +233,83 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
+# ---------------------------------------------------------------------------- stride phases
+# The NumPy algorithm's view of one axis (the spec holds MindSpore's geometry only).
+
+class Phase(NamedTuple):
+    """Window rows ``rows`` (a strided slice, ``count`` rows) and their ``(tap, shift)`` pairs."""
+
+    rows: slice
+    count: int
+    taps: Tuple[Tuple[int, int], ...]
+
+    def overlap(self, shift: int, n: int) -> Optional[Tuple[slice, slice]]:
+        """``(input_rows, phase_rows)`` for a tap at ``shift``, or None when no row is left.
+
+        Phase row ``m`` reads input row ``m + shift``; only rows inside both ``[0, n)`` and
+        ``[0, count)`` are kept.
+        """
+        first, stop = max(0, shift), min(n, self.count + shift)
+        if first >= stop:
+            return None
+        return slice(first, stop), slice(first - shift, stop - shift)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for on every call; plans are hashable
+def axis_phases(plan: AxisPlan, n: int) -> Tuple[Phase, ...]:
+    """The stride phases of the window that some tap reaches, for an input axis of length ``n``.
+
+    Window rows ``r = phase + m*stride`` (``m = 0 .. count-1``) all receive the same taps:
+    tap ``t`` with ``(phase + crop_before - t*dilation) % stride == 0``, from input row
+    ``m + shift`` where ``shift = (phase + crop_before - t*dilation) // stride``. So each
+    phase is a dense stride-1 correlation of the input with a sub-kernel (XNNPACK's
+    "subconv"). Phases no tap reaches receive only the bias and are left out, so the count is
+    at most the kernel size however large the stride.
+    """
+    window = plan.window_length(n)
+    taps_by_phase: Dict[int, List[Tuple[int, int]]] = {}
+    for tap in range(plan.kernel):
+        phase = (tap * plan.dilation - plan.crop_before) % plan.stride
+        if phase < window:
+            shift = (phase + plan.crop_before - tap * plan.dilation) // plan.stride
+            taps_by_phase.setdefault(phase, []).append((tap, shift))
+    return tuple(Phase(slice(phase, window, plan.stride), len(range(phase, window, plan.stride)), tuple(taps))
+                 for phase, taps in sorted(taps_by_phase.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def phase_padding(plan: AxisPlan, n: int) -> Tuple[int, int]:
+    """Zero rows to put before and after the input for the phase taps.
+
+    With them, every tap reads input rows ``shift .. shift + count - 1`` inside the padded axis.
+    """
+    reads = [(shift, shift + phase.count) for phase in axis_phases(plan, n) for _, shift in phase.taps]
+    if not reads:
+        return 0, 0
+    return max(0, -min(lo for lo, _ in reads)), max(0, max(hi for _, hi in reads) - n)
+
+
+@functools.lru_cache(maxsize=4096)
+def tap_window(plan: AxisPlan, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
+    """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
+
+    Input row ``i`` lands on window row ``i*stride + tap*dilation - crop_before``; only rows
+    inside ``[0, window_length(n))`` are kept.
+
+    Returns:
+        ``(input_rows, output_rows)``: a contiguous slice of input rows and the strided slice
+        of output rows they land on (same length), or None when the tap reaches no window row.
+    """
+    offset = tap * plan.dilation - plan.crop_before
+    window = plan.window_length(n)
+    first = max(0, -(offset // plan.stride))              # ceil(-offset / stride)
+    stop = min(n, -((offset - window) // plan.stride))    # ceil((window - offset) / stride)
+    if first >= stop:
+        return None
+    start = first * plan.stride + offset
+    return slice(first, stop), slice(start, start + (stop - first - 1) * plan.stride + 1, plan.stride)
+
+
 # ---------------------------------------------------------------------------- shared pieces
 
 @functools.lru_cache(maxsize=1024)
@@ -226,14 +317,14 @@ def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[Tuple[int, 
     """Where every tap that reaches the window reads and writes (cached: asked on every call).
 
     ``(kh, kw, (input_rows, input_cols), (output_rows, output_cols))`` per tap, from
-    ``AxisPlan.tap_window`` per axis.
+    :func:`tap_window` per axis.
     """
     plan_h, plan_w = spec.axes
     found = []
     for kh in range(spec.kernel_size[0]):
-        rows = plan_h.tap_window(kh, h)
+        rows = tap_window(plan_h, kh, h)
         for kw in range(spec.kernel_size[1]):
-            cols = plan_w.tap_window(kw, w)
+            cols = tap_window(plan_w, kw, w)
             if rows is not None and cols is not None:
                 found.append((kh, kw, (rows[0], cols[0]), (rows[1], cols[1])))
     return tuple(found)
@@ -253,10 +344,10 @@ class _PhaseSum(NamedTuple):
 
 @functools.lru_cache(maxsize=1024)
 def _phase_sums(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[_PhaseSum, ...]:
-    """The col2im route's per-phase work, from ``AxisPlan.phases`` (cached per shape)."""
+    """The col2im route's per-phase work, from :func:`axis_phases` (cached per shape)."""
     result = []
-    for phase_h in spec.axes[0].phases(h):
-        for phase_w in spec.axes[1].phases(w):
+    for phase_h in axis_phases(spec.axes[0], h):
+        for phase_w in axis_phases(spec.axes[1], w):
             taps = tuple((th, tw, (rows[0], cols[0]), (rows[1], cols[1]))
                          for th, shift_h in phase_h.taps for tw, shift_w in phase_w.taps
                          for rows, cols in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
@@ -278,7 +369,7 @@ def _channel_major(x: np.ndarray, group: int) -> np.ndarray:
 def _padded_input(x: np.ndarray, spec: Conv2dTransposeSpec) -> np.ndarray:
     """``(N, Cin, H, W)`` -> ``(G, cig, N, H + pads, W + pads)``, zero-padded for the phase taps."""
     n, cin, h, w = x.shape
-    (top, bottom), (left, right) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    (top, bottom), (left, right) = (phase_padding(plan, size) for plan, size in zip(spec.axes, (h, w)))
     padded = _workspace("padded", (spec.group, cin // spec.group, n, h + top + bottom, w + left + right), x.dtype)
     padded[..., :top, :] = 0
     padded[..., top + h:, :] = 0
@@ -290,8 +381,8 @@ def _padded_input(x: np.ndarray, spec: Conv2dTransposeSpec) -> np.ndarray:
 
 def _phase_pairs(spec: Conv2dTransposeSpec, h: int, w: int) -> Iterator[Tuple[Phase, Phase]]:
     """Every (height phase, width phase) that some tap reaches."""
-    for phase_h in spec.axes[0].phases(h):
-        for phase_w in spec.axes[1].phases(w):
+    for phase_h in axis_phases(spec.axes[0], h):
+        for phase_w in axis_phases(spec.axes[1], w):
             if phase_h.taps and phase_w.taps:
                 yield phase_h, phase_w
 
@@ -306,7 +397,7 @@ def _phase_kernel(weight: np.ndarray, spec: Conv2dTransposeSpec, phase_h: Phase,
 
 def _phase_slices(spec: Conv2dTransposeSpec, h: int, w: int, phase_h: Phase, phase_w: Phase) -> Iterator[tuple]:
     """For each tap of the phase, the slice of the padded input it reads."""
-    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    (top, _), (left, _) = (phase_padding(plan, size) for plan, size in zip(spec.axes, (h, w)))
     for _, shift_h in phase_h.taps:
         for _, shift_w in phase_w.taps:
             yield (Ellipsis, slice(top + shift_h, top + shift_h + phase_h.count),
@@ -363,7 +454,7 @@ def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, 
 def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec) -> None:
     n, cin, h, w = x.shape
     group, cig, cog = spec.group, cin // spec.group, spec.out_channels // spec.group
-    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    (top, _), (left, _) = (phase_padding(plan, size) for plan, size in zip(spec.axes, (h, w)))
     padded = _padded_input(x, spec)                                                   # (G, cig, n, Hp, Wp)
     weight_g = weight.reshape(group, cig, cog, *spec.kernel_size)
     for phase_h, phase_w in _phase_pairs(spec, h, w):
@@ -429,7 +520,7 @@ def _backward_phases(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
         for index, (source, (th, tw)) in enumerate(zip(_phase_slices(spec, h, w, phase_h, phase_w), taps)):
             dweight[:, :, :, th, tw] = sub_dweight[:, index]
             dpadded[source] += dstacked[:, index]
-    (top, _), (left, _) = (plan.phase_padding(size) for plan, size in zip(spec.axes, (h, w)))
+    (top, _), (left, _) = (phase_padding(plan, size) for plan, size in zip(spec.axes, (h, w)))
     dx = dpadded[..., top:top + h, left:left + w].reshape(cin, n, h, w).transpose(1, 0, 2, 3)
     return dx, dweight.reshape(weight.shape)
 
@@ -463,7 +554,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
         route = FORWARD_ROUTES[chosen.forward]
         weight_work = weight.astype(work, copy=False)
         _run_chunks(lambda batch: route(window[batch], x[batch].astype(work, copy=False), weight_work, spec),
-                    _batch_chunks(spec, x.shape, work.itemsize, chosen.threads_forward), chosen.threads_forward)
+                    _batch_chunks(spec, x.shape, work.itemsize, chosen.threads), chosen.threads)
     if dtype == np.float16:
         return _round_like_mindspore(out, window, bias)
     if bias is not None:
@@ -516,7 +607,7 @@ def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
             dx[batch], dweight_part = route(grad_window[batch], x[batch].astype(work, copy=False), weight_work, spec)
             return dweight_part
 
-        chunks = _batch_chunks(spec, x.shape, work.itemsize, chosen.threads_backward)
-        for dweight_part in _run_chunks(chunk, chunks, chosen.threads_backward):
+        chunks = _batch_chunks(spec, x.shape, work.itemsize, chosen.threads)
+        for dweight_part in _run_chunks(chunk, chunks, chosen.threads):
             dweight += dweight_part
     return dx.astype(dtype, copy=False), dweight.astype(dtype, copy=False), dbias.astype(dtype, copy=False)
