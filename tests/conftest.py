@@ -1,4 +1,9 @@
-"""Shared fixtures: where the golden data lives, and one comparison helper."""
+"""Shared fixtures: where the golden data lives, one comparison helper, and the engine adapters.
+
+The ``engine`` fixture runs a test once per installed engine (NumPy layer, torch module, jax
+function, Flax module), each through a small adapter with one interface, so that the golden
+parity, ``errors.json`` and oracle tests are written once and hold for every engine.
+"""
 
 import json
 import os
@@ -9,7 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"
-IN_CI = os.environ.get("CI") == "true"
+# Any non-empty CI counts ("true", "1", "True"): in CI, missing golden data fails.
+IN_CI = bool(os.environ.get("CI"))
+
+GEOMETRY_KEYS = ("stride", "pad_mode", "padding", "output_padding", "dilation", "group")
 
 
 def golden_path(name: str) -> Path:
@@ -42,3 +50,164 @@ def assert_close(got, ref, tol: float, label: str) -> None:
         worst = np.unravel_index(np.argmax(err - bound), err.shape)
         raise AssertionError(f"{label}: {int(np.sum(err > bound))} of {err.size} elements off; worst at "
                              f"{worst}: got {got[worst]}, reference {ref[worst]}")
+
+
+def geometry(cfg):
+    """The functional keyword arguments of a constructor config."""
+    return {key: cfg[key] for key in GEOMETRY_KEYS if key in cfg}
+
+
+# ---------------------------------------------------------------------------- engine adapters
+# Each adapter: construct(**kwargs) -> layer; call(layer, x) -> output (x an ndarray or a list);
+# weight_of/bias_of(layer) -> ndarray | None; to_numpy(output);
+# forward_backward(cfg, x, w, b, g) -> {'y', 'dx', 'dw'[, 'db']} as ndarrays, where the
+# gradients are those of sum(y * g).
+
+class NumpyAdapter:
+    name = "numpy"
+
+    def __init__(self):
+        import convtranspose
+        self.ct = convtranspose
+
+    def construct(self, **kwargs):
+        return self.ct.Conv2dTranspose(**kwargs)
+
+    def call(self, net, x):
+        return net(x)
+
+    def weight_of(self, net):
+        return net.weight.data
+
+    def bias_of(self, net):
+        return None if net.bias is None else net.bias.data
+
+    def to_numpy(self, y):
+        return y
+
+    def forward_backward(self, cfg, x, w, b, g):
+        net = self.ct.Conv2dTranspose(**cfg, dtype=x.dtype)
+        net.weight.set_data(w)
+        if b is not None:
+            net.bias.set_data(b)
+        result = {"y": net(x), "dx": net.backward(g), "dw": net.weight.grad}
+        if b is not None:
+            result["db"] = net.bias.grad
+        return result
+
+
+class TorchAdapter:
+    name = "torch"
+
+    def __init__(self):
+        self.torch = pytest.importorskip("torch")
+        self.module = pytest.importorskip("convtranspose.torch")
+
+    def construct(self, **kwargs):
+        return self.module.Conv2dTranspose(**kwargs)
+
+    def call(self, net, x):
+        return net(self.torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
+
+    def weight_of(self, net):
+        return self.to_numpy(net.weight)
+
+    def bias_of(self, net):
+        return None if net.bias is None else self.to_numpy(net.bias)
+
+    def to_numpy(self, y):
+        return y.detach().cpu().numpy()
+
+    def forward_backward(self, cfg, x, w, b, g):
+        torch = self.torch
+        x_t = torch.from_numpy(x).requires_grad_(True)
+        w_t = torch.from_numpy(w).requires_grad_(True)
+        b_t = None if b is None else torch.from_numpy(b).requires_grad_(True)
+        y = self.module.conv2d_transpose(x_t, w_t, b_t, **geometry(cfg))
+        y.backward(torch.from_numpy(g))
+        result = {"y": self.to_numpy(y), "dx": self.to_numpy(x_t.grad), "dw": self.to_numpy(w_t.grad)}
+        if b is not None:
+            result["db"] = self.to_numpy(b_t.grad)
+        return result
+
+
+class JaxAdapter:
+    name = "jax"
+
+    def __init__(self):
+        self.jax = pytest.importorskip("jax")
+        self.module = pytest.importorskip("convtranspose.jax")
+
+    def construct(self, **kwargs):
+        pytest.skip("the jax engine is a function: its constructor checks run through the flax adapter")
+
+    def to_numpy(self, y):
+        return np.asarray(y)
+
+    def forward_backward(self, cfg, x, w, b, g):
+        jax = self.jax
+        kwargs = geometry(cfg)
+        if b is None:
+            y, vjp = jax.vjp(lambda x, w: self.module.conv2d_transpose(x, w, None, **kwargs), x, w)
+            dx, dw = vjp(g)
+            return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw)}
+        y, vjp = jax.vjp(lambda x, w, b: self.module.conv2d_transpose(x, w, b, **kwargs), x, w, b)
+        dx, dw, db = vjp(g)
+        return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw), "db": np.asarray(db)}
+
+
+class FlaxAdapter:
+    name = "flax"
+
+    def __init__(self):
+        self.jax = pytest.importorskip("jax")
+        self.nnx = pytest.importorskip("flax.nnx")
+        self.module = pytest.importorskip("convtranspose.flax")
+
+    def construct(self, **kwargs):
+        return self.module.Conv2dTranspose(**kwargs, rngs=self.nnx.Rngs(0))
+
+    def call(self, net, x):
+        return net(self.jax.numpy.asarray(x) if isinstance(x, np.ndarray) else x)
+
+    def weight_of(self, net):
+        return np.asarray(net.weight[...])
+
+    def bias_of(self, net):
+        return None if net.bias is None else np.asarray(net.bias[...])
+
+    def to_numpy(self, y):
+        return np.asarray(y)
+
+    def forward_backward(self, cfg, x, w, b, g):
+        jax, nnx = self.jax, self.nnx
+        net = self.module.Conv2dTranspose(**cfg, dtype=x.dtype, rngs=nnx.Rngs(0))
+        net.weight[...] = jax.numpy.asarray(w)
+        if b is not None:
+            net.bias[...] = jax.numpy.asarray(b)
+        graphdef, params = nnx.split(net, nnx.Param)
+
+        def run(x, params):
+            return nnx.merge(graphdef, params)(x)
+
+        y, vjp = jax.vjp(run, jax.numpy.asarray(x), params)
+        dx, dparams = vjp(jax.numpy.asarray(g))
+        result = {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dparams["weight"][...])}
+        if b is not None:
+            result["db"] = np.asarray(dparams["bias"][...])
+        return result
+
+
+ADAPTERS = {adapter.name: adapter for adapter in (NumpyAdapter, TorchAdapter, JaxAdapter, FlaxAdapter)}
+
+
+@pytest.fixture(params=list(ADAPTERS), scope="session")
+def engine(request):
+    """Every installed engine in turn (skipped where its framework is not installed)."""
+    return ADAPTERS[request.param]()
+
+
+@pytest.fixture(params=["numpy", "torch", "flax"], scope="session")
+def layer_engine(request):
+    """The engines with a layer constructor (the jax engine is a function)."""
+    return ADAPTERS[request.param]()

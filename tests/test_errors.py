@@ -56,11 +56,11 @@ def make_input(case):
     return x.tolist() if case["input_kind"] == "list" else x
 
 
-def run_case(case):
-    """Construct (and call, when the case has an input); returns (layer, output)."""
+def run_case(engine, case):
+    """Construct (and call, when the case has an input) with ``engine``; returns (layer, output)."""
     kwargs = {k: decode(v, k) for k, v in case["kwargs"].items()}
-    net = ct.Conv2dTranspose(**kwargs)
-    y = net(make_input(case)) if case["input_shape"] is not None else None
+    net = engine.construct(**kwargs)
+    y = engine.to_numpy(engine.call(net, make_input(case))) if case["input_shape"] is not None else None
     return net, y
 
 
@@ -74,29 +74,31 @@ def _names_in(case):
 
 
 @pytest.mark.parametrize("case", _CASES, ids=[c["id"] for c in _CASES])
-def test_errors_json_case(case):
+def test_errors_json_case(layer_engine, case):
+    engine = layer_engine
     policy = case["policy"]
     if policy in ("match", "clear_error"):
         expected = {"TypeError": TypeError, "ValueError": ValueError}[case["expect"]]
         kwargs = {k: decode(v, k) for k, v in case["kwargs"].items()}
         if case["latest"] == "construct" or case["input_shape"] is None:
             with pytest.raises(expected) as info:
-                ct.Conv2dTranspose(**kwargs)
+                engine.construct(**kwargs)
         else:
             with pytest.raises(expected) as info:
-                net = ct.Conv2dTranspose(**kwargs)
-                net(make_input(case))
+                net = engine.construct(**kwargs)
+                engine.call(net, make_input(case))
         message = str(info.value)
         assert any(name in message for name in _names_in(case)), \
             f"{case['id']}: message names no argument: {message!r}"
         return
-    net, y = run_case(case)  # 'valid' and 'extension': no error
+    net, y = run_case(engine, case)  # 'valid' and 'extension': no error
+    weight, bias = engine.weight_of(net), engine.bias_of(net)
     if case.get("weight_shape") is not None:
-        assert net.weight.shape == tuple(case["weight_shape"])
+        assert weight.shape == tuple(case["weight_shape"])
     if case.get("weight_dtype") is not None and policy == "valid":
-        assert net.weight.dtype == _np_dtype(case["weight_dtype"])
+        assert weight.dtype == _np_dtype(case["weight_dtype"])
     if case.get("bias_shape") is not None:
-        assert net.bias is not None and net.bias.shape == tuple(case["bias_shape"])
+        assert bias is not None and bias.shape == tuple(case["bias_shape"])
     if y is not None and case.get("output_shape") is not None:
         assert y.shape == tuple(case["output_shape"])
         assert y.dtype == _np_dtype(case["output_dtype"])

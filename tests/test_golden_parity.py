@@ -1,30 +1,19 @@
-"""The NumPy engine against outputs and gradients recorded from the real MindSpore 2.10."""
+"""Every engine against outputs and gradients recorded from the real MindSpore 2.10.
+
+Runs through the ``engine`` fixture of conftest.py: the NumPy layer, the torch functional form
+(autograd), the jax function (``jax.vjp``) and the Flax module, each on the same cases.
+"""
 
 import numpy as np
 import pytest
-
-import convtranspose as ct
 
 from conftest import assert_close, load_golden
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-3
-
-
-def _run_case(cfg, data, i):
-    """Layer forward/backward on case i; returns {name: (got, reference)}."""
-    cfg = dict(cfg)
-    net = ct.Conv2dTranspose(**cfg, dtype=data[f"{i}_x"].dtype)
-    net.weight.set_data(data[f"{i}_w"])
-    if cfg["has_bias"]:
-        net.bias.set_data(data[f"{i}_b"])
-    y = net(data[f"{i}_x"])
-    dx = net.backward(data[f"{i}_g"])
-    pairs = {"y": (y, data[f"{i}_y"]), "dx": (dx, data[f"{i}_dx"]),
-             "dw": (net.weight.grad, data[f"{i}_dw"])}
-    if cfg["has_bias"]:
-        pairs["db"] = (net.bias.grad, data[f"{i}_db"])
-    return pairs
+# The Flax module calls the jax function the jax adapter checks on every case: a sample of the
+# cases proves the module's wiring (parameters, dtype) without paying every compile twice.
+FLAX_SAMPLE = 5
 
 
 @pytest.fixture(scope="module")
@@ -37,35 +26,48 @@ def fp16_golden():
     return load_golden("golden_fp16.npz")
 
 
+def _run_case(engine, golden, index):
+    """The engine's y, dx, dw (and db) on case ``index``, beside the references."""
+    configs, data = golden
+    cfg = dict(configs[index])
+    bias = data[f"{index}_b"] if cfg["has_bias"] else None
+    got = engine.forward_backward(cfg, data[f"{index}_x"], data[f"{index}_w"], bias, data[f"{index}_g"])
+    names = ("y", "dx", "dw", "db") if cfg["has_bias"] else ("y", "dx", "dw")
+    assert set(got) == set(names), f"case {index}: the engine returned {sorted(got)}"
+    return cfg, {name: (got[name], data[f"{index}_{name}"]) for name in names}
+
+
+def _check_case(engine, golden, index, tol, label):
+    if engine.name == "flax" and index % FLAX_SAMPLE:
+        pytest.skip(f"flax runs every {FLAX_SAMPLE}th case (the jax adapter runs them all)")
+    cfg, pairs = _run_case(engine, golden, index)
+    for name, (got, ref) in pairs.items():
+        assert_close(got, ref, tol, f"{engine.name} {label} case {index} {name} {cfg}")
+
+
 def test_fp32_golden_has_300_cases(fp32_golden):
     configs, _ = fp32_golden
     assert len(configs) == 300
 
 
-def _check_case(golden, index, tol, label):
-    configs, data = golden
-    cfg = configs[index]
-    for name, (got, ref) in _run_case(cfg, data, index).items():
-        assert_close(got, ref, tol, f"{label} case {index} {name} {cfg}")
-
-
 @pytest.mark.parametrize("index", range(300))
-def test_fp32_case(fp32_golden, index):
-    _check_case(fp32_golden, index, FP32_TOL, "fp32")
+def test_fp32_case(engine, fp32_golden, index):
+    _check_case(engine, fp32_golden, index, FP32_TOL, "fp32")
 
 
 @pytest.mark.parametrize("index", range(40))
-def test_fp16_case(fp16_golden, index):
-    _check_case(fp16_golden, index, FP16_TOL, "fp16")
+def test_fp16_case(engine, fp16_golden, index):
+    _check_case(engine, fp16_golden, index, FP16_TOL, "fp16")
 
 
-def test_fp16_output_is_bit_exact_with_mindspore(fp16_golden):
+def test_fp16_output_is_bit_exact_with_mindspore(engine, fp16_golden):
     """y = fp16(fp16(conv in fp32) + bias) reproduces MindSpore bit for bit (but rounding ties)."""
     configs, data = fp16_golden
     same = total = 0
-    for i, cfg in enumerate(configs):
-        y, ref = _run_case(cfg, data, i)["y"]
+    for index in range(len(configs)):
+        _, pairs = _run_case(engine, fp16_golden, index)
+        y, ref = pairs["y"]
         same += int(np.sum(y.view(np.uint16) == ref.view(np.uint16)))
         total += y.size
     assert total == 65267
-    assert same >= total - 5, f"{total - same} of {total} float16 outputs differ from MindSpore's bits"
+    assert same >= total - 5, f"{engine.name}: {total - same} of {total} float16 outputs differ from MindSpore's bits"
