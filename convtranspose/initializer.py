@@ -65,9 +65,29 @@ def fan_in_and_fan_out(shape: Tuple[int, ...]) -> Tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
+# Ints longer than this are echoed in messages by their length: 10**400 would fill a screen,
+# and Python refuses to print ints past 4300 digits at all.
+_ECHO_DIGITS = 30
+
+
+def _brief(value: Any) -> str:
+    """The repr of ``value`` for a message, with huge ints (also inside initializers) shortened."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+        if abs(number) >= 10 ** _ECHO_DIGITS:
+            try:
+                size = f"{len(str(abs(number)))} digits"
+            except ValueError:  # past sys.get_int_max_str_digits()
+                size = f"{number.bit_length()} bits"
+            return f"<{'a negative' if number < 0 else 'an'} int of {size}>"
+    if isinstance(value, Initializer):
+        return f"{type(value).__name__}({value._describe_args('')})"
+    return repr(value)
+
+
 def _real(owner: str, name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {name}={value!r}")
+        raise TypeError(f"{owner}: {name} must be a real number, got {name}={_brief(value)}")
     return float(value)
 
 
@@ -89,7 +109,7 @@ def calculate_gain(nonlinearity: str, param: Any = None) -> float:
         if param is None:
             slope = 0.01
         elif isinstance(param, (bool, np.bool_)) or not isinstance(param, numbers.Real):
-            raise ValueError(f"negative_slope must be a number, got negative_slope={param!r}")
+            raise ValueError(f"negative_slope must be a number, got negative_slope={_brief(param)}")
         else:
             slope = float(param)
         return math.sqrt(2.0 / (1 + slope ** 2))
@@ -120,8 +140,7 @@ class Initializer:
         try:
             values = np.asarray(self._sample(shape, rng if rng is not None else get_rng()), dtype=np.float64)
         except OverflowError:  # Python ints past float64, or NumPy's bounds check
-            raise ValueError(f"{type(self).__name__}: an argument is too large for a float64 "
-                             f"({self._describe_args()})") from None
+            raise ValueError(f"{type(self).__name__}: {self._describe_too_large()}") from None
         with np.errstate(over="ignore", invalid="ignore"):
             result = values.reshape(shape).astype(target)
             # finite draws that overflow the dtype, or infinite arguments that made NaN or inf
@@ -131,8 +150,24 @@ class Initializer:
                              f"({self._describe_args()})")
         return result
 
-    def _describe_args(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self._kwargs.items()) or "no arguments"
+    def _describe_args(self, empty: str = "no arguments") -> str:
+        return ", ".join(f"{key}={_brief(value)}" for key, value in self._kwargs.items()) or empty
+
+    def _describe_too_large(self) -> str:
+        """Name the arguments that no float64 holds (10**400, inf), or list them all."""
+        too_large = []
+        for key, value in self._kwargs.items():
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+                try:
+                    finite = math.isfinite(float(value))
+                except OverflowError:
+                    finite = False
+                if not finite:
+                    too_large.append(f"{key}={_brief(value)}")
+        if too_large:
+            verb = "is not a finite float64" if len(too_large) == 1 else "are not finite float64s"
+            return f"{', '.join(too_large)} {verb} (at most {np.finfo(np.float64).max:.3g} in magnitude)"
+        return f"an argument is too large for a float64 ({self._describe_args()})"
 
     def _explicit_non_finite(self) -> bool:
         """True when the caller asked for NaN or inf on purpose (a Constant of one)."""
@@ -142,8 +177,7 @@ class Initializer:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
-        return f"{type(self).__name__}({args})"
+        return _brief(self)
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self._kwargs == other._kwargs  # type: ignore[attr-defined]
@@ -161,7 +195,7 @@ class Normal(Initializer):
     def _sample(self, shape, rng):
         sigma, mean = _real("Normal", "sigma", self.sigma), _real("Normal", "mean", self.mean)
         if sigma < 0:
-            raise ValueError(f"Normal: sigma must be >= 0, got sigma={self.sigma!r}")
+            raise ValueError(f"Normal: sigma must be >= 0, got sigma={_brief(self.sigma)}")
         return rng.normal(mean, sigma, shape)
 
 
@@ -224,9 +258,10 @@ class TruncatedNormal(Initializer):
         mean = _real("TruncatedNormal", "mean", self.mean)
         a, b = _real("TruncatedNormal", "a", self.a), _real("TruncatedNormal", "b", self.b)
         if sigma < 0:
-            raise ValueError(f"TruncatedNormal: sigma must be >= 0, got sigma={self.sigma!r}")
+            raise ValueError(f"TruncatedNormal: sigma must be >= 0, got sigma={_brief(self.sigma)}")
         if not a < b:
-            raise ValueError(f"TruncatedNormal: a must be smaller than b, got a={self.a!r}, b={self.b!r}")
+            raise ValueError(f"TruncatedNormal: a must be smaller than b, got a={_brief(self.a)}, "
+                             f"b={_brief(self.b)}")
         if sigma == 0:
             return np.full(shape, min(max(mean, a), b))
         lo, hi = (a - mean) / sigma, (b - mean) / sigma
@@ -317,11 +352,11 @@ class Constant(Initializer):
 
     def _sample(self, shape, rng):
         if isinstance(self.value, (np.ndarray, list, tuple)):
-            raise ValueError(f"Constant: value must be a single number, got value={self.value!r}")
+            raise ValueError(f"Constant: value must be a single number, got value={_brief(self.value)}")
         try:
             value = float(self.value)
         except (TypeError, ValueError):
-            raise ValueError(f"Constant: value must be a number, got value={self.value!r}") from None
+            raise ValueError(f"Constant: value must be a number, got value={_brief(self.value)}") from None
         return np.full(shape, value)
 
     def _explicit_non_finite(self) -> bool:
@@ -380,10 +415,10 @@ class Dirac(Initializer):
             raise ValueError(f"Dirac needs a tensor of 3, 4 or 5 dimensions, got shape {shape}")
         groups = self.groups
         if type(groups) is not int or groups < 1:
-            raise ValueError(f"Dirac: groups must be a positive int, got groups={groups!r}")
+            raise ValueError(f"Dirac: groups must be a positive int, got groups={_brief(groups)}")
         if shape[0] % groups:
             raise ValueError(f"Dirac: the first dimension must be divisible by groups, got shape "
-                             f"{shape} and groups={groups}")
+                             f"{shape} and groups={_brief(groups)}")
         out = np.zeros(shape)
         per_group = shape[0] // groups
         centre = tuple(s // 2 for s in shape[2:])
@@ -404,7 +439,7 @@ class VarianceScaling(Initializer):
     def _sample(self, shape, rng):
         scale = _real("VarianceScaling", "scale", self.scale)
         if scale <= 0:
-            raise ValueError(f"VarianceScaling: scale must be > 0, got scale={self.scale!r}")
+            raise ValueError(f"VarianceScaling: scale must be > 0, got scale={_brief(self.scale)}")
         _check_mode("VarianceScaling", self.mode, ("fan_in", "fan_out", "fan_avg"))
         if self.distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
             raise ValueError(f"VarianceScaling: distribution must be 'uniform', 'truncated_normal' "
@@ -506,4 +541,4 @@ def initializer(init: Any, shape: Sequence[int], dtype: Any = np.float32, *,
     try:
         return init(shape, dtype, rng=rng)
     except (TypeError, ValueError) as exc:  # say which argument carried the initializer
-        raise type(exc)(f"{name}={given!r} cannot initialize a parameter of shape {shape}: {exc}") from None
+        raise type(exc)(f"{name}={_brief(given)} cannot initialize a parameter of shape {shape}: {exc}") from None

@@ -61,10 +61,28 @@ MEMORY_LIMIT = _physical_memory() // 2
 _INIT_BYTES_PER_ELEMENT = 8 + 8
 
 
+# Ints longer than this are echoed by their length: 10**400 would fill a screen, and Python
+# refuses to print ints past 4300 digits at all (the message itself would fail).
+_ECHO_DIGITS = 30
+
+
+def _echo(value: Any) -> str:
+    """The repr of ``value`` for a message, with huge ints (also inside tuples) shortened."""
+    if type(value) is int and abs(value) >= 10 ** _ECHO_DIGITS:
+        try:
+            size = f"{len(str(abs(value)))} digits"
+        except ValueError:  # past sys.get_int_max_str_digits()
+            size = f"{value.bit_length()} bits"
+        return f"<{'a negative' if value < 0 else 'an'} int of {size}>"
+    if type(value) is tuple:
+        return f"({', '.join(_echo(item) for item in value)}{',' if len(value) == 1 else ''})"
+    return repr(value)
+
+
 def _describe(value: Any) -> str:
     """Repr of a value, plus its type where the repr alone could hide it."""
     if type(value) in (bool, int, float, str, tuple, list, type(None)):
-        return repr(value)
+        return _echo(value)
     return f"{value!r} (type {type(value).__name__})"
 
 
@@ -80,10 +98,10 @@ def _int_or_tuple(name: str, value: Any, size: int, rule: str, length_error: typ
     if not isinstance(value, tuple):
         raise TypeError(f"{rule}, got {name}={_describe(value)}")
     if len(value) != size:
-        raise length_error(f"{rule}, got {name}={value!r} (length {len(value)})")
+        raise length_error(f"{rule}, got {name}={_echo(value)} (length {len(value)})")
     for item in value if check_items else ():
         if not _is_int(item):
-            raise TypeError(f"{rule}, got {name}={value!r} (item {_describe(item)} is not an int)")
+            raise TypeError(f"{rule}, got {name}={_echo(value)} (item {_describe(item)} is not an int)")
     return value
 
 
@@ -97,14 +115,14 @@ def _check_positive_items(name: str, given: Any, values: Pair) -> None:
     for item in values:
         if item < 1:
             raise ValueError(
-                f"{name} must be a positive int or a tuple of 2 positive ints, got {name}={given!r}")
+                f"{name} must be a positive int or a tuple of 2 positive ints, got {name}={_echo(given)}")
 
 
 def _check_positive_int(name: str, value: Any) -> int:
     if not _is_int(value):
         raise TypeError(f"{name} must be a positive int, got {name}={_describe(value)}")
     if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+        raise ValueError(f"{name} must be a positive int, got {name}={_echo(value)}")
     return value
 
 
@@ -119,13 +137,13 @@ def _padding_values(value: Any) -> Quad:
     rule = "padding must be an int >= 0 or a tuple of 4 ints >= 0 (top, bottom, left, right)"
     if _is_int(value):
         if value < 0:
-            raise ValueError(f"{rule}, got padding={value!r}")
+            raise ValueError(f"{rule}, got padding={_echo(value)}")
         return (value, value, value, value)
     for item in value:
         if not _is_int(item):
-            raise TypeError(f"{rule}, got padding={value!r} (item {_describe(item)} is not an int)")
+            raise TypeError(f"{rule}, got padding={_echo(value)} (item {_describe(item)} is not an int)")
         if item < 0:
-            raise ValueError(f"{rule}, got padding={value!r}")
+            raise ValueError(f"{rule}, got padding={_echo(value)}")
     return tuple(value)  # type: ignore[return-value]
 
 
@@ -199,7 +217,10 @@ def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
 
 
 def _gib(size: int) -> str:
-    return f"{size / 2 ** 30:.3g} GiB"
+    try:
+        return f"{size / 2 ** 30:.3g} GiB"
+    except OverflowError:  # past float64: the byte count of a 10**400-element request
+        return f"{_echo(size // 2 ** 30)} GiB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,19 +298,19 @@ class Conv2dTransposeSpec:
         _check_positive_items("stride", stride, strides)
         _check_positive_items("dilation", dilation, dilations)
         if in_channels % group:
-            raise ValueError(f"in_channels must be divisible by group, got in_channels={in_channels}"
-                             f" and group={group}")
+            raise ValueError(f"in_channels must be divisible by group, got in_channels={_echo(in_channels)}"
+                             f" and group={_echo(group)}")
         if out_channels % group:
-            raise ValueError(f"out_channels must be divisible by group, got out_channels={out_channels}"
-                             f" and group={group}")
+            raise ValueError(f"out_channels must be divisible by group, got "
+                             f"out_channels={_echo(out_channels)} and group={_echo(group)}")
         weight_shape = (in_channels, out_channels // group) + kernel
         needed = math.prod(weight_shape) * _INIT_BYTES_PER_ELEMENT
         if needed > MEMORY_LIMIT:
             raise ValueError(
-                f"the weight would have shape {weight_shape} ({math.prod(weight_shape)} elements, "
-                f"{_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may use on "
-                f"this machine: in_channels={in_channels}, out_channels={out_channels}, group={group}, "
-                f"kernel_size={kernel_size!r}")
+                f"the weight would have shape {_echo(weight_shape)} ({_echo(math.prod(weight_shape))} "
+                f"elements, {_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may "
+                f"use on this machine: in_channels={_echo(in_channels)}, out_channels={_echo(out_channels)}, "
+                f"group={_echo(group)}, kernel_size={_echo(kernel_size)}")
         if on_weight_shape is not None:
             on_weight_shape(weight_shape)
         if type(has_bias) is not bool:
@@ -347,11 +368,11 @@ class Conv2dTransposeSpec:
             if not 0 <= value < limit:
                 raise ValueError(
                     f"output_padding must lie in [0, max(stride, dilation)) on each axis, got "
-                    f"output_padding={self.output_padding} with stride={self.stride} and "
-                    f"dilation={self.dilation} ({axis}: {value} is not in [0, {limit}))")
+                    f"output_padding={_echo(self.output_padding)} with stride={_echo(self.stride)} and "
+                    f"dilation={_echo(self.dilation)} ({axis}: {_echo(value)} is not in [0, {_echo(limit)}))")
         if self.pad_mode != "pad" and any(self.output_padding):
             raise ValueError(f"a nonzero output_padding needs pad_mode='pad', got "
-                             f"output_padding={self.output_padding} with pad_mode={self.pad_mode!r}")
+                             f"output_padding={_echo(self.output_padding)} with pad_mode={self.pad_mode!r}")
 
     def check_shapes(self, x_shape: Tuple[int, ...], weight_shape: Tuple[int, ...],
                      bias_shape: Optional[Tuple[int, ...]] = None, itemsize: int = 4,
@@ -395,10 +416,10 @@ class Conv2dTransposeSpec:
         needed = math.prod(out_shape) * itemsize
         if needed > MEMORY_LIMIT:
             raise ValueError(
-                f"the output would have shape {out_shape} ({_gib(needed)}), more than the "
+                f"the output would have shape {_echo(out_shape)} ({_gib(needed)}), more than the "
                 f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {x_shape}, "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, "
-                f"pad_mode={self.pad_mode!r}, padding={self.padding}")
+                f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
+                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}")
         return out_shape
 
     def _check_crop(self, axis: str, plan: AxisPlan, size: int) -> None:
@@ -408,17 +429,18 @@ class Conv2dTransposeSpec:
             return
         full = max(plan.full_length(size), 0)
         cropped = plan.crop_before + plan.crop_after
+        rows, length = ("rows", "H") if axis == "height" else ("columns", "W")
         if window < 0:
-            problem = f"which removes {cropped} rows where only {full} exist"
+            problem = f"which removes {_echo(cropped)} {rows} where only {_echo(full)} exist"
         else:
-            problem = (f"which removes all {full} rows, and output_padding rows appended to an empty "
-                       f"window have no defined value (MindSpore returns uninitialised memory)")
+            problem = (f"which removes all {_echo(full)} {rows}, and output_padding {rows} appended to an "
+                       f"empty window have no defined value (MindSpore returns uninitialised memory)")
         raise ValueError(
-            f"padding={self.padding} is too large for the {axis} axis: the uncropped transposed "
-            f"convolution of an input {axis} of {size} is {full} rows long ((H-1)*stride + "
-            f"dilation*(kernel-1) + 1 with kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"dilation={self.dilation}), and the padding crops {cropped}, {problem}"
-            + (f"; output_padding={self.output_padding}" if window == 0 else ""))
+            f"padding={_echo(self.padding)} is too large for the {axis} axis: the uncropped transposed "
+            f"convolution of an input {axis} of {size} is {_echo(full)} {rows} long (({length}-1)*stride + "
+            f"dilation*(kernel-1) + 1 with kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
+            f"dilation={_echo(self.dilation)}), and the padding crops {_echo(cropped)}, {problem}"
+            + (f"; output_padding={_echo(self.output_padding)}" if window == 0 else ""))
 
 
 def _typed(value: Any) -> Any:

@@ -115,3 +115,103 @@ def test_float16_parameters_are_sampled_then_cast():
 
 def test_repr_shows_arguments():
     assert repr(init.Normal(sigma=0.02)) == "Normal(sigma=0.02, mean=0.0)"
+
+
+# ---------------------------------------------------------------- Dirac and Orthogonal values
+
+def _dirac_ones(shape, groups):
+    """Positions of the ones MindSpore's Dirac writes: ``[g*opg + i, i, k//2 ...]``, i < min(opg, shape[1])."""
+    per_group = shape[0] // groups
+    centre = tuple(size // 2 for size in shape[2:])
+    return sorted((g * per_group + i, i) + centre for g in range(groups) for i in range(min(per_group, shape[1])))
+
+
+@pytest.mark.parametrize("shape,groups,expected", [
+    ((4, 2, 4, 2), 1, [(0, 0, 2, 1), (1, 1, 2, 1)]),                            # even kernels: centre k//2
+    ((4, 4, 4, 4), 2, [(0, 0, 2, 2), (1, 1, 2, 2), (2, 0, 2, 2), (3, 1, 2, 2)]),
+    ((2, 3, 6, 3), 1, [(0, 0, 3, 1), (1, 1, 3, 1)]),
+    ((3, 2, 4), 1, [(0, 0, 2), (1, 1, 2)]),                                     # 3-D and 5-D weights
+    ((2, 2, 2, 3, 4), 2, [(0, 0, 1, 1, 2), (1, 0, 1, 1, 2)]),
+])
+def test_dirac_puts_its_ones_at_mindspores_centre_on_even_kernels(shape, groups, expected):
+    assert _dirac_ones(shape, groups) == expected  # the rule above, spelt out by hand for each shape
+    values = init.initializer(init.Dirac(groups=groups), shape, np.float32, name="weight_init")
+    assert values.dtype == np.float32 and values.shape == shape
+    assert sorted(zip(*(axis.tolist() for axis in np.nonzero(values)))) == expected
+    assert np.all(values[tuple(np.array(expected).T)] == 1) and values.sum() == len(expected)
+
+
+def test_a_dirac_layer_with_an_even_kernel_shifts_by_mindspores_centre():
+    """Dirac weights make each output channel a copy of its input channel, placed by the centre tap."""
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    net = ct.Conv2dTranspose(2, 2, 4, pad_mode="pad", weight_init="dirac")
+    y = net(x)  # full result 6x6: input pixel (i, j) lands on (i + 2, j + 2) through the tap [2, 2]
+    assert y.shape == (1, 2, 6, 6)
+    np.testing.assert_array_equal(y[:, :, 2:5, 2:5], x)
+    assert np.count_nonzero(y) == np.count_nonzero(x)
+
+
+@pytest.mark.parametrize("shape,gain", [((4, 3, 3, 2), 1.0), ((18, 2, 1, 3), 2.5), ((5, 5, 1, 1), 1.0), ((3, 7), 0.5)])
+def test_orthogonal_fixes_the_signs_of_the_qr_decomposition(shape, gain):
+    """MindSpore's Orthogonal: Q of qr(A) times sign(diag(R)), A the first normal draw of shape
+    (rows, cols) (transposed when rows < cols), so that Q^T A has a positive diagonal."""
+    seed = 3
+    values = init.initializer(init.Orthogonal(gain=gain), shape, np.float64, rng=np.random.default_rng(seed))
+    rows = shape[0]
+    cols = int(np.prod(shape[1:]))
+    draw = np.random.default_rng(seed).normal(0.0, 1.0, (rows, cols))
+    q = values.reshape(rows, cols) / gain
+    if rows < cols:
+        draw, q = draw.T, q.T
+    r = q.T @ draw  # the R of the decomposition the initializer made
+    np.testing.assert_allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-12)
+    np.testing.assert_allclose(np.tril(r, -1), 0, atol=1e-12)
+    assert np.all(np.diag(r) > 0), np.diag(r)
+    # the fix matters here: NumPy's own QR gives negative diagonal entries for this draw
+    assert np.any(np.diag(np.linalg.qr(draw)[1]) < 0)
+
+
+# ---------------------------------------------------------------- overflow (issue 8, section 2.2)
+
+OVERFLOWING = [
+    ("weight_init", 10 ** 400, "weight_init=<an int of 401 digits>"),
+    ("weight_init", -10 ** 400, "weight_init=<a negative int of 401 digits>"),
+    ("weight_init", init.Constant(10 ** 400), "value=<an int of 401 digits>"),
+    ("weight_init", init.Normal(sigma=10 ** 400), "sigma=<an int of 401 digits>"),
+    ("weight_init", init.HeUniform(negative_slope=10 ** 400), "negative_slope=<an int of 401 digits>"),
+    ("weight_init", init.Uniform(float("inf")), "scale=inf"),
+    ("weight_init", init.TruncatedNormal(sigma=10 ** 400), "sigma=<an int of 401 digits>"),
+    ("weight_init", init.XavierNormal(gain=10 ** 400), "gain=<an int of 401 digits>"),
+    ("weight_init", 10 ** 5000, "weight_init=<an int of 16610 bits>"),  # past Python's int printing
+    ("bias_init", 10 ** 400, "bias_init=<an int of 401 digits>"),
+    ("bias_init", init.Normal(mean=10 ** 400), "mean=<an int of 401 digits>"),
+]
+
+
+@pytest.mark.parametrize("argument,value,echo", OVERFLOWING, ids=[str(i) for i in range(len(OVERFLOWING))])
+def test_initializer_overflow_is_a_value_error_naming_the_argument(layer_engine, argument, value, echo):
+    """Not an OverflowError from deep inside NumPy, and not a 400-digit echo."""
+    kwargs = {argument: value, "has_bias": argument == "bias_init"}
+    with pytest.raises(ValueError) as info:
+        layer_engine.construct(in_channels=2, out_channels=2, kernel_size=3, **kwargs)
+    message = str(info.value)
+    assert message.startswith(f"{argument}="), message
+    assert echo in message, message
+    assert len(message) < 300, message
+
+
+def test_huge_ints_are_echoed_by_their_length():
+    assert repr(init.Constant(10 ** 400)) == "Constant(value=<an int of 401 digits>)"
+    assert repr(init.Normal(sigma=-10 ** 40, mean=10 ** 29)) == (
+        f"Normal(sigma=<a negative int of 41 digits>, mean={10 ** 29})")  # up to 30 digits: as written
+    with pytest.raises(ValueError, match=r"sigma must be >= 0, got sigma=<a negative int of 41 digits>$"):
+        init.initializer(init.Normal(sigma=-10 ** 40), (2, 2), name="weight_init")
+
+
+def test_values_past_the_dtype_name_the_argument():
+    with pytest.raises(ValueError, match=r"weight_init=Constant\(value=1e\+300\).*not finite in float32"):
+        ct.Conv2dTranspose(2, 2, 3, weight_init=init.Constant(1e300))
+    with pytest.raises(ValueError, match=r"bias_init=70000.*not finite in float16"):
+        ct.Conv2dTranspose(2, 2, 3, has_bias=True, bias_init=70000, dtype=np.float16)
+    net = ct.Conv2dTranspose(2, 2, 3, weight_init=float("inf"))  # asked for on purpose: kept
+    assert np.all(np.isinf(net.weight.data))

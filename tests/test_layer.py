@@ -170,3 +170,123 @@ def test_numpy_global_seed_also_reproduces_initialisation():
     np.testing.assert_array_equal(first.weight.data, second.weight.data)
     np.testing.assert_array_equal(first.bias.data, second.bias.data)
     assert not np.array_equal(first.weight.data, ct.Conv2dTranspose(3, 4, 3, weight_init="normal").weight.data)
+
+
+# ---------------------------------------------------------------- copies, not shared arrays
+
+def test_set_data_stores_a_copy():
+    net = ct.Conv2dTranspose(2, 2, 3)
+    given = np.full((2, 2, 3, 3), 2.0, np.float32)  # already the parameter's dtype: no cast to hide behind
+    net.weight.set_data(given)
+    given[...] = 5
+    assert np.all(net.weight.data == 2)
+    net.weight.data[...] = 7
+    assert np.all(given == 5)
+
+
+def test_load_parameters_stores_copies():
+    net = ct.Conv2dTranspose(2, 4, 3, has_bias=True)
+    arrays = {"weight": np.full((2, 4, 3, 3), 2.0, np.float32), "bias": np.full(4, 3.0, np.float32)}
+    net.load_parameters(arrays)
+    arrays["weight"][...] = 5
+    arrays["bias"][...] = 5
+    assert np.all(net.weight.data == 2) and np.all(net.bias.data == 3)
+    net.weight.data[...] = 7
+    net.bias.data[...] = 7
+    assert np.all(arrays["weight"] == 5) and np.all(arrays["bias"] == 5)
+
+
+def test_parameters_dict_returns_copies():
+    net = ct.Conv2dTranspose(2, 4, 3, has_bias=True, weight_init="ones", bias_init="zeros")
+    arrays = net.parameters_dict()
+    arrays["weight"][...] = 5
+    arrays["bias"][...] = 5
+    assert np.all(net.weight.data == 1) and np.all(net.bias.data == 0)
+    net.weight.data[...] = 7
+    assert np.all(arrays["weight"] == 5)
+    assert not np.shares_memory(net.parameters_dict()["weight"], net.weight.data)
+
+
+@pytest.mark.parametrize("bad_bias,error", [
+    (np.zeros(5, np.float32), ValueError),       # wrong shape
+    (np.zeros(4, np.float64), TypeError),        # wrong dtype
+    (None, KeyError),                            # missing
+])
+def test_load_parameters_is_all_or_nothing(bad_bias, error):
+    """The weight entry is fine and comes first; the bad bias after it must leave the weight alone."""
+    net = ct.Conv2dTranspose(2, 4, 3, has_bias=True)
+    before_weight, before_bias = net.weight.data.copy(), net.bias.data.copy()
+    arrays = {"weight": np.full((2, 4, 3, 3), 9.0, np.float32)}
+    if bad_bias is not None:
+        arrays["bias"] = bad_bias
+    with pytest.raises(error, match="bias"):
+        net.load_parameters(arrays)
+    np.testing.assert_array_equal(net.weight.data, before_weight)
+    np.testing.assert_array_equal(net.bias.data, before_bias)
+
+
+def test_a_refused_unexpected_bias_leaves_the_weight_alone():
+    net = ct.Conv2dTranspose(2, 4, 3)
+    before = net.weight.data.copy()
+    with pytest.raises(ValueError, match="has_bias=False"):
+        net.load_parameters({"weight": np.full((2, 4, 3, 3), 9.0, np.float32), "bias": np.zeros(4, np.float32)})
+    np.testing.assert_array_equal(net.weight.data, before)
+    net.load_parameters({"weight": np.full((2, 4, 3, 3), 9.0, np.float32), "bias": np.zeros(4, np.float32)},
+                        strict=False)
+    assert np.all(net.weight.data == 9)
+
+
+# ---------------------------------------------------------------- byte order (issue 8, section 2.1)
+
+def test_a_native_backward_works_after_a_big_endian_forward():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, 4, 5)).astype(np.float32)
+    net = ct.Conv2dTranspose(2, 3, 3, stride=2, has_bias=True)
+    y = net(x)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = net.backward(g)
+    dw, db = net.weight.grad, net.bias.grad
+    y_swapped = net(x.astype(">f4"))
+    assert y_swapped.dtype == np.float32 and y_swapped.dtype.isnative
+    np.testing.assert_array_equal(y_swapped, y)
+    dx_swapped = net.backward(g)
+    assert dx_swapped.dtype.isnative and net.weight.grad.dtype.isnative
+    np.testing.assert_array_equal(dx_swapped, dx)
+    np.testing.assert_array_equal(net.weight.grad, dw)
+    np.testing.assert_array_equal(net.bias.grad, db)
+    net.backward(g.astype(">f4"))  # and a big-endian gradient after a native forward
+    np.testing.assert_array_equal(net.weight.grad, dw)
+
+
+def test_parameters_load_from_big_endian_arrays_in_native_order():
+    net = ct.Conv2dTranspose(2, 4, 3, has_bias=True)
+    weight = np.random.default_rng(1).standard_normal((2, 4, 3, 3)).astype(">f4")
+    net.load_parameters({"weight": weight, "bias": np.arange(4, dtype=">f4")})
+    assert net.weight.dtype == np.float32 and net.weight.dtype.isnative and net.bias.dtype.isnative
+    np.testing.assert_array_equal(net.weight.data, weight)
+    np.testing.assert_array_equal(net.bias.data, np.arange(4))
+    net.weight.set_data(weight.astype(">f8"))
+    assert net.weight.dtype.isnative
+    net(np.ones((1, 2, 3, 3), np.float32))  # the parameters still fit the layer's dtype
+
+
+# ---------------------------------------------------------------- requires_grad (issue 8, section 2.6)
+
+@pytest.mark.parametrize("frozen", ["weight", "bias"])
+def test_requires_grad_false_leaves_the_gradient_untouched(frozen):
+    rng = np.random.default_rng(2)
+    net = ct.Conv2dTranspose(2, 3, 3, has_bias=True)
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    g = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    param, other = (net.weight, net.bias) if frozen == "weight" else (net.bias, net.weight)
+    param.requires_grad = False
+    net(x)
+    dx = net.backward(g)
+    assert param.grad is None and other.grad is not None
+    param.requires_grad = True
+    net.backward(g)
+    earlier = param.grad.copy()
+    param.requires_grad = False
+    net(2 * x)
+    np.testing.assert_array_equal(net.backward(2 * g), 2 * dx)  # dx is still computed
+    np.testing.assert_array_equal(param.grad, earlier)

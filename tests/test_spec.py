@@ -1,9 +1,12 @@
 """Normalisation and per-axis geometry, checked against the formulas and MindSpore's tables."""
 
 import itertools
+import os
+import re
 
 import pytest
 
+from convtranspose import spec as spec_module
 from convtranspose.spec import AxisPlan, Conv2dTransposeSpec, axis_plan
 
 # MINDSPORE_PROBE.md section 5.2: real 'valid' heights for H_in = 4 (the page's formula is wrong)
@@ -81,3 +84,70 @@ def test_a_crop_past_the_result_is_a_clear_value_error():
                                          r"input height of 1 is 3 rows long.*crops 4, which removes 4 rows "
                                          r"where only 3 exist"):
         spec.check_shapes((1, 2, 1, 1), spec.weight_shape)
+
+
+@pytest.mark.parametrize("kwargs,x_shape,axis,full,cropped", [
+    (dict(kernel_size=3, padding=(2, 2, 0, 0)), (1, 2, 1, 1), "height", 3, 4),
+    (dict(kernel_size=3, padding=3), (1, 2, 1, 4), "height", 3, 6),
+    (dict(kernel_size=(1, 3), stride=(1, 2), dilation=(1, 4), padding=(0, 0, 10, 9)), (1, 2, 3, 2), "width", 11, 19),
+    (dict(kernel_size=4, stride=3, padding=(2, 3, 0, 0)), (1, 2, 1, 5), "height", 4, 5),
+])
+def test_a_crop_message_says_how_long_the_full_result_is_and_what_the_padding_removes(kwargs, x_shape, axis,
+                                                                                    full, cropped):
+    """The lengths are worked out by hand from (n-1)*stride + dilation*(kernel-1) + 1."""
+    spec = Conv2dTransposeSpec.from_args(2, 2, pad_mode="pad", **kwargs)
+    rows = "rows" if axis == "height" else "columns"
+    with pytest.raises(ValueError) as info:
+        spec.check_shapes(x_shape, spec.weight_shape)
+    message = str(info.value)
+    assert f"too large for the {axis} axis" in message, message
+    assert f"is {full} {rows} long" in message, message
+    assert f"the padding crops {cropped}, which removes {cropped} {rows} where only {full} exist" in message, message
+    assert f"padding={spec.padding}" in message and f"stride={spec.stride}" in message, message
+    assert not re.search(r"-\d+ (rows|columns)", message), message
+
+
+def test_a_crop_to_nothing_before_output_padding_names_output_padding():
+    spec = Conv2dTransposeSpec.from_args(2, 2, 3, stride=2, pad_mode="pad", padding=(0, 0, 2, 1), output_padding=1)
+    with pytest.raises(ValueError) as info:
+        spec.check_shapes((1, 2, 3, 1), spec.weight_shape)
+    message = str(info.value)
+    assert "width axis" in message and "is 3 columns long" in message and "removes all 3 columns" in message
+    assert "output_padding=(1, 1)" in message, message
+    # one more input column: a window of 5 - 3 columns, then the output_padding column
+    assert spec.output_shape((1, 2, 3, 2)) == (1, 2, 7 + 1, 2 + 1)
+    spec.check_shapes((1, 2, 3, 2), spec.weight_shape)
+
+
+def test_the_memory_limit_is_half_the_physical_memory():
+    if not hasattr(os, "sysconf"):
+        pytest.skip("no os.sysconf here: the limit falls back to 1 TiB")
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        pytest.skip("the OS does not report its physical memory")
+    assert spec_module.MEMORY_LIMIT == physical // 2
+
+
+def test_the_memory_limit_refuses_one_byte_more_and_accepts_the_rest(monkeypatch):
+    monkeypatch.setattr(spec_module, "MEMORY_LIMIT", 2 ** 20)  # 1 MiB
+    spec = Conv2dTransposeSpec.from_args(1, 1, 1)
+    assert spec.check_shapes((1, 1, 512, 512), spec.weight_shape) == (1, 1, 512, 512)  # 1 MiB of float32
+    with pytest.raises(ValueError, match=r"output would have shape \(1, 1, 512, 513\) .* x of shape \(1, 1, 512, 513"):
+        spec.check_shapes((1, 1, 512, 513), spec.weight_shape)
+    assert spec.check_shapes((1, 1, 512, 1024), spec.weight_shape, itemsize=2)  # float16 output
+    # the parameters: 16 bytes an element while they are drawn (float64 draw and result)
+    assert Conv2dTransposeSpec.from_args(1, 1, 256).weight_shape == (1, 1, 256, 256)
+    with pytest.raises(ValueError, match=r"weight would have shape \(1, 1, 256, 257\).*kernel_size=\(256, 257\)"):
+        Conv2dTransposeSpec.from_args(1, 1, (256, 257))
+
+
+def test_huge_ints_are_echoed_by_their_length():
+    with pytest.raises(ValueError, match=r"^in_channels must be a positive int, got in_channels=<a negative int "
+                                         r"of 16610 bits>$"):
+        Conv2dTransposeSpec.from_args(-10 ** 5000, 1, 1)
+    with pytest.raises(ValueError, match=r"GiB.*in_channels=<an int of 401 digits>"):
+        Conv2dTransposeSpec.from_args(10 ** 400, 1, 1)
+    spec = Conv2dTransposeSpec.from_args(1, 1, 1, stride=10 ** 400)
+    with pytest.raises(ValueError, match=r"stride=\(<an int of 401 digits>, <an int of 401 digits>\)"):
+        spec.check_shapes((1, 1, 1, 1), spec.weight_shape)
