@@ -6,7 +6,8 @@ name such as ``"Float32"``, and the raw little-endian C-order bytes). This modul
 that wire format by hand, so neither protobuf nor MindSpore is needed, and it checks every length
 and size against the file before it allocates anything: a damaged file raises
 :class:`CheckpointError` (a ``ValueError``) that names the file, the problem and, where known, the
-tensor.
+tensor. So do an empty (0-byte) file, which is what a failed write leaves, a directory, and a
+tensor name that appears twice (in a ``.ckpt`` or in a safetensors header alike).
 
 What :func:`load` returns, per entry (a ``dict`` in file order):
 
@@ -16,6 +17,11 @@ What :func:`load` returns, per entry (a ``dict`` in file order):
   or ``dims == [0]`` (MindSpore 1.x);
 * text (``tensor_type "str"``): a 0-d NumPy unicode array, e.g. ``array('adam', dtype='<U4')``;
   ``str(value)`` gives the text back.
+
+A ``.safetensors`` file is checked by the ``safetensors`` package and mapped here: ``BF16`` and the
+float8 types (``F8_E4M3`` -> ``ml_dtypes.float8_e4m3fn``, ``F8_E5M2``, ``F8_E4M3FNUZ``,
+``F8_E5M2FNUZ``, ``F8_E8M0``) come from ``ml_dtypes``, imported only when a file needs it; ``C64``
+and the sub-byte ``F4``/``F6_*`` types are refused by name.
 
 :func:`save` writes the bytes MindSpore 2.10's ``save_checkpoint`` writes for the same entries, in
 the order given. Python scalars are stored the way ``append_dict`` stores them: ``int`` as
@@ -40,14 +46,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -83,7 +90,7 @@ _MAX_DIMS = 64
 _INT64_SIGN = 1 << 63
 
 # tensor_type name -> little-endian NumPy dtype. "Uint*" is MindSpore 1.x's spelling.
-_READ_TYPES: dict[str, np.dtype] = {
+_READ_TYPES: Dict[str, np.dtype] = {
     name: np.dtype(code)
     for name, code in [
         ("Int8", "i1"), ("Int16", "<i2"), ("Int32", "<i4"), ("Int64", "<i8"),
@@ -97,7 +104,7 @@ _STR = "str"
 
 # NumPy dtype (native order) -> the name MindSpore 2.10 writes. BFloat16 is matched by dtype name
 # so that saving never imports ml_dtypes.
-_WRITE_TYPES: dict[np.dtype, str] = {
+_WRITE_TYPES: Dict[np.dtype, str] = {
     np.dtype(code): name
     for name, code in [
         ("Int8", "i1"), ("Int16", "i2"), ("Int32", "i4"), ("Int64", "i8"),
@@ -107,6 +114,28 @@ _WRITE_TYPES: dict[np.dtype, str] = {
 }
 
 _SAFETENSORS_HINT = "pip install convtranspose[safetensors]"
+_ML_DTYPES_HINT = "pip install convtranspose[bfloat16] (or ml_dtypes)"
+
+# safetensors dtype -> NumPy dtype. Little-endian on disk, like .ckpt.
+_ST_READ_TYPES: Dict[str, np.dtype] = {
+    name: np.dtype(code)
+    for name, code in [
+        ("I8", "i1"), ("I16", "<i2"), ("I32", "<i4"), ("I64", "<i8"),
+        ("U8", "u1"), ("U16", "<u2"), ("U32", "<u4"), ("U64", "<u8"),
+        ("F16", "<f2"), ("F32", "<f4"), ("F64", "<f8"), ("BOOL", "?"),
+    ]
+}
+# safetensors dtypes NumPy has no type for -> the ml_dtypes type that holds them (the names
+# safetensors itself pairs them with when it writes ml_dtypes arrays). Sub-byte types (F4, F6_*)
+# and C64 are refused: no MindSpore checkpoint holds them.
+_ST_ML_DTYPES: Dict[str, str] = {
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",
+}
 
 
 class CheckpointError(ValueError):
@@ -121,8 +150,8 @@ class CheckpointError(ValueError):
         offset: Byte offset in the file where the problem was found, or None.
     """
 
-    def __init__(self, path: PathLike, problem: str, *, tensor: str | None = None,
-                 offset: int | None = None):
+    def __init__(self, path: PathLike, problem: str, *, tensor: Optional[str] = None,
+                 offset: Optional[int] = None):
         """Builds the message ``"<path>: <problem> (tensor '<name>') at byte <offset>"``."""
         self.path = os.fspath(path)
         self.problem = problem
@@ -152,11 +181,11 @@ class _Cursor:
     __slots__ = ("buf", "pos", "end", "path", "scope", "tensor")
 
     def __init__(self, buf: bytes, start: int, end: int, path: PathLike, scope: str,
-                 tensor: str | None = None):
+                 tensor: Optional[str] = None):
         self.buf, self.pos, self.end, self.path = buf, start, end, path
         self.scope, self.tensor = scope, tensor
 
-    def error(self, problem: str, offset: int | None = None) -> CheckpointError:
+    def error(self, problem: str, offset: Optional[int] = None) -> CheckpointError:
         return CheckpointError(self.path, problem, tensor=self.tensor,
                                offset=self.pos if offset is None else offset)
 
@@ -181,13 +210,13 @@ class _Cursor:
             raise self.error("varint does not fit in 64 bits", start)
         return value
 
-    def key(self) -> tuple[int, int, int]:
+    def key(self) -> Tuple[int, int, int]:
         """Returns ``(field number, wire type, offset of the key)``."""
         start = self.pos
         key = self.varint()
         return key >> 3, key & 7, start
 
-    def chunk(self) -> tuple[int, int]:
+    def chunk(self) -> Tuple[int, int]:
         """Reads a length prefix; returns the ``(start, end)`` of the payload and skips it.
 
         The length is checked against the bytes left in the enclosing message before anything
@@ -218,7 +247,7 @@ class _Piece:
     """
 
     tag: str
-    dims: tuple[int, ...]
+    dims: Tuple[int, ...]
     type_name: str
     start: int
     end: int
@@ -239,14 +268,14 @@ def _text(cur: _Cursor, start: int, end: int, what: str) -> str:
         raise cur.error(f"{what} is not valid UTF-8", start) from None
 
 
-def _record_spans(buf: bytes, path: PathLike) -> tuple[list[tuple[int, int, int]], int | None]:
+def _record_spans(buf: bytes, path: PathLike) -> Tuple[List[Tuple[int, int, int]], Optional[int]]:
     """Splits a checkpoint into its ``Value`` records and finds the CRC trailer.
 
     Returns:
         ``([(record offset, payload start, payload end), ...], trailer offset or None)``.
     """
     cur = _Cursor(buf, 0, len(buf), path, "file")
-    spans: list[tuple[int, int, int]] = []
+    spans: List[Tuple[int, int, int]] = []
     try:
         return _scan_records(cur, spans)
     except CheckpointError as exc:
@@ -258,8 +287,8 @@ def _record_spans(buf: bytes, path: PathLike) -> tuple[list[tuple[int, int, int]
                               offset=exc.offset) from None
 
 
-def _scan_records(cur: _Cursor, spans: list[tuple[int, int, int]]
-                  ) -> tuple[list[tuple[int, int, int]], int | None]:
+def _scan_records(cur: _Cursor, spans: List[Tuple[int, int, int]]
+                  ) -> Tuple[List[Tuple[int, int, int]], Optional[int]]:
     """The loop of :func:`_record_spans`; appends to ``spans`` as it goes."""
     buf = cur.buf
     while not cur.at_end():
@@ -298,7 +327,7 @@ def _tail_crc_fails(buf: bytes) -> bool:
     return stored != zlib.crc32(memoryview(buf)[:-_CRC_TRAILER_LEN])
 
 
-def _parse_value(buf: bytes, span: tuple[int, int, int], path: PathLike) -> _Piece:
+def _parse_value(buf: bytes, span: Tuple[int, int, int], path: PathLike) -> _Piece:
     """Parses one ``Value`` record (tag, then its TensorProto) into a :class:`_Piece`."""
     offset, start, end = span
     cur = _Cursor(buf, start, end, path, "record")
@@ -321,10 +350,10 @@ def _parse_value(buf: bytes, span: tuple[int, int, int], path: PathLike) -> _Pie
     return _parse_tensor(cur, tag, tensor, offset)
 
 
-def _parse_tensor(outer: _Cursor, tag: str, span: tuple[int, int], offset: int) -> _Piece:
+def _parse_tensor(outer: _Cursor, tag: str, span: Tuple[int, int], offset: int) -> _Piece:
     """Parses a ``TensorProto`` (dims, tensor_type, tensor_content) found at ``span``."""
     cur = _Cursor(outer.buf, span[0], span[1], outer.path, "TensorProto", tag)
-    dims: list[int] = []
+    dims: List[int] = []
     type_name = content = None
     while not cur.at_end():
         field, wire, at = cur.key()
@@ -356,14 +385,14 @@ def _dim(cur: _Cursor, value: int, at: int, count: int) -> int:
     return value
 
 
-def _group(pieces: list[_Piece], path: PathLike) -> Iterator[list[_Piece]]:
+def _group(pieces: List[_Piece], path: PathLike) -> Iterator[List[_Piece]]:
     """Yields runs of consecutive pieces with the same tag (the slices of one tensor).
 
     A tag that comes back after another tensor is refused: MindSpore would silently keep the
     last copy, which hides a damaged or concatenated file.
     """
-    seen: dict[str, int] = {}
-    run: list[_Piece] = []
+    seen: Dict[str, int] = {}
+    run: List[_Piece] = []
     for piece in pieces:
         if run and piece.tag != run[0].tag:
             yield run
@@ -383,17 +412,39 @@ def _group(pieces: list[_Piece], path: PathLike) -> Iterator[list[_Piece]]:
 # From pieces to arrays
 # ----------------------------------------------------------------------------------------------
 
+def _ml_dtype(name: str, path: PathLike, tag: str, stored: str) -> np.dtype:
+    """The ``ml_dtypes`` type ``name`` (bfloat16, float8_*), imported only when a file holds one.
+
+    Args:
+        name: Attribute of ``ml_dtypes``, e.g. ``"bfloat16"``.
+        path: File, for the message.
+        tag: Tensor name, for the message.
+        stored: The dtype as the file spells it (``"BFloat16"``, ``"F8_E4M3"``), for the message.
+
+    Raises:
+        ImportError: ``ml_dtypes`` is missing, or too old to have ``name``; the message names the
+            file, the tensor, the dtype and what to install. (The file is fine: this is about the
+            environment, so it is not a CheckpointError.)
+    """
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is {stored}; reading it needs the "
+                          f"ml_dtypes package: {_ML_DTYPES_HINT}") from None
+    found = getattr(ml_dtypes, name, None)
+    if found is None:
+        version = getattr(ml_dtypes, "__version__", "?")
+        raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is {stored}; the installed ml_dtypes "
+                          f"{version} has no {name}: pip install --upgrade ml_dtypes")
+    return np.dtype(found)
+
+
 def _dtype_for(type_name: str, path: PathLike, tag: str, offset: int) -> np.dtype:
     """NumPy dtype for a ``tensor_type`` name; imports ml_dtypes only for BFloat16."""
     if type_name in _READ_TYPES:
         return _READ_TYPES[type_name]
     if type_name == _BF16:
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is BFloat16; reading it needs the "
-                              "ml_dtypes package: pip install convtranspose[bfloat16]") from None
-        return np.dtype(ml_dtypes.bfloat16)
+        return _ml_dtype("bfloat16", path, tag, type_name)
     if type_name == "Int4":
         raise CheckpointError(path, "tensor_type Int4 (packed 4-bit integers) is not supported",
                               tensor=tag, offset=offset)
@@ -402,8 +453,8 @@ def _dtype_for(type_name: str, path: PathLike, tag: str, offset: int) -> np.dtyp
                           tensor=tag, offset=offset)
 
 
-def _shape_for(dims: tuple[int, ...], itemsize: int, nbytes: int, type_name: str,
-               path: PathLike, tag: str, offset: int) -> tuple[int, ...]:
+def _shape_for(dims: Tuple[int, ...], itemsize: int, nbytes: int, type_name: str,
+               path: PathLike, tag: str, offset: int) -> Tuple[int, ...]:
     """Shape of the array, checked against the byte count before anything is allocated.
 
     ``dims == ()`` is a scalar (MindSpore 2.x). ``dims == (0,)`` is a scalar in MindSpore 1.x
@@ -431,7 +482,7 @@ def _shape_for(dims: tuple[int, ...], itemsize: int, nbytes: int, type_name: str
     return dims
 
 
-def _join(buf: bytes, run: list[_Piece]) -> np.ndarray:
+def _join(buf: bytes, run: List[_Piece]) -> np.ndarray:
     """Copies the contents of a run of slices into one new uint8 array (sizes already checked)."""
     total = sum(p.end - p.start for p in run)
     out = np.empty(total, np.uint8)
@@ -443,7 +494,7 @@ def _join(buf: bytes, run: list[_Piece]) -> np.ndarray:
     return out
 
 
-def _decode_str(raw: np.ndarray, dims: tuple[int, ...], path: PathLike, tag: str,
+def _decode_str(raw: np.ndarray, dims: Tuple[int, ...], path: PathLike, tag: str,
                 offset: int) -> np.ndarray:
     """Text entry -> 0-d unicode array. MindSpore stores ``np.array(text).tobytes()`` (UTF-32-LE)."""
     if dims not in ((0,), (), (1,)):
@@ -462,7 +513,7 @@ def _decode_str(raw: np.ndarray, dims: tuple[int, ...], path: PathLike, tag: str
     return np.array(str(raw.view(f"<U{codes.size}")[0]))
 
 
-def _to_array(buf: bytes, run: list[_Piece], path: PathLike) -> np.ndarray:
+def _to_array(buf: bytes, run: List[_Piece], path: PathLike) -> np.ndarray:
     """Builds the array for one tensor from its slices (one or more consecutive records)."""
     first = run[0]
     for p in run[1:]:
@@ -482,7 +533,7 @@ def _to_array(buf: bytes, run: list[_Piece], path: PathLike) -> np.ndarray:
     return raw.view(dtype).reshape(shape)
 
 
-def _decode(buf: bytes, path: PathLike) -> tuple[dict[str, np.ndarray], bool]:
+def _decode(buf: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
     """Parses checkpoint bytes.
 
     Returns:
@@ -530,7 +581,7 @@ class _Entry:
     """One tensor ready to write: name, dims, tensor_type and its little-endian C-order bytes."""
 
     tag: bytes
-    dims: tuple[int, ...]
+    dims: Tuple[int, ...]
     type_name: str
     data: memoryview
 
@@ -594,7 +645,7 @@ def _type_name(name: str, dtype: np.dtype) -> str:
     return found
 
 
-def _records(entry: _Entry) -> Iterator[tuple[bytes, memoryview]]:
+def _records(entry: _Entry) -> Iterator[Tuple[bytes, memoryview]]:
     """Yields ``(record header, content chunk)``: one record, or one per 512 MiB slice.
 
     The header is everything of the serialized ``Checkpoint`` message before the content bytes,
@@ -643,22 +694,119 @@ def _safetensors_crc(arrays: Mapping[str, np.ndarray]) -> int:
     return crc
 
 
-def _load_safetensors(path: PathLike) -> tuple[dict[str, np.ndarray], bool]:
-    """Reads a safetensors file; verifies MindSpore's ``crc_num`` metadata when present."""
-    st = _safetensors()
+class _Pairs(list):
+    """A JSON object as the list of its ``(key, value)`` pairs, repeated keys kept."""
+
+
+def _unique(pairs: _Pairs, path: PathLike, entry: Optional[str]) -> Dict[str, Any]:
+    """The pairs as a dict; a repeated key is a CheckpointError, as a repeated .ckpt tag is.
+
+    Args:
+        pairs: One JSON object of the header.
+        path: File, for the message.
+        entry: None for the header itself (its keys are tensor names), else the key whose
+            value ``pairs`` is.
+    """
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in out:
+            out[key] = value
+        elif entry is not None:
+            raise CheckpointError(path, f"key {key!r} appears twice in the header entry {entry!r}")
+        elif key == "__metadata__":
+            raise CheckpointError(path, "'__metadata__' appears twice in the safetensors header")
+        else:
+            # JSON parsers (safetensors' included) keep the last copy silently
+            raise CheckpointError(path, "tensor appears twice in the safetensors header", tensor=key)
+    return out
+
+
+def _safetensors_header(data: bytes, path: PathLike) -> Optional[Dict[str, Any]]:
+    """Parses the JSON header ourselves, only to refuse repeated keys, which safetensors merges.
+
+    Returns:
+        The header as a dict (tensor name -> entry dict, and ``__metadata__``), or None when it
+        cannot be parsed; then safetensors, which checks the layout, says what is wrong.
+    """
+    if len(data) < 8:
+        return None
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        return None
     try:
-        with st.safe_open(os.fspath(path), framework="np") as f:
-            metadata = f.metadata() or {}
-            arrays = {name: np.array(f.get_tensor(name)) for name in f.keys()}
+        top = json.loads(data[8:8 + size].decode("utf-8"), object_pairs_hook=_Pairs)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(top, _Pairs):
+        return None
+    header = _unique(top, path, None)
+    for name, entry in header.items():
+        if isinstance(entry, _Pairs):
+            header[name] = _unique(entry, path, name)
+    return header
+
+
+def _safetensors_dtype(stored: str, path: PathLike, tag: str) -> np.dtype:
+    """NumPy dtype for a safetensors dtype name; bfloat16 and float8 come from ml_dtypes."""
+    if stored in _ST_READ_TYPES:
+        return _ST_READ_TYPES[stored]
+    if stored in _ST_ML_DTYPES:
+        return _ml_dtype(_ST_ML_DTYPES[stored], path, tag, stored)
+    known = ", ".join([*_ST_READ_TYPES, *_ST_ML_DTYPES])
+    raise CheckpointError(path, f"safetensors dtype {stored} is not supported (supported: {known})",
+                          tensor=tag)
+
+
+def _load_safetensors(data: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
+    """Reads safetensors bytes; verifies MindSpore's ``crc_num`` metadata when present.
+
+    safetensors checks the layout (offsets, sizes, overlaps) and hands back raw bytes per tensor;
+    the dtype mapping is ours, so that bfloat16 and float8 need only ml_dtypes, whether or not it
+    was imported before (safetensors' NumPy front end fails on both).
+
+    Returns:
+        ``(arrays by name in sorted order, whether a crc_num was present and verified)``.
+    """
+    st = _safetensors()
+    header = _safetensors_header(data, path)
+    try:
+        entries = st.deserialize(data)
     except st.SafetensorError as exc:
         raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
+    if header is None:  # safetensors took a header json cannot read: never skip the CRC for it
+        raise CheckpointError(path, "not a readable safetensors file (the header is not valid "
+                                    "UTF-8 JSON)")
+    arrays: Dict[str, np.ndarray] = {}
+    crc = 0  # over the bytes as stored (before bools are made 0/1), as the writer computed it
+    for name, info in sorted(entries, key=lambda item: item[0]):
+        dtype = _safetensors_dtype(info["dtype"], path, name)
+        shape, raw = tuple(info["shape"]), info["data"]
+        if len(raw) != dtype.itemsize * math.prod(shape):
+            raise CheckpointError(path, f"shape {list(shape)} of {info['dtype']} needs "
+                                        f"{dtype.itemsize * math.prod(shape)} bytes, the file holds "
+                                        f"{len(raw)}", tensor=name)
+        crc = zlib.crc32(raw, zlib.crc32(name.encode("utf-8"), crc))
+        if dtype == np.bool_:
+            arr = np.frombuffer(raw, np.uint8) != 0  # as in .ckpt: any non-zero byte is True
+        else:
+            arr = np.frombuffer(raw, dtype)
+            if not arr.flags.writeable:  # safetensors < 0.5 hands back bytes, not a bytearray
+                arr = arr.copy()
+        arrays[name] = arr.reshape(shape)
+    metadata = header.get("__metadata__") or {}
     if "crc_num" not in metadata:
         return arrays, False
-    actual = _safetensors_crc(arrays)
-    if metadata["crc_num"] != str(actual):
+    if metadata["crc_num"] != str(crc):
         raise CheckpointError(path, f"CRC-32 mismatch: metadata crc_num is "
-                                    f"{metadata['crc_num']!r}, the content gives {actual}")
+                                    f"{metadata['crc_num']!r}, the content gives {crc}")
     return arrays, True
+
+
+def _check_safetensors_dtype(name: str, dtype: np.dtype) -> None:
+    """Safetensors holds what .ckpt holds, and the float8 types as well."""
+    if dtype.name in _ST_ML_DTYPES.values():
+        return
+    _type_name(name, dtype)  # same rules, and message, as .ckpt
 
 
 def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool) -> None:
@@ -673,7 +821,7 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
         if arr.dtype.kind == "U":
             skipped.append(name)
             continue
-        _type_name(name, arr.dtype)  # same dtype rules as .ckpt
+        _check_safetensors_dtype(name, arr.dtype)
         # astype, not ascontiguousarray: that one turns a 0-d scalar into shape (1,)
         tensors[name] = arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)
     if skipped:
@@ -689,33 +837,58 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
 # Public API
 # ----------------------------------------------------------------------------------------------
 
-def _read(path: PathLike) -> tuple[dict[str, np.ndarray], bool]:
+def _read_bytes(path: PathLike) -> bytes:
+    """The whole file; a directory or an empty file is a CheckpointError naming the path."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(entry.name for entry in p.iterdir()
+                       if entry.suffix.lower() in (".ckpt", ".safetensors"))
+        hint = ""
+        if found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            hint = f" (it holds {shown}: pass one of them)"
+        raise CheckpointError(path, f"is a directory, not a checkpoint file{hint}")
+    data = p.read_bytes()
+    if not data:
+        # Even a checkpoint with no entries is not empty when written with a CRC (the trailer),
+        # and save() refuses to write one without: 0 bytes is a write that failed.
+        raise CheckpointError(path, "the file is empty (0 bytes): not a checkpoint, most likely a "
+                                    "write that failed")
+    return data
+
+
+def _read(path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
     """Loads any supported file; also says whether a CRC was present (and verified)."""
     if _is_safetensors(path):
-        return _load_safetensors(path)
-    return _decode(Path(path).read_bytes(), path)
+        _safetensors()  # without the package, say so before reading anything
+        return _load_safetensors(_read_bytes(path), path)
+    return _decode(_read_bytes(path), path)
 
 
-def load(path: PathLike) -> dict[str, np.ndarray]:
+def load(path: PathLike) -> Dict[str, np.ndarray]:
     """Reads a MindSpore checkpoint into NumPy arrays.
 
-    A ``.safetensors`` file (by extension) is read with the optional ``safetensors`` package;
-    anything else is read as a MindSpore ``.ckpt`` file, with or without a CRC trailer.
+    A ``.safetensors`` file (by extension) is read with the optional ``safetensors`` package
+    (its bfloat16 and float8 tensors as ``ml_dtypes`` arrays); anything else is read as a
+    MindSpore ``.ckpt`` file, with or without a CRC trailer.
 
     Args:
         path: The file.
 
     Returns:
-        ``{name: array}`` in file order. Tensors keep their stored shape and dtype; scalars are
-        0-d arrays; text entries are 0-d unicode arrays (``str(value)`` gives the text). Slices
-        of one tensor stored in consecutive records are joined. Arrays are new and writable.
+        ``{name: array}`` in file order (safetensors: names sorted). Tensors keep their stored
+        shape and dtype; scalars are 0-d arrays; text entries are 0-d unicode arrays
+        (``str(value)`` gives the text). Slices of one tensor stored in consecutive records are
+        joined. Arrays are new and writable.
 
     Raises:
-        CheckpointError: the file is truncated, corrupted, encrypted, fails its CRC, uses an
-            unknown or unsupported tensor_type, or is not a checkpoint at all.
-        ImportError: the file holds BFloat16 tensors and ``ml_dtypes`` is not installed, or it
-            is ``.safetensors`` and ``safetensors`` is not installed.
-        OSError: the file cannot be read.
+        CheckpointError: the file is empty (0 bytes), a directory, truncated, corrupted,
+            encrypted, fails its CRC, names a tensor twice, uses an unknown or unsupported
+            tensor_type or safetensors dtype (Int4, F4, F6, C64, ...), or is not a checkpoint.
+        ImportError: the file holds BFloat16 (or, in safetensors, float8) tensors and
+            ``ml_dtypes`` is not installed, or it is ``.safetensors`` and ``safetensors`` is not
+            installed.
+        OSError: the file cannot be read (FileNotFoundError when it does not exist).
     """
     return _read(path)[0]
 
@@ -731,15 +904,18 @@ def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False) 
     Args:
         path: Destination; overwritten. With a ``.safetensors`` extension the file is written
             with the optional ``safetensors`` package, metadata ``{"format": "ms"}``, names sorted,
-            and str entries left out with a warning.
-        arrays: ``{name: array or scalar}``.
+            and str entries left out with a warning; it also holds ml_dtypes' float8 types.
+        arrays: ``{name: array or scalar}``. For a ``.ckpt`` it may be empty only with
+            ``crc_check=True``: a ``.ckpt`` without entries or CRC would be a 0-byte file, which
+            :func:`load` refuses as a failed write.
         crc_check: Append MindSpore's CRC trailer (``crc_num`` + 10-byte big-endian CRC-32 of the
             file); for safetensors, add the ``crc_num`` metadata MindSpore adds.
 
     Raises:
         TypeError: a name that is not a str, or a dtype a checkpoint cannot hold (complex,
             object, byte strings, arrays of strings, ...).
-        ValueError: a Python int outside int64.
+        ValueError: a Python int outside int64, or an empty ``arrays`` for a ``.ckpt`` without
+            ``crc_check``.
         ImportError: ``.safetensors`` requested and ``safetensors`` is not installed.
     """
     if not isinstance(arrays, Mapping):
@@ -747,6 +923,10 @@ def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False) 
     if _is_safetensors(path):
         _save_safetensors(path, arrays, crc_check)
         return
+    if not arrays and not crc_check:
+        raise ValueError(f"arrays is empty ({dict(arrays)!r}): a .ckpt with no entries and no CRC "
+                         "would be a 0-byte file, which load() refuses as a failed write; pass "
+                         "crc_check=True to write an empty checkpoint (its CRC trailer alone)")
     entries = [_as_entry(name, value) for name, value in arrays.items()]  # all checked first
     crc = 0
     with open(path, "wb") as f:
@@ -760,7 +940,7 @@ def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False) 
             f.write(_CRC_MARK + crc.to_bytes(10, "big"))
 
 
-def convert(src: PathLike, dst: PathLike, *, crc_check: bool = False) -> dict[str, np.ndarray]:
+def convert(src: PathLike, dst: PathLike, *, crc_check: bool = False) -> Dict[str, np.ndarray]:
     """Converts between ``.ckpt`` and ``.safetensors``; each format is chosen by extension.
 
     Args:
@@ -805,7 +985,8 @@ def _table(arrays: Mapping[str, np.ndarray], crc: bool) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     total = sum(a.size for a in arrays.values()), sum(a.nbytes for a in arrays.values())
-    foot = (f"{len(arrays)} entries, {total[0]:,} elements, {total[1]:,} bytes; "
+    foot = (f"{len(arrays)} {'entry' if len(arrays) == 1 else 'entries'}, {total[0]:,} elements, "
+            f"{total[1]:,} bytes; "
             + ("CRC-32 verified" if crc else "no CRC"))
     return "\n".join([line(head), *(line(r) for r in rows), foot])
 
@@ -825,7 +1006,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     """Runs the command line; returns the exit status (2 with a one-line message on a bad file).
 
     Args:

@@ -2,13 +2,16 @@
 
 Covers: the golden files in ../shared/golden/ckpt (exact bytes on re-save, CRC, fp16, encrypted),
 every tensor_type and both scalar encodings, slices, str entries, bad files (each kind gets a
-CheckpointError that names the file), fuzzing with hypothesis, safetensors conversion, the command
+CheckpointError that names the file: empty files and directories too), the CRC against a CRC-32 of
+our own, fuzzing with hypothesis (whatever loads must round-trip), safetensors (conversion, bfloat16
+and float8 through ml_dtypes, repeated keys, generated files with a known verdict), the command
 line, and the end-to-end decoder network built from the layer.
 
-Files with unusual content are built here with a small protobuf encoder of our own, so the reader is
-never checked only against our writer.
+Files with unusual content are built here with a small protobuf encoder and a safetensors writer of
+our own, so the reader is never checked only against our writer.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,9 +28,9 @@ from hypothesis import strategies as st
 from convtranspose import ckpt
 from convtranspose.ckpt import CheckpointError
 
+from conftest import golden_path
+
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden"
-CKPT_DIR = GOLDEN / "ckpt"
 LAYERS = ("up1.", "blocks.0.", "blocks.1.")
 APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.py passed
 
@@ -36,19 +39,10 @@ APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.p
 # Golden data
 # ---------------------------------------------------------------------------------------------
 
-def _golden_dir() -> Path:
-    """The golden ckpt folder; skips locally, fails in CI (CI=true), when it is missing."""
-    if not CKPT_DIR.is_dir():
-        message = f"golden checkpoints {CKPT_DIR} are missing (expected ../shared/golden beside the project)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return CKPT_DIR
-
-
 @pytest.fixture(scope="module")
 def golden() -> Path:
-    return _golden_dir()
+    """The golden ckpt folder (conftest's rule: skips locally, fails in CI, when it is missing)."""
+    return golden_path("ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +106,35 @@ def _with_crc(body: bytes) -> bytes:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _st_file(entries, metadata=None) -> bytes:
+    """A safetensors file written by hand (no safetensors package), so repeated keys are possible.
+
+    ``entries``: ``(name, dtype, shape, data)`` or ``(name, dtype, shape, data, (start, end))``;
+    the data of each is appended in order, and its offsets default to where it lands.
+    """
+    pairs, offset = [], 0
+    for name, dtype, shape, data, *span in entries:
+        start, end = span[0] if span else (offset, offset + len(data))
+        pairs.append((name, {"dtype": dtype, "shape": list(shape), "data_offsets": [start, end]}))
+        offset += len(data)
+    if metadata is not None:
+        pairs.insert(0, ("__metadata__", metadata))
+    head = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}").encode()
+    head += b" " * (-len(head) % 8)  # safetensors pads its header to 8 bytes with spaces
+    return len(head).to_bytes(8, "little") + head + b"".join(e[3] for e in entries)
+
+
+def _st_header(data: bytes) -> dict:
+    """The JSON header of safetensors bytes."""
+    return _st_parts(data)[0]
+
+
+def _st_parts(data: bytes):
+    """``(header as a dict, the bytes after it)`` of safetensors bytes."""
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + size]), data[8 + size:]
 
 
 def _variety_file() -> bytes:
@@ -283,10 +306,32 @@ def test_bfloat16_without_ml_dtypes_names_the_tensor(tmp_path, monkeypatch):
     assert str(path) in str(info.value)
 
 
-def test_empty_file_is_an_empty_checkpoint(tmp_path):
-    assert ckpt.load(_write(tmp_path / "e.ckpt", b"")) == {}
-    ckpt.save(tmp_path / "e2.ckpt", {})
-    assert (tmp_path / "e2.ckpt").read_bytes() == b""
+@pytest.mark.parametrize("name", ["e.ckpt", "e.safetensors", "e"])
+def test_an_empty_file_is_refused(tmp_path, name):
+    # a failed write leaves 0 bytes: that must not pass as a checkpoint with no entries
+    error = _refused(_write(tmp_path / name, b""), "empty", "0 bytes")
+    assert error.tensor is None and error.offset is None
+
+
+def test_an_empty_checkpoint_is_written_only_with_its_crc(tmp_path):
+    path = tmp_path / "e.ckpt"
+    with pytest.raises(ValueError, match=r"arrays is empty \(\{\}\).*crc_check=True"):
+        ckpt.save(path, {})
+    assert not path.exists()
+    ckpt.save(path, {}, crc_check=True)
+    assert path.read_bytes() == b"crc_num" + bytes(10)  # the CRC-32 of no bytes is 0
+    assert ckpt.load(path) == {}
+
+
+def test_a_directory_is_refused_with_a_clear_message(tmp_path):
+    _refused(tmp_path, "is a directory, not a checkpoint file")
+    for name in ["b.ckpt", "a.safetensors", "c.ckpt", "d.ckpt", "notes.txt"]:
+        (tmp_path / name).write_bytes(GOOD)
+    error = _refused(tmp_path, "is a directory", "a.safetensors, b.ckpt, c.ckpt and 1 more")
+    assert "notes.txt" not in str(error)
+    safetensors_dir = tmp_path / "w.safetensors"  # the extension does not change the answer
+    safetensors_dir.mkdir()
+    _refused(safetensors_dir, "is a directory")
 
 
 def test_crc_on_hand_made_file(tmp_path):
@@ -317,6 +362,31 @@ def test_round_trip_every_dtype(tmp_path):
     ckpt.save(tmp_path / "r.ckpt", arrays)
     back = ckpt.load(tmp_path / "r.ckpt")
     _assert_same_arrays(back, {k: np.asarray(v) for k, v in arrays.items()})
+
+
+def test_python_bool_is_stored_as_bool(tmp_path):
+    # bool is a subclass of int: a writer that tests int first stores True as Int64 1
+    arrays = {"flag": True, "off": False, "np": np.bool_(True), "zero-d": np.array(False), "n": 1}
+    ckpt.save(tmp_path / "b.ckpt", arrays)
+    expected = (_record("flag", [], "Bool", b"\x01") + _record("off", [], "Bool", b"\x00")
+                + _record("np", [], "Bool", b"\x01") + _record("zero-d", [], "Bool", b"\x00")
+                + _record("n", [], "Int64", (1).to_bytes(8, "little")))
+    assert (tmp_path / "b.ckpt").read_bytes() == expected
+    back = ckpt.load(tmp_path / "b.ckpt")
+    for name in ["flag", "off", "np", "zero-d"]:
+        assert back[name].dtype == np.bool_ and back[name].shape == (), name
+        assert bool(back[name]) is bool(arrays[name]), name
+    assert back["n"].dtype == np.int64
+
+
+def test_python_bool_is_stored_as_bool_in_safetensors(tmp_path):
+    pytest.importorskip("safetensors")
+    ckpt.save(tmp_path / "b.safetensors", {"flag": True, "n": 2})
+    header = _st_header((tmp_path / "b.safetensors").read_bytes())
+    assert header["flag"]["dtype"] == "BOOL" and header["flag"]["shape"] == []
+    assert header["n"]["dtype"] == "I64"
+    back = ckpt.load(tmp_path / "b.safetensors")
+    assert back["flag"].dtype == np.bool_ and back["flag"].shape == () and bool(back["flag"]) is True
 
 
 def test_big_endian_and_strided_inputs_are_written_little_endian_c_order(tmp_path):
@@ -408,6 +478,55 @@ def test_bit_flip_in_crc_file(golden, tmp_path):
     data = bytearray((golden / "decoder_crc.ckpt").read_bytes())
     data[1] ^= 0x40  # the first record's length: the framing breaks, the CRC still names the cause
     _refused(_write(tmp_path / "f.ckpt", bytes(data)), "CRC-32 mismatch")
+
+
+def _crc32_by_table(data: bytes) -> int:
+    """CRC-32 (ISO-HDLC: reflected polynomial 0xEDB88320, init and final XOR 0xFFFFFFFF), written
+    out here so that the CRC tests do not rest on zlib alone, as the library and _with_crc do."""
+    table = []
+    for n in range(256):
+        for _ in range(8):
+            n = (n >> 1) ^ 0xEDB88320 if n & 1 else n >> 1
+        table.append(n)
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc ^ 0xFFFFFFFF
+
+
+def test_crc_trailer_agrees_with_an_independent_crc32(golden, tmp_path):
+    assert _crc32_by_table(b"123456789") == 0xCBF43926  # the standard check value of CRC-32
+    data = (golden / "decoder_crc.ckpt").read_bytes()  # MindSpore's own trailer
+    assert data[-17:] == b"crc_num" + _crc32_by_table(data[:-17]).to_bytes(10, "big")
+    arrays = ckpt.load(_write(tmp_path / "v.ckpt", _variety_file()))
+    ckpt.save(tmp_path / "c.ckpt", arrays, crc_check=True)  # ours, over other bytes
+    written = (tmp_path / "c.ckpt").read_bytes()
+    assert written[-17:] == b"crc_num" + _crc32_by_table(written[:-17]).to_bytes(10, "big")
+
+
+def test_every_bit_of_the_crc_trailer_is_checked(golden, tmp_path):
+    data = (golden / "decoder_crc.ckpt").read_bytes()
+    path = tmp_path / "f.ckpt"
+    start = len(data) - 17
+    for i in range(start, len(data)):
+        for bit in range(8):
+            mutant = bytearray(data)
+            mutant[i] ^= 1 << bit
+            path.write_bytes(bytes(mutant))
+            # in the CRC value: a mismatch (the 6 high bytes must be zero too); in the mark: the
+            # bytes are no longer a trailer, so the file does not parse
+            _refused(path, *(["CRC-32 mismatch"] if i >= start + 7 else []))
+
+
+def test_any_changed_byte_before_the_trailer_is_a_crc_mismatch(golden, tmp_path):
+    data = (golden / "decoder_crc.ckpt").read_bytes()
+    path = tmp_path / "f.ckpt"
+    # every third byte (1389 files): framing, names, dims, types and tensor bytes alike, all 8 bit positions
+    for i in range(0, len(data) - 17, 3):
+        mutant = bytearray(data)
+        mutant[i] ^= 1 << (i % 8)
+        path.write_bytes(bytes(mutant))
+        _refused(path, "CRC-32 mismatch")
 
 
 def test_crc_trailer_must_end_the_file(tmp_path):
@@ -577,7 +696,11 @@ def _mutate(data: bytes, ops) -> bytes:
 
 
 def _load_or_refuse(path: Path) -> None:
-    """The fuzz property: a dict of str -> ndarray, or a CheckpointError naming the file."""
+    """The fuzz property: a CheckpointError naming the file, or arrays that round-trip.
+
+    Whatever loads is saved again (plain, and with a CRC) and must load back with the same names
+    in the same order, dtypes, shapes and bytes; saving that once more gives the same file.
+    """
     try:
         arrays = ckpt.load(path)
     except CheckpointError as exc:
@@ -587,6 +710,14 @@ def _load_or_refuse(path: Path) -> None:
     for name, value in arrays.items():
         assert isinstance(name, str) and isinstance(value, np.ndarray)
         assert value.nbytes <= path.stat().st_size  # never more data than the file holds
+    again = path.with_name("again" + path.suffix)
+    for crc in ([False, True] if arrays else [True]):  # no entries: only a CRC makes a file
+        ckpt.save(again, arrays, crc_check=crc)
+        written = again.read_bytes()
+        back = ckpt.load(again)
+        _assert_same_arrays(back, arrays)
+        ckpt.save(again, back, crc_check=crc)
+        assert again.read_bytes() == written
 
 
 def _fuzz_once(seeds, fuzz_path, seed, ops):
@@ -621,6 +752,155 @@ def test_every_single_bit_flip(seeds, fuzz_path, seed):
     for i in range(len(data)):
         for bit in range(8):
             _fuzz_once(seeds, fuzz_path, seed, [("flip", i, bit)])
+
+
+# Fuzzing safetensors: the JSON header is mutated as text (its length prefix kept right, so the
+# mutants get past the first check), then the whole file as bytes.
+
+_JSON_TOKENS = [b'"', b",", b"{", b"}", b"[", b"]", b":", b"0", b"-1", b"1e3", b"null", b'"w"', b'"dtype"',
+                b'"F8_E4M3"', b'"BF16"', b'"BOOL"', b'"F4"', b'"C64"', b'"__metadata__"', b'"crc_num"']
+_HEADER_MUTATION = st.one_of(_MUTATION, st.tuples(st.just("insert"), _POS, st.sampled_from(_JSON_TOKENS)))
+ST_SEEDS = ("decoder.safetensors", "variety.safetensors", "variety+crc.safetensors")
+
+
+def _st_variety(crc: bool) -> bytes:
+    """A safetensors file of every kind of entry ckpt.load maps, optionally with MindSpore's crc_num."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(3)
+    ref = {
+        "a.bf16": rng.standard_normal((2, 3)).astype(ml_dtypes.bfloat16),
+        "b.f8": rng.standard_normal(4).astype(ml_dtypes.float8_e4m3fn),
+        "c.f8e5": rng.standard_normal(3).astype(ml_dtypes.float8_e5m2),
+        "d.flag": np.array([True, False, True]),
+        "e.step": np.array(7, np.int64),
+        "f.empty": np.zeros((0, 3), np.float32),
+        "g.u16": np.array([1, 65535], np.uint16),
+    }
+    names = {"bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "bool": "BOOL",
+             "int64": "I64", "float32": "F32", "uint16": "U16"}
+    metadata = {"format": "ms"}
+    if crc:  # computed here, with zlib, from the format's description
+        value = 0
+        for name in sorted(ref):
+            value = zlib.crc32(ref[name].tobytes(), zlib.crc32(name.encode(), value))
+        metadata["crc_num"] = str(value)
+    return _st_file([(k, names[v.dtype.name], v.shape, v.tobytes()) for k, v in ref.items()], metadata)
+
+
+@pytest.fixture(scope="module")
+def st_seeds(golden):
+    pytest.importorskip("safetensors")
+    return {"decoder.safetensors": (golden / "decoder.safetensors").read_bytes(),
+            "variety.safetensors": _st_variety(crc=False), "variety+crc.safetensors": _st_variety(crc=True)}
+
+
+def test_safetensors_fuzz_seeds_load(st_seeds, tmp_path):
+    for name, data in st_seeds.items():  # the seeds themselves are valid: the fuzz starts from files that load
+        arrays = ckpt.load(_write(tmp_path / name, data))
+        assert len(arrays) >= 5, name
+
+
+@settings(max_examples=300, **_FUZZ)
+@given(seed=st.sampled_from(ST_SEEDS), header_ops=st.lists(_HEADER_MUTATION, max_size=3),
+       raw_ops=st.lists(_MUTATION, max_size=2))
+def test_fuzz_safetensors(st_seeds, fuzz_path, seed, header_ops, raw_ops):
+    data = st_seeds[seed]
+    size = int.from_bytes(data[:8], "little")
+    head = _mutate(data[8:8 + size], header_ops)
+    path = fuzz_path.with_suffix(".safetensors")
+    path.write_bytes(_mutate(len(head).to_bytes(8, "little") + head + data[8 + size:], raw_ops))
+    try:
+        arrays = ckpt.load(path)
+    except CheckpointError as exc:
+        assert str(path) in str(exc)
+        return
+    again = path.with_name("again.safetensors")
+    for crc in (False, True):  # what loaded saves, and loads back the same, with or without crc_num
+        ckpt.save(again, arrays, crc_check=crc)
+        written = again.read_bytes()
+        back = ckpt.load(again)
+        _assert_same_arrays(back, arrays)
+        ckpt.save(again, back, crc_check=crc)
+        # the same file, but for the order of the metadata keys, which safetensors does not fix
+        assert _st_parts(again.read_bytes()) == _st_parts(written)
+
+
+# Generated safetensors files, with an oracle of their own: each file is built with known flaws
+# (a name twice, a dtype no MindSpore checkpoint holds, a size that disagrees with the shape, a wrong
+# crc_num) or none; a flawed file must be refused, a sound one must load with exactly its bytes.
+
+_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
+                "I64": 8, "U64": 8, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
+                "F8_E8M0": 1}
+_ST_NUMPY_NAME = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+                  "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+                  "U64": "uint64", "F64": "float64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+                  "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E8M0": "float8_e8m0fnu"}
+_ST_UNSUPPORTED = {"C64": 8, "F4": 1, "F6_E2M3": 1}  # item sizes are not what matters: these are refused
+
+
+@st.composite
+def _st_case(draw):
+    """``(file bytes, flaws, {name: (dtype, shape, data)})`` of a generated safetensors file."""
+    entries, flaws = [], set()
+    for _ in range(draw(st.integers(0, 4))):
+        name = draw(st.sampled_from(["w", "v", "up1.bias", "é.ß", "x" * 40, "__meta"]))
+        dtype = draw(st.sampled_from([*_ST_ITEMSIZE, *_ST_UNSUPPORTED]))
+        shape = tuple(draw(st.lists(st.integers(0, 3), max_size=3)))
+        size = {**_ST_ITEMSIZE, **_ST_UNSUPPORTED}[dtype] * int(np.prod(shape, dtype=np.int64))
+        if draw(st.integers(0, 9)) == 0:
+            size += draw(st.sampled_from([-1, 1])) if size else 1
+            flaws.add("size")
+        if dtype in _ST_UNSUPPORTED:
+            flaws.add("dtype")
+        if any(name == e[0] for e in entries):
+            flaws.add("twice")
+        entries.append((name, dtype, shape, draw(st.binary(min_size=size, max_size=size))))
+    metadata = draw(st.sampled_from([None, "format", "crc", "bad crc"]))
+    if metadata is not None:
+        crc = 0
+        for name, _, _, data in sorted(entries, key=lambda e: e[0]):
+            crc = zlib.crc32(data, zlib.crc32(name.encode(), crc))
+        metadata = {"format": {"format": "ms"}, "crc": {"format": "ms", "crc_num": str(crc)},
+                    "bad crc": {"crc_num": str(crc ^ 1)}}[metadata]
+        flaws |= {"crc"} if metadata.get("crc_num") == str(crc ^ 1) else set()
+    return _st_file(entries, metadata), flaws, {e[0]: e[1:] for e in entries}
+
+
+@settings(max_examples=300, **_FUZZ)
+@given(case=_st_case())
+def test_fuzz_generated_safetensors(fuzz_path, case):
+    _check_generated(fuzz_path, case)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, **_FUZZ)
+@given(case=_st_case())
+def test_fuzz_generated_safetensors_heavy(fuzz_path, case):
+    _check_generated(fuzz_path, case)
+
+
+def _check_generated(fuzz_path: Path, case) -> None:
+    """Refused if the generated file has a flaw; else exactly its names, dtypes, shapes and bytes."""
+    pytest.importorskip("safetensors")
+    pytest.importorskip("ml_dtypes")
+    data, flaws, entries = case
+    path = fuzz_path.with_suffix(".safetensors")
+    path.write_bytes(data)
+    if flaws:
+        with pytest.raises(CheckpointError) as info:
+            ckpt.load(path)
+        assert str(path) in str(info.value)
+        if flaws == {"twice"}:
+            assert "appears twice" in str(info.value)
+        return
+    arrays = ckpt.load(path)
+    assert list(arrays) == sorted(entries)
+    for name, (dtype, shape, raw) in entries.items():
+        got = arrays[name]
+        assert got.dtype.name == _ST_NUMPY_NAME[dtype] and got.shape == shape, name
+        expected = bytes(b != 0 for b in raw) if dtype == "BOOL" else raw
+        assert got.tobytes() == expected, name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,6 +971,136 @@ def test_bad_safetensors_file(tmp_path):
     _refused(_write(tmp_path / "b.safetensors", GOOD), "not a readable safetensors file")
 
 
+FLOAT8 = [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("F8_E4M3FNUZ", "float8_e4m3fnuz"),
+          ("F8_E5M2FNUZ", "float8_e5m2fnuz"), ("F8_E8M0", "float8_e8m0fnu")]
+
+
+@pytest.mark.parametrize("stored, ml_name", FLOAT8, ids=[s for s, _ in FLOAT8])
+def test_safetensors_float8_loads_through_ml_dtypes(tmp_path, stored, ml_name):
+    pytest.importorskip("safetensors")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    if not hasattr(ml_dtypes, ml_name):
+        pytest.skip(f"ml_dtypes {ml_dtypes.__version__} has no {ml_name}")
+    values = np.array([[0.5, 1.0, 2.0], [4.0, 0.25, 8.0]], np.float32)  # exact in every float8
+    if stored != "F8_E8M0":
+        values[1, 1] = -1.5  # E8M0 holds powers of two only, without sign
+    ref = values.astype(getattr(ml_dtypes, ml_name))
+    path = _write(tmp_path / "f8.safetensors", _st_file([("w", stored, (2, 3), ref.tobytes())]))
+    out = ckpt.load(path)["w"]
+    assert out.dtype == ref.dtype and out.shape == (2, 3) and out.tobytes() == ref.tobytes()
+    assert np.array_equal(out.astype(np.float32), values)
+    assert out.flags.writeable
+    ckpt.save(tmp_path / "again.safetensors", {"w": out})  # safetensors holds float8: round trip
+    assert _st_header((tmp_path / "again.safetensors").read_bytes())["w"]["dtype"] == stored
+    _assert_same_arrays(ckpt.load(tmp_path / "again.safetensors"), {"w": ref})
+    with pytest.raises(TypeError, match=f"{ml_name} cannot be stored in a checkpoint"):
+        ckpt.save(tmp_path / "no.ckpt", {"w": out})  # MindSpore 2.10's .ckpt has no float8 type
+
+
+def test_safetensors_float8_without_ml_dtypes_says_what_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("safetensors")
+    path = _write(tmp_path / "f8.safetensors", _st_file([("enc.w", "F8_E4M3", (2,), b"\x38\x40")]))
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # makes `import ml_dtypes` fail
+    with pytest.raises(ImportError, match=r"'enc\.w' is F8_E4M3.*ml_dtypes") as info:
+        ckpt.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("stored, shape, nbytes", [("F4", (4,), 2), ("F6_E2M3", (4,), 3), ("C64", (2,), 16),
+                                                   ("Q7", (1,), 1)])
+def test_safetensors_unsupported_dtypes_are_refused_by_name(tmp_path, stored, shape, nbytes):
+    pytest.importorskip("safetensors")
+    path = _write(tmp_path / "u.safetensors", _st_file([("w", stored, shape, bytes(nbytes))]))
+    error = _refused(path, stored)
+    # a dtype the installed safetensors knows reaches our table, which names the tensor too
+    assert error.tensor in ("w", None)
+
+
+BF16_FRESH = """
+import sys
+from convtranspose import ckpt
+assert "ml_dtypes" not in sys.modules, "imported too early: the test would prove nothing"
+for path in sys.argv[1:]:
+    w = ckpt.load(path)["w"]
+    print(w.dtype, w.astype("float32").tolist())
+"""
+
+
+def test_bfloat16_loads_in_a_fresh_process(tmp_path):
+    # NumPy knows the name 'bfloat16' only once ml_dtypes is imported; safetensors' own NumPy
+    # front end asks for it by name, so a fresh process failed while a test session (which had
+    # imported ml_dtypes elsewhere) passed. Hence a subprocess.
+    pytest.importorskip("safetensors")
+    pytest.importorskip("ml_dtypes")
+    raw = b"\xc0\x3f\x00\xc0"  # bfloat16 1.5, -2.0
+    st_path = _write(tmp_path / "b.safetensors", _st_file([("w", "BF16", (2,), raw)]))
+    ckpt_path = _write(tmp_path / "b.ckpt", _record("w", [2], "BFloat16", raw))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", BF16_FRESH, str(st_path), str(ckpt_path)], capture_output=True,
+                         text=True, env=env, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["bfloat16 [1.5, -2.0]"] * 2
+
+
+def _f32(value) -> bytes:
+    return np.float32(value).tobytes()
+
+
+@pytest.mark.parametrize("entries, safetensors_alone", [
+    # the same entry twice: safetensors alone loads it without a word
+    ([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))], "loads"),
+    # a second entry that changes the dtype: safetensors alone keeps the last
+    ([("w", "F32", (1,), _f32(1.0)), ("w", "I32", (1,), b"", (0, 4))], "loads"),
+    # two different tensors under one name: safetensors alone says only "invalid offset"
+    ([("w", "F32", (1,), _f32(1.0)), ("v", "F32", (1,), _f32(2.0)), ("w", "F32", (1,), _f32(3.0))], "refuses"),
+], ids=["same-entry", "other-dtype", "other-data"])
+def test_safetensors_repeated_tensor_is_refused_like_ckpt(tmp_path, entries, safetensors_alone):
+    safetensors = pytest.importorskip("safetensors")
+    data = _st_file(entries)
+    if safetensors_alone == "loads":  # the premise: without our check this would pass silently
+        assert [name for name, _ in safetensors.deserialize(data)] == ["w"]
+    assert _refused(_write(tmp_path / "d.safetensors", data), "tensor appears twice").tensor == "w"
+    # a name twice in a .ckpt: the same kind of error
+    once = _record("w", [1], "Float32", _f32(1.0)) + _record("v", [1], "Float32", _f32(2.0))
+    assert _refused(_write(tmp_path / "d.ckpt", once + once), "appears twice").tensor == "w"
+
+
+def test_safetensors_repeated_metadata_is_refused(tmp_path):
+    pytest.importorskip("safetensors")
+    text = '{"__metadata__":{"crc_num":"1"},"__metadata__":{"format":"ms"},' \
+           '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    head = text.encode() + b" " * (-len(text) % 8)
+    _refused(_write(tmp_path / "m.safetensors", len(head).to_bytes(8, "little") + head + _f32(1.0)),
+             "'__metadata__' appears twice")
+
+
+def test_safetensors_repeated_field_in_an_entry_is_refused(tmp_path):
+    pytest.importorskip("safetensors")
+    body = _f32(1.0)
+    text = '{"w":{"dtype":"I32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    head = text.encode() + b" " * (-len(text) % 8)
+    _refused(_write(tmp_path / "r.safetensors", len(head).to_bytes(8, "little") + head + body),
+             "key 'dtype' appears twice in the header entry 'w'")
+
+
+def test_safetensors_bool_bytes_other_than_one_read_as_true(tmp_path):
+    pytest.importorskip("safetensors")
+    path = _write(tmp_path / "b.safetensors", _st_file([("b", "BOOL", (3,), bytes([0, 2, 255]))]))
+    out = ckpt.load(path)["b"]
+    assert out.dtype == np.bool_ and out.tolist() == [False, True, True]
+    assert out.view(np.uint8).tolist() == [0, 1, 1]  # the same canonical 0/1 as .ckpt
+
+
+def test_safetensors_every_plain_dtype_matches_ckpt(tmp_path):
+    pytest.importorskip("safetensors")
+    rng = np.random.default_rng(2)
+    codes = {"I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8", "U8": "u1", "U16": "<u2", "U32": "<u4",
+             "U64": "<u8", "F16": "<f2", "F32": "<f4", "F64": "<f8", "BOOL": "?"}
+    ref = {f"t.{name}": _random(rng, code) for name, code in codes.items()}
+    data = _st_file([(name, name[2:], value.shape, value.tobytes()) for name, value in ref.items()])
+    _assert_same_arrays(ckpt.load(_write(tmp_path / "p.safetensors", data)), {k: ref[k] for k in sorted(ref)})
+
+
 def test_safetensors_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
@@ -724,6 +1134,50 @@ def test_cli_bad_file_exits_2_with_one_line(golden, capsys, name):
     assert captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert name in captured.err
+
+
+def _bad_files(tmp_path: Path) -> dict:
+    """Files (and a folder) that ``inspect`` must refuse with one line, by what each shows."""
+    files = {"empty": _write(tmp_path / "empty.ckpt", b""), "directory": tmp_path / "folder.ckpt"}
+    files["directory"].mkdir()
+    if importlib.util.find_spec("safetensors") is not None:
+        files["duplicate"] = _write(tmp_path / "dup.safetensors",
+                                    _st_file([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))]))
+        files["F4"] = _write(tmp_path / "f4.safetensors", _st_file([("w", "F4", (2,), b"\0")]))
+    return files
+
+
+@pytest.mark.parametrize("what", ["empty", "directory", "duplicate", "F4"])
+def test_cli_refuses_bad_files_with_one_line(tmp_path, capsys, what):
+    files = _bad_files(tmp_path)
+    if what not in files:
+        pytest.skip("needs safetensors")
+    assert ckpt.main(["inspect", str(files[what])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert str(files[what]) in captured.err
+    assert {"empty": "empty", "directory": "directory", "duplicate": "appears twice", "F4": "F4"}[what] in captured.err
+
+
+def test_cli_float8_safetensors_as_a_module(tmp_path):
+    # float8 used to end in an AttributeError traceback from safetensors' NumPy front end
+    pytest.importorskip("safetensors")
+    pytest.importorskip("ml_dtypes")
+    path = _write(tmp_path / "f8.safetensors", _st_file([("w", "F8_E4M3", (2,), b"\x38\x40")]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "convtranspose.ckpt", *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)
+
+    shown = cli("inspect", path)
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("w "))
+    assert row.split()[:5] == ["w", "(2,)", "float8_e4m3fn", "2", "2"]
+    refused = cli("convert", path, tmp_path / "f8.ckpt")  # a .ckpt cannot hold float8
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "float8_e4m3fn cannot be stored" in refused.stderr and not (tmp_path / "f8.ckpt").exists()
 
 
 def test_cli_convert_as_a_module(golden, tmp_path):
