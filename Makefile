@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint test-slow test-gpu fuzz bench clean
+.PHONY: help demo test lint test-slow test-gpu fuzz bench figures clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,11 +25,15 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@
 
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
 demo: $(VENV)/.installed  ## create .venv, install, run the main example
 	$(BIN)/python examples/demo.py
 
-lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks and examples
-	$(BIN)/ruff check convtranspose tests benchmarks examples
+lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks, examples and scripts
+	$(BIN)/ruff check convtranspose tests benchmarks examples scripts
 
 test: lint  ## create .venv with every engine, lint, run the default test suite
 	$(BIN)/python -m pytest -q
@@ -47,6 +51,9 @@ fuzz: $(VENV)/.installed-test  ## property tests at 10,000 examples each (hypoth
 # kernels (half speed on AVX-512 machines): the benchmark measures NumPy as shipped.
 bench: $(VENV)/.installed-bench  ## side-by-side timings of every engine (BENCH_ARGS=...)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+figures: $(VENV)/.installed-demo  ## redraw docs/figures/*.png from the library's outputs (matplotlib)
+	$(BIN)/python scripts/make_figures.py
 
 clean:  ## remove .venv and build files
 	rm -rf $(VENV) build *.egg-info .pytest_cache
