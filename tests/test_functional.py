@@ -1,8 +1,5 @@
 """The functional API: caching, names in messages, odd arrays, byte order, float16 rounding, absurd sizes."""
 
-import multiprocessing
-import os
-import sys
 import time
 import tracemalloc
 
@@ -249,31 +246,3 @@ def test_absurd_parameters_are_refused_before_allocating(memory_limit, args, tex
     assert "weight" in message and "GiB" in message, message
     for text in texts:
         assert text in message, message
-
-
-def test_chunk_budget_argument_checks():
-    with pytest.raises(TypeError):
-        ct.set_chunk_bytes(1.5)
-    with pytest.raises(ValueError):
-        ct.set_chunk_bytes(0)
-
-
-def _child(queue):
-    x = np.ones((16, 4, 32, 32), np.float32)
-    queue.put(ct.conv2d_transpose(x, np.ones((4, 1, 3, 3), np.float32), stride=2, group=4).shape)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
-def test_a_forked_child_can_compute_after_the_parent_used_the_thread_pool():
-    x = np.ones((16, 4, 32, 32), np.float32)
-    ct.conv2d_transpose(x, np.ones((4, 1, 3, 3), np.float32), stride=2, group=4)  # depthwise: threads
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_child, args=(queue,))
-    child.start()
-    child.join(30)
-    alive = child.is_alive()
-    if alive:
-        child.kill()
-    assert not alive, "the forked child hung"
-    assert queue.get(timeout=5) == (16, 4, 64, 64)

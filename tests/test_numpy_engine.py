@@ -1,6 +1,14 @@
-"""The NumPy engine against the float64 loop oracle, finite differences and edge shapes."""
+"""The NumPy engine against the float64 loop oracle, finite differences and edge shapes.
+
+Also the engine's own machinery: routes, batch chunks and their threads, the kept workspace,
+forks, and NaN/inf propagation. Working-memory bounds are in ``test_numpy_engine_memory.py``.
+"""
 
 import itertools
+import multiprocessing
+import os
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -243,3 +251,225 @@ def test_forced_routes_are_scoped_to_the_block_and_the_thread():
     with pytest.raises(ValueError, match="unknown route 'bogus'"):
         with engine.forced_routes(forward="bogus"):
             pass
+
+
+def test_chunk_budget_argument_checks():
+    with pytest.raises(TypeError, match="chunk_bytes must be a positive int, got 1.5"):
+        ct.set_chunk_bytes(1.5)
+    with pytest.raises(ValueError, match="chunk_bytes must be a positive int, got 0"):
+        ct.set_chunk_bytes(0)
+    with pytest.raises(TypeError, match="chunk_bytes"):
+        ct.set_chunk_bytes(True)
+
+
+def _child(queue):
+    x = np.ones((16, 4, 32, 32), np.float32)
+    queue.put(ct.conv2d_transpose(x, np.ones((4, 1, 3, 3), np.float32), stride=2, group=4).shape)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
+def test_a_forked_child_can_compute_after_the_parent_used_the_thread_pool():
+    x = np.ones((16, 4, 32, 32), np.float32)
+    ct.conv2d_transpose(x, np.ones((4, 1, 3, 3), np.float32), stride=2, group=4)  # depthwise: threads
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child, args=(queue,))
+    child.start()
+    child.join(30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung"
+    assert queue.get(timeout=5) == (16, 4, 64, 64)
+
+
+# ---------------------------------------------------------------- dweight summed over chunks
+
+ALL_ROUTES = [("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phases")]
+
+
+@pytest.fixture
+def restored_budget():
+    """Tests may change the chunk budget: put it back afterwards."""
+    saved = engine._chunk_bytes
+    yield
+    engine.set_chunk_bytes(saved)
+
+
+@pytest.fixture
+def tiny_chunks(restored_budget):
+    """Every image its own chunk, and every image split down to the routes' smallest units."""
+    engine.set_chunk_bytes(1)
+
+
+def distinct_batch(seed, images=7):
+    """A random case with ``images`` different images (not copies: each chunk adds its own part)."""
+    kwargs, x, w, b = random_case(seed)
+    x = np.random.default_rng(seed + 5000).standard_normal((images,) + x.shape[1:])
+    return kwargs, x, w, b
+
+
+@pytest.mark.parametrize("seed", range(300, 306))
+def test_dweight_summed_over_one_image_chunks_matches_the_oracle(seed, routes, tiny_chunks):
+    """Independent of test_chunking_does_not_change_results: the oracle, distinct images."""
+    kwargs, x, w, b = distinct_batch(seed)
+    y = ct.conv2d_transpose(x, w, b, **kwargs)
+    assert_close(y, reference.forward(x, w, b, **kwargs), 1e-10, f"y {kwargs}")
+    g = np.random.default_rng(seed).standard_normal(y.shape)
+    got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+    for name, a, r in zip(("dx", "dw", "db"), got, reference.backward(x, w, g, **kwargs)):
+        assert_close(a, r, 1e-10, f"{name} {kwargs}")
+
+
+@pytest.mark.parametrize("seed", range(310, 314))
+def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, tiny_chunks, monkeypatch):
+    """One image a chunk, the chunks on two threads (in waves): the sum is still the oracle's."""
+    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(engine, "_workers", 2)
+    planned = engine.plan
+    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
+    kwargs, x, w, b = distinct_batch(seed, images=5)
+    y = ct.conv2d_transpose(x, w, b, **kwargs)
+    assert_close(y, reference.forward(x, w, b, **kwargs), 1e-10, f"y {kwargs}")
+    g = np.random.default_rng(seed).standard_normal(y.shape)
+    got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+    for name, a, r in zip(("dx", "dw", "db"), got, reference.backward(x, w, g, **kwargs)):
+        assert_close(a, r, 1e-10, f"{name} {kwargs}")
+
+
+# ---------------------------------------------------------------- the budget's unsplittable units
+
+def unit_bytes(route, spec, x_shape, itemsize):
+    """Upper bound of the unit a route cannot split, from the module docstring's list."""
+    _, cin, h, w = x_shape
+    cout, k = spec.out_channels, spec.kernel_size[0] * spec.kernel_size[1]
+    _, _, win_h, win_w = spec.window_shape(x_shape)
+    units = {
+        "col2im": k * h * w + win_h * win_w,                   # one output channel of one image
+        "col2im_nhwc": cin * h * w + cout * (k * h * w + win_h * win_w),   # one image
+        "phases": (cin * k + 2 * cout) * win_w,                 # one window row of one phase
+        "im2col": w * (cout * k + 2 * cin),                     # one input row
+        "phases_backward": win_w * (cout + 2 * k * cin),        # one window row of one phase
+    }
+    return units[route] * itemsize
+
+
+@pytest.mark.parametrize("budget", [1, 4 * 2 ** 10, 64 * 2 ** 10])
+@pytest.mark.parametrize("seed", range(12))
+def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, restored_budget):
+    """Whatever the budget, a route's buffers fit it, or hold one unsplittable unit."""
+    kwargs, x, w, b = random_case(seed, np.float32)
+    x = np.concatenate([x] * 4)
+    spec = ct.Conv2dTransposeSpec.from_args(x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs,
+                                            has_bias=True)
+    g = np.ones(spec.output_shape(x.shape), np.float32)
+    engine.set_chunk_bytes(budget)
+    for forward_route, backward_route in ALL_ROUTES:
+        with engine.forced_routes(forward_route, backward_route):
+            threads = engine.plan(spec, x.shape).threads
+            allowed = engine._budget(threads)
+            engine.release_workspace()
+            ct.conv2d_transpose(x, w, b, **kwargs)
+            unit = unit_bytes(forward_route, spec, x.shape, 4)
+            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+                forward_route, engine.workspace_bytes(), budget, unit, kwargs)
+            engine.release_workspace()
+            ct.conv2d_transpose_backward(x, w, g, **kwargs)
+            name = "phases_backward" if backward_route == "phases" else backward_route
+            unit = unit_bytes(name, spec, x.shape, 4)
+            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+                backward_route, engine.workspace_bytes(), budget, unit, kwargs)
+
+
+# ---------------------------------------------------------------- NaN and inf
+
+def spoil(array, rng, fraction=0.1):
+    """A copy with about ``fraction`` of its entries NaN, +inf or -inf (a third each)."""
+    array = array.copy()
+    draw = rng.random(array.shape)
+    array[draw < fraction / 3] = np.nan
+    array[(draw >= fraction / 3) & (draw < 2 * fraction / 3)] = np.inf
+    array[(draw >= 2 * fraction / 3) & (draw < fraction)] = -np.inf
+    return array
+
+
+def assert_same_specials(got, ref, label):
+    """The same NaN, +inf and -inf entries as the oracle, and close finite values."""
+    assert got.shape == ref.shape, label
+    for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        mismatched = test(got) != test(ref)
+        assert not mismatched.any(), (f"{label}: {int(mismatched.sum())} entries differ in being {name} "
+                                      f"({int(test(got).sum())} against the oracle's {int(test(ref).sum())})")
+    finite = np.isfinite(ref)
+    assert_close(got[finite], ref[finite], 1e-9, label)
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "grad", "all"])
+@pytest.mark.parametrize("seed", range(20))
+def test_nan_and_inf_reach_exactly_the_entries_the_direct_sum_reaches(seed, where):
+    """No stored zero times inf/NaN: y, dx, dw and db have the oracle's NaN/inf pattern, every route."""
+    kwargs, x, w, b = random_case(seed)
+    rng = np.random.default_rng(seed + 7000)
+    if where in ("x", "all"):
+        x = spoil(x, rng)
+    if where in ("weight", "all"):
+        w = spoil(w, rng)
+    with np.errstate(all="ignore"):
+        y_ref = reference.forward(x, w, b, **kwargs)
+        g = rng.standard_normal(y_ref.shape)
+        if where in ("grad", "all"):
+            g = spoil(g, rng)
+        refs = (y_ref,) + reference.backward(x, w, g, **kwargs)
+        for routes in [(None, None)] + ALL_ROUTES:
+            with engine.forced_routes(*routes):
+                got = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
+            for name, a, r in zip(("y", "dx", "dw", "db"), got, refs):
+                assert_same_specials(a, r, f"{name} {routes} {where} {kwargs}")
+
+
+@pytest.mark.parametrize("routes", ALL_ROUTES)
+def test_a_tap_that_lands_only_in_cropped_rows_gets_only_the_rows_it_reaches(routes):
+    """NaN in the last input row, which taps 1 and 2 send only to cropped rows: their dweight stays finite.
+
+    Full length 5, padding crops rows 3 and 4: input row i reaches window row i + kh only
+    for i + kh <= 2. A stored zero times the NaN used to make dweight[..., 1:, :] NaN.
+    """
+    x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+    x[0, 0, 2, :] = np.nan
+    w = np.ones((1, 1, 3, 3))
+    kwargs = dict(pad_mode="pad", padding=(0, 2, 0, 2))
+    g = np.ones((1, 1, 3, 3))
+    with engine.forced_routes(*routes):
+        y = ct.conv2d_transpose(x, w, **kwargs)
+        dx, dw, _ = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+    with np.errstate(all="ignore"):
+        y_ref = reference.forward(x, w, **kwargs)
+        dx_ref, dw_ref, _ = reference.backward(x, w, g, **kwargs)
+    assert np.isnan(dw[0, 0, 0]).all() and np.isfinite(dw[0, 0, 1:]).all()
+    assert_same_specials(dw, dw_ref, f"dw {routes}")
+    # tap (2, kw) reaches the window from input row 0 only, columns j <= 2 - kw
+    np.testing.assert_array_equal(dw[0, 0, 2], [0 + 1 + 2, 0 + 1, 0])
+    assert_same_specials(y, y_ref, f"y {routes}")
+    assert_same_specials(dx, dx_ref, f"dx {routes}")
+
+
+@pytest.mark.parametrize("routes", ALL_ROUTES)
+def test_an_inf_weight_tap_that_reads_outside_the_input_leaves_those_outputs_finite(routes):
+    """An inf weight tap reaches only the outputs whose input rows exist (y and dx alike).
+
+    No warning either: the routes' stored zeros times the inf are not the caller's doing.
+    """
+    x = np.ones((1, 1, 4, 4))
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 0, 0] = np.inf
+    kwargs = dict(pad_mode="same")
+    with engine.forced_routes(*routes), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = ct.conv2d_transpose(x, w, **kwargs)
+        dx, _, _ = ct.conv2d_transpose_backward(x, w, np.ones_like(y), **kwargs)
+    with np.errstate(all="ignore"):
+        y_ref = reference.forward(x, w, **kwargs)
+        dx_ref, _, _ = reference.backward(x, w, np.ones_like(y), **kwargs)
+    assert np.isinf(y).sum() == 9 and np.isfinite(y).sum() == 7   # the tap reaches 3x3 of the 4x4 window
+    assert_same_specials(y, y_ref, f"y {routes}")
+    assert_same_specials(dx, dx_ref, f"dx {routes}")
