@@ -1,0 +1,124 @@
+"""PyTorch engine: MindSpore's 2-D transposed convolution with torch ops, differentiable by autograd.
+
+Layouts: x ``(N, Cin, H, W)``, weight ``(Cin, Cout // group, kH, kW)`` (PyTorch's own
+``conv_transpose2d`` layout, so no transpose), output ``(N, Cout, H_out, W_out)``. Every size
+comes from the spec's two :class:`~convtranspose.spec.AxisPlan` objects; nothing here parses
+a MindSpore argument.
+
+Per axis the plan asks for ``full[crop_before : full - crop_after]`` of the full transposed
+convolution (``full = (n-1)*stride + k_eff`` rows; a negative ``crop_after`` appends that many
+rows with no kernel term). ``F.conv_transpose2d(padding=p, output_padding=q)`` computes
+``full[p : full - p + q]``, its ``q`` extra rows (past ``full``) having no kernel term either,
+for any ``p >= 0`` and ``0 <= q < max(stride, dilation)``. So :func:`_torch_crop` lets the
+kernel do as much of the crop as it can, and one ``F.pad`` with negative pads the rest:
+
+    p = min(crop_before, crop_after + max(stride, dilation) - 1)     # always >= 0
+    q = max(p - crop_after, 0)
+    window = kernel_output[crop_before - p : crop_before - p + window_length]
+
+Symmetric crops ('pad' with equal padding, 'same' with an even overlap, 'valid') need no
+``F.pad``: the kernel writes the window itself. Then the bias is added in place (not by the
+kernel, whose CPU path with a bias is slower), and ``output_padding`` exact-zero rows and
+columns are appended with ``F.pad`` (no bias, and autograd gives them no gradient).
+
+Gradients are autograd's, through those ops. PyTorch's backward of ``conv_transpose2d``
+already computes dx as a strided convolution of the gradient and dweight as a correlation of x
+with it (bit for bit what ``F.conv2d`` and the weight gradient of ``conv2d`` give); ``dbias``
+sums the window only. Measured against it on the eight
+benchmark cases of ``benchmarks/cases.py`` (one thread, CPU time), dx by ``F.conv2d`` with
+dweight by the weight gradient of ``conv2d`` took 0.97-1.06x its time, dweight as a ``conv2d``
+with batch and channels swapped 1.01-1.77x, and dweight tap by tap 1.12x (depthwise), so
+there is no custom ``autograd.Function``: double backward, ``torch.compile(fullgraph=True)``,
+``torch.export`` and the ONNX exporter see plain ATen ops.
+
+dtypes: float32 and float64 compute in their own dtype. float16 computes as MindSpore does:
+the convolution in float32, rounded once to float16, then the bias added by PyTorch's float16
+add, which computes ``fp16(fp32(y16) + fp32(bias))`` (the sum of two float16 values is exact
+in float32: the correctly rounded float16 sum). Each gradient is the float32 result rounded
+once (autograd's backward of the casts). bfloat16 takes the same path with bfloat16 rounding.
+On CUDA, PyTorch's TF32 setting for cuDNN convolutions (``torch.backends.cudnn.allow_tf32``,
+on by default) applies to the float32 convolution: turn it off for float32 results within
+MindSpore's tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
+    raise ImportError("the torch engine needs PyTorch: pip install 'convtranspose[torch]' "
+                      "(torch==2.13.0)") from exc
+
+from ..spec import AxisPlan, Conv2dTransposeSpec
+
+# Computed in float32 and rounded, as MindSpore computes float16.
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _torch_crop(plan: AxisPlan) -> Tuple[int, int, int]:
+    """``(padding, output_padding, offset)`` of one axis for ``F.conv_transpose2d``.
+
+    The window is the kernel's output from ``offset`` on (see the module docstring).
+    """
+    reach = max(plan.stride, plan.dilation) - 1   # PyTorch allows output_padding up to this
+    padding = min(plan.crop_before, plan.crop_after + reach)
+    return padding, max(padding - plan.crop_after, 0), plan.crop_before - padding
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+            spec: Conv2dTransposeSpec) -> torch.Tensor:
+    """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
+
+    Args:
+        x: ``(N, Cin, H, W)``, float16/bfloat16/float32/float64, already checked against
+            ``spec`` (shapes, dtype and device).
+        weight: ``(Cin, Cout // group, kH, kW)``, same dtype and device as ``x``.
+        bias: ``(Cout,)`` or None, same dtype and device as ``x``.
+        spec: the validated arguments.
+
+    Returns:
+        ``(N, Cout, H_out, W_out)`` in the dtype of ``x``, differentiable in x, weight and bias.
+
+    Example:
+        >>> import torch
+        >>> from convtranspose.spec import Conv2dTransposeSpec
+        >>> spec = Conv2dTransposeSpec.from_args(3, 8, 4, stride=2, pad_mode="pad", padding=1)
+        >>> forward(torch.ones(2, 3, 5, 5), torch.ones(3, 8, 4, 4), None, spec).shape
+        torch.Size([2, 8, 10, 10])
+    """
+    plan_h, plan_w = spec.axes
+    height, width = x.shape[2], x.shape[3]
+    win_h, win_w = plan_h.window_length(height), plan_w.window_length(width)
+    reduced = x.dtype in _REDUCED
+    x_work, w_work = (x.float(), weight.float()) if reduced else (x, weight)
+    if height and width and win_h and win_w:
+        (pad_h, extra_h, off_h), (pad_w, extra_w, off_w) = _torch_crop(plan_h), _torch_crop(plan_w)
+        # The bias is not passed to the kernel: on the CPU, conv_transpose2d with a bias takes a
+        # slower path (measured, one thread: depthwise 2.4 -> 12.7 ms, fcn_same 12.3 -> 18.2 ms).
+        y = F.conv_transpose2d(x_work, w_work, None, stride=spec.stride, padding=(pad_h, pad_w),
+                               output_padding=(extra_h, extra_w), groups=spec.group,
+                               dilation=spec.dilation)
+        if y.shape[2] != win_h or y.shape[3] != win_w:
+            # One F.pad (negative: a crop) rather than a slice per axis, whose backward would
+            # allocate and fill a gradient of the kernel's output once per axis.
+            y = F.pad(y, (-off_w, off_w + win_w - y.shape[3], -off_h, off_h + win_h - y.shape[2]))
+    else:
+        # An empty input axis (PyTorch's kernel refuses it) or an empty window: no kernel
+        # term reaches the window, only the bias. The empty slices keep x and weight in the
+        # graph, so their gradients are zeros rather than None.
+        y = x_work.new_zeros((x.shape[0], spec.out_channels, win_h, win_w)) + (x_work[:0].sum() + w_work[:0].sum())
+
+    if reduced:
+        y = y.to(x.dtype)
+    if bias is not None:
+        # In place: y is a new tensor here, and no backward needs its values. PyTorch adds
+        # float16 (bfloat16) tensors in float32 and rounds once: fp16(fp32(y16) + fp32(bias)),
+        # MindSpore's rounding, in one pass.
+        y = y.add_(bias[:, None, None])
+    extra = (plan_h.output_padding, plan_w.output_padding)
+    if extra[0] or extra[1]:
+        return F.pad(y, (0, extra[1], 0, extra[0]))
+    return y

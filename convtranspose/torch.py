@@ -1,0 +1,338 @@
+"""MindSpore's ``nn.Conv2dTranspose`` as a PyTorch module and function.
+
+Same arguments, initializers, errors, outputs and gradients as MindSpore 2.10 (and as the NumPy
+:class:`convtranspose.Conv2dTranspose`): 'same'/'valid'/'pad' modes, 4-tuple asymmetric padding,
+and ``output_padding`` as appended exact zeros. The module is made of PyTorch ops only
+(``convtranspose/_engines/torch.py``): autograd (double backward included),
+``torch.compile(fullgraph=True)``, ``torch.export``, the ONNX exporter and
+``DistributedDataParallel`` are tested, and it runs wherever those ops run (CUDA with cuDNN: the
+GPU tests are marked ``gpu``). Importing this module imports torch; ``import convtranspose``
+alone does not.
+
+Example:
+    >>> import torch
+    >>> from convtranspose.torch import Conv2dTranspose, conv2d_transpose
+    >>> net = Conv2dTranspose(3, 64, 4, stride=2, pad_mode='pad', padding=(1, 2, 0, 1), has_bias=True)
+    >>> net
+    Conv2dTranspose(3, 64, kernel_size=(4, 4), stride=(2, 2), pad_mode='pad', padding=(1, 2, 0, 1), has_bias=True)
+    >>> net(torch.ones(1, 3, 16, 50)).shape
+    torch.Size([1, 64, 31, 101])
+    >>> conv2d_transpose(torch.ones(1, 3, 16, 50), net.weight, stride=2, pad_mode='same').shape
+    torch.Size([1, 64, 32, 100])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
+    raise ImportError("convtranspose.torch needs PyTorch: pip install 'convtranspose[torch]' "
+                      "(torch==2.13.0)") from exc
+
+from ._engines import torch as engine
+from .parameters import build_parameters
+from .spec import Conv2dTransposeSpec, spec_from_weight
+
+__all__ = ["Conv2dTranspose", "conv2d_transpose"]
+
+_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+_COMPUTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _resolve(dtype: Any) -> Tuple[Any, Optional[torch.dtype]]:
+    """``(dtype for build_parameters, torch dtype to cast float32 parameters to, or None)``.
+
+    torch float16/32/64 map to NumPy's; bfloat16 is built in float32 and cast (NumPy has no
+    bfloat16). Anything else goes to the shared builder, which accepts what the NumPy layer
+    accepts and raises what it raises.
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype == torch.bfloat16:
+            return np.float32, torch.bfloat16
+        if dtype not in _NUMPY_OF:
+            raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got dtype={dtype} "
+                            f"({dtype} cannot be computed by a convolution layer)")
+        return _NUMPY_OF[dtype], None
+    return dtype, None
+
+
+def _as_init(init: Any) -> Any:
+    """A tensor initializer as the NumPy array the shared builder takes (bfloat16 via float32)."""
+    if isinstance(init, torch.Tensor):
+        init = init.detach().cpu()
+        return (init.float() if init.dtype == torch.bfloat16 else init).numpy().copy()
+    return init
+
+
+def _to_tensor(array: np.ndarray, cast: Optional[torch.dtype], device: Any) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if cast is not None and tensor.dtype == torch.float32:
+        tensor = tensor.to(cast)
+    return tensor.to(device=device)
+
+
+def _describe_init(init: Any) -> str:
+    if isinstance(init, np.ndarray):
+        return f"array(shape={init.shape}, dtype={init.dtype.name})"
+    return repr(init)
+
+
+def check_call(spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor,
+               bias: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Check a call's tensors against ``spec``; returns them contiguous (NCHW order).
+
+    A strided or channels-last view is copied here (``Tensor.contiguous``, differentiable and a
+    no-op for a contiguous tensor): PyTorch's kernels sum such layouts in another order, and
+    every view of the same values must give bitwise the same result.
+
+    Raises:
+        TypeError: x (or the weight or bias) is not a tensor, the weight's dtype cannot be
+            computed, or x's or the bias's dtype differs from the weight's.
+        ValueError: shapes that do not fit the spec (see
+            :meth:`~convtranspose.spec.Conv2dTransposeSpec.check_shapes`: rank, channels,
+            parameter shapes, output_padding range, a crop that leaves no rows), or x or the
+            bias on another device than the weight.
+    """
+    for name, value in (("x", x), ("weight", weight), ("bias", bias)):
+        if not isinstance(value, torch.Tensor) and (value is not None or name != "bias"):
+            hint = f"; convert it with torch.from_numpy({name})" if isinstance(value, np.ndarray) else ""
+            raise TypeError(f"{name} must be a torch.Tensor, got {name} of type {type(value).__name__}{hint}")
+    x_shape = tuple(x.shape)
+    # A traced call (torch.export, a dynamic torch.compile) has symbolic sizes and builds a graph
+    # for every size: the memory check, which an eager call makes on its own sizes, would only
+    # add a bound on the batch size to the graph. itemsize 0 leaves it out.
+    symbolic = any(isinstance(size, torch.SymInt) for size in x_shape)
+    spec.check_shapes(x_shape, tuple(weight.shape), None if bias is None else tuple(bias.shape),
+                                  itemsize=0 if symbolic else max(x.element_size(), 4))
+    if weight.dtype not in _COMPUTED:
+        raise TypeError(f"weight must have dtype float16, bfloat16, float32 or float64, got weight of "
+                        f"dtype {weight.dtype}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x must have the parameters' dtype {weight.dtype}, got x of dtype {x.dtype}; "
+                        f"convert it with x.to({weight.dtype})")
+    if bias is not None and bias.dtype != weight.dtype:
+        raise TypeError(f"bias must have the weight's dtype {weight.dtype}, got bias of dtype {bias.dtype}")
+    if x.device != weight.device:
+        raise ValueError(f"x must be on the parameters' device {weight.device}, got x on {x.device}; "
+                         f"move it with x.to('{weight.device}')")
+    if bias is not None and bias.device != weight.device:
+        raise ValueError(f"bias must be on the weight's device {weight.device}, got bias on {bias.device}")
+    return x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
+
+
+def conv2d_transpose(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
+                     stride: Any = 1, pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0,
+                     dilation: Any = 1, group: int = 1) -> torch.Tensor:
+    """MindSpore's 2-D transposed convolution on tensors, differentiable by autograd.
+
+    Args:
+        x: input ``(N, C_in, H, W)``, float16, bfloat16, float32 or float64.
+        weight: ``(C_in, C_out // group, kH, kW)`` (PyTorch's ``conv_transpose2d`` layout), same
+            dtype and device as x.
+        bias: ``(C_out,)`` or None, same dtype and device as x.
+        stride, pad_mode, padding, output_padding, dilation, group: as in :class:`Conv2dTranspose`
+            (padding is top, bottom, left, right).
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype, where per axis ``H_out`` is ``H*stride``
+        ('same'), ``H*stride + max(k_eff - stride, 0)`` ('valid') or
+        ``(H-1)*stride + k_eff - pad_top - pad_bottom`` ('pad'), plus output_padding, with
+        ``k_eff = dilation*(kernel-1) + 1``.
+
+    Raises:
+        TypeError, ValueError: naming the argument, as :class:`Conv2dTranspose` raises them.
+
+    Example:
+        >>> x, w = torch.ones(2, 4, 5, 5), torch.ones(4, 3, 3, 3)
+        >>> conv2d_transpose(x, w, stride=2, pad_mode='valid').shape
+        torch.Size([2, 3, 11, 11])
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got weight of type {type(weight).__name__}")
+    spec = spec_from_weight(tuple(weight.shape), stride, pad_mode, padding, output_padding, dilation,
+                            group, bias is not None)
+    return engine.forward(*check_call(spec, x, weight, bias), spec)
+
+
+class Conv2dTranspose(nn.Module):
+    """2-D transposed convolution with MindSpore 2.10's arguments, outputs, gradients and errors.
+
+    Args:
+        in_channels: input channels ``C_in`` (a positive Python int).
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``. Default 1.
+        pad_mode: 'same' (``H_out = H*s``), 'valid' (``H*s + max(k_eff - s, 0)``) or 'pad'
+            (``(H-1)*s + k_eff - top - bottom``), case-sensitive, with
+            ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
+        padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
+        output_padding: int or ``(bottom, right)``: exact-zero rows/columns appended after the
+            bias (no bias, no gradient); each in ``[0, max(stride, dilation))`` and nonzero only
+            with 'pad' (checked at the call, as MindSpore does).
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
+        group: splits channels into groups; both channel counts must be divisible by it.
+        has_bias: whether to add a bias (a real bool).
+        weight_init: Initializer, name, number, NumPy array or tensor of shape
+            ``(C_in, C_out//group, kH, kW)``. Default ``HeUniform(negative_slope=sqrt(5))``, i.e.
+            ``U(±1/sqrt(fan_in))`` with ``fan_in = (C_out//group)*kH*kW``.
+        bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
+            (not even checked) when has_bias is False.
+        dtype: ``torch.float32`` (default), ``torch.float16``, ``torch.float64``,
+            ``torch.bfloat16``, or anything the NumPy layer takes (``np.float16``, 'float16',
+            'mindspore.float16'). An array or tensor initializer keeps its own dtype, as a
+            MindSpore Tensor does (with bfloat16, float32 values become bfloat16). float16
+            computes as MindSpore: the convolution in float32, ``fp16(fp16(conv) + bias)``.
+        device: where the parameters live (``'cpu'``, ``'cuda'``, a ``torch.device``); None is
+            PyTorch's default device.
+
+    Attributes:
+        weight: ``nn.Parameter`` ``(C_in, C_out // group, kH, kW)``, MindSpore's (and
+            PyTorch's ``ConvTranspose2d``) layout: a MindSpore checkpoint loads as it is.
+        bias: ``nn.Parameter`` ``(C_out,)``, or None.
+        spec: the validated :class:`~convtranspose.spec.Conv2dTransposeSpec`.
+        weight_init, bias_init: the initializers :meth:`reset_parameters` draws from.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` of the parameters' dtype and device.
+        - Output: ``(N, C_out, H_out, W_out)``, per axis as for ``pad_mode`` above plus
+          output_padding.
+
+    Example:
+        >>> import torch
+        >>> import convtranspose as ct
+        >>> ct.set_seed(0)
+        >>> net = Conv2dTranspose(16, 8, 3, stride=2, pad_mode='pad', padding=1, output_padding=1)
+        >>> y = net(torch.randn(4, 16, 10, 10))
+        >>> y.shape
+        torch.Size([4, 8, 20, 20])
+        >>> bool((y[:, :, -1] == 0).all())   # output_padding rows: exact zeros
+        True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
+                 group: int = 1, has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
+                 dtype: Any = torch.float32, device: Any = None) -> None:
+        super().__init__()
+        build_dtype, cast = _resolve(dtype)
+        self._build_args = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                                stride=stride, pad_mode=pad_mode, padding=padding,
+                                output_padding=output_padding, dilation=dilation, group=group,
+                                has_bias=has_bias, dtype=build_dtype)
+        built = build_parameters(**self._build_args, weight_init=_as_init(weight_init),
+                                 bias_init=_as_init(bias_init) if has_bias is True else bias_init)
+        spec = self.spec = built.spec
+        self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
+        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
+        self.pad_mode, self.padding, self.output_padding = spec.pad_mode, spec.padding, spec.output_padding
+        self.group, self.has_bias = spec.group, spec.has_bias
+        self.weight_init, self.bias_init = built.weight_init, built.bias_init
+        # extra_repr shows only the initializers the caller chose
+        self._chosen_inits = (weight_init is not None, built.bias is not None and bias_init is not None)
+        self.weight = nn.Parameter(_to_tensor(built.weight, cast, device))
+        if built.bias is not None:
+            self.bias = nn.Parameter(_to_tensor(built.bias, cast, device))
+        else:
+            self.register_parameter("bias", None)
+
+    @classmethod
+    def from_torch(cls, module: nn.ConvTranspose2d) -> "Conv2dTranspose":
+        """The layer that computes what a ``torch.nn.ConvTranspose2d`` computes, with its weights.
+
+        PyTorch crops ``p`` rows at both ends of the full transposed convolution and then adds
+        ``output_padding`` (``op``) computed rows back at the end (kernel terms and the bias),
+        which is MindSpore's 'pad' mode with padding ``(p, p - op)`` on that axis, as long as
+        ``op <= p``. The parameters are copied (same layout, dtype and device); the training
+        flag too. ``reset_parameters`` of the result draws MindSpore's default initializers.
+
+        Args:
+            module: an initialised ``nn.ConvTranspose2d`` (not a lazy one before its first call).
+
+        Raises:
+            TypeError: ``module`` is not an ``nn.ConvTranspose2d``.
+            ValueError: an output_padding larger than the padding on an axis (PyTorch then
+                computes rows past the full result, which MindSpore's 'pad' mode, whose
+                output_padding rows are zeros, cannot express), or a lazy module not yet
+                initialised.
+
+        Example:
+            >>> conv = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+            >>> net = Conv2dTranspose.from_torch(conv)
+            >>> net.padding, net.output_padding
+            ((1, 0, 1, 0), (0, 0))
+            >>> x = torch.randn(2, 8, 5, 5)
+            >>> torch.allclose(net(x), conv(x), atol=1e-6)
+            True
+        """
+        if not isinstance(module, nn.ConvTranspose2d):
+            raise TypeError(f"module must be a torch.nn.ConvTranspose2d, got module of type "
+                            f"{type(module).__name__}")
+        if isinstance(module.weight, nn.parameter.UninitializedParameter):
+            raise ValueError("module is a lazy ConvTranspose2d whose weight is not initialised yet; "
+                             "call it once on an input first")
+        if module.padding_mode != "zeros":
+            raise ValueError(f"module must use padding_mode='zeros' (the only mode of a transposed "
+                             f"convolution), got padding_mode={module.padding_mode!r}")
+        pads = []
+        for axis, pad, extra in zip(("height", "width"), module.padding, module.output_padding):
+            if extra > pad:
+                raise ValueError(
+                    f"module has output_padding={module.output_padding} and padding={module.padding}: "
+                    f"on the {axis} axis PyTorch computes {extra - pad} row(s) past the end of the full "
+                    f"transposed convolution (they receive the bias), which MindSpore's 'pad' mode cannot "
+                    f"express (its crop cannot be negative and its output_padding rows are zeros without "
+                    f"bias); this needs output_padding <= padding on each axis")
+            pads += [pad, pad - extra]
+        weight = module.weight.detach()
+        net = cls(module.in_channels, module.out_channels, tuple(module.kernel_size), stride=tuple(module.stride),
+                  pad_mode="pad", padding=tuple(pads), dilation=tuple(module.dilation), group=module.groups,
+                  has_bias=module.bias is not None, dtype=weight.dtype, device=weight.device)
+        with torch.no_grad():
+            net.weight.copy_(weight)
+            if module.bias is not None:
+                net.bias.copy_(module.bias.detach())
+        return net.train(module.training)
+
+    def reset_parameters(self) -> None:
+        """Draw the parameters again from :attr:`weight_init` and :attr:`bias_init`.
+
+        Random initializers draw from the generator that :func:`convtranspose.set_seed` seeds,
+        so ``set_seed(s)`` before construction and before ``reset_parameters`` gives the same
+        values; an array initializer restores that array. The parameters keep their current
+        dtype and device (after a ``.to()``).
+        """
+        built = build_parameters(**self._build_args, weight_init=self.weight_init, bias_init=self.bias_init)
+        with torch.no_grad():
+            self.weight.copy_(torch.from_numpy(built.weight))
+            if self.bias is not None:
+                self.bias.copy_(torch.from_numpy(built.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+
+        Raises:
+            TypeError: x is not a tensor, or its dtype is not the parameters' dtype.
+            ValueError: wrong rank or channels, output_padding out of range, a crop that leaves
+                no rows, or x on another device than the parameters.
+        """
+        return engine.forward(*check_call(self.spec, x, self.weight, self.bias), self.spec)
+
+    def extra_repr(self) -> str:
+        """The MindSpore arguments that differ from their defaults (canonical forms)."""
+        spec = self.spec
+        parts = [f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}"]
+        for name, default in (("stride", (1, 1)), ("pad_mode", "same"), ("padding", (0, 0, 0, 0)),
+                              ("output_padding", (0, 0)), ("dilation", (1, 1)), ("group", 1),
+                              ("has_bias", False)):
+            value = getattr(spec, name)
+            if value != default:
+                parts.append(f"{name}={value!r}")
+        for name, chosen in zip(("weight_init", "bias_init"), self._chosen_inits):
+            if chosen:
+                parts.append(f"{name}={_describe_init(getattr(self, name))}")
+        return ", ".join(parts)

@@ -1,0 +1,451 @@
+"""The PyTorch module and function: oracle parity, autograd, dtypes, parameters, conventions, errors.
+
+Golden parity (float32 and float16) and errors.json run for torch through the ``engine`` fixture
+(tests/test_golden_parity.py, tests/test_errors.py); compile, export and ONNX are in
+test_torch_export.py, DistributedDataParallel in test_torch_ddp.py.
+"""
+
+import copy
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import convtranspose as ct  # noqa: E402
+from convtranspose import ckpt  # noqa: E402
+from convtranspose.torch import Conv2dTranspose, conv2d_transpose  # noqa: E402
+
+import reference  # noqa: E402
+from conftest import GOLDEN, assert_close, golden_path, load_golden  # noqa: E402
+
+GEOMETRY = ("stride", "pad_mode", "padding", "output_padding", "dilation", "group")
+
+# Each config reaches another branch of the engine's crop (see _engines/torch.py): the kernel
+# crops alone, a slice after it at the start or at the end, rows past the full result, empty
+# windows and empty inputs.
+CONFIGS = {
+    "pad_sym": dict(in_channels=4, out_channels=6, kernel_size=4, stride=2, pad_mode="pad", padding=1),
+    "pad_top_heavy": dict(in_channels=3, out_channels=4, kernel_size=5, stride=2, pad_mode="pad",
+                          padding=(3, 0, 0, 2), output_padding=(1, 0)),
+    "same_odd": dict(in_channels=4, out_channels=4, kernel_size=(3, 4), stride=2, group=2),
+    "same_short_kernel": dict(in_channels=2, out_channels=3, kernel_size=2, stride=4),
+    "valid_short_kernel": dict(in_channels=2, out_channels=3, kernel_size=(1, 3), stride=(3, 4), pad_mode="valid"),
+    "valid_dilated": dict(in_channels=3, out_channels=6, kernel_size=3, stride=2, dilation=(2, 3), pad_mode="valid",
+                          group=3),
+    "pad_dilation_over_stride": dict(in_channels=2, out_channels=4, kernel_size=3, stride=1, dilation=3,
+                                     pad_mode="pad", padding=(2, 5, 0, 1), output_padding=(2, 1)),
+    "depthwise": dict(in_channels=4, out_channels=4, kernel_size=3, stride=2, pad_mode="pad", padding=(0, 1, 1, 0),
+                      output_padding=1, group=4),
+}
+
+
+def _geometry(cfg):
+    return {key: cfg[key] for key in GEOMETRY if key in cfg}
+
+
+def _arrays(cfg, x_shape, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    cin, cout, group = cfg["in_channels"], cfg["out_channels"], cfg.get("group", 1)
+    k = cfg["kernel_size"]
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((cin, cout // group, kh, kw)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    return x, w, b
+
+
+def _grads(fn, *tensors, grad_out=None):
+    """Output and gradients of ``sum(fn(*tensors) * grad_out)`` as NumPy arrays."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+    y = fn(*leaves)
+    grad_out = torch.ones_like(y) if grad_out is None else grad_out
+    grads = torch.autograd.grad(y, leaves, grad_out)
+    return [y.detach().cpu().numpy()] + [g.cpu().numpy() for g in grads]
+
+
+# ---------------------------------------------------------------------------- the computation
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_matches_the_float64_oracle_forward_and_backward(name):
+    cfg = CONFIGS[name]
+    x, w, b = _arrays(cfg, (2, cfg["in_channels"], 5, 4))
+    kwargs = _geometry(cfg)
+    y_ref = reference.forward(x, w, b, **kwargs)
+    g = np.random.default_rng(1).standard_normal(y_ref.shape)
+    dx_ref, dw_ref, db_ref = reference.backward(x, w, g, **kwargs)
+    y, dx, dw, db = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **kwargs), *map(torch.from_numpy, (x, w, b)),
+                           grad_out=torch.from_numpy(g))
+    for label, got, ref in (("y", y, y_ref), ("dx", dx, dx_ref), ("dw", dw, dw_ref), ("db", db, db_ref)):
+        assert_close(got, ref, 1e-10, f"{name} {label}")
+
+
+def _gradcheck(name, fast_mode):
+    cfg = CONFIGS[name]
+    x, w, b = (torch.from_numpy(a).requires_grad_(True) for a in _arrays(cfg, (1, cfg["in_channels"], 3, 2)))
+    kwargs = _geometry(cfg)
+
+    def fn(x, w, b):
+        return conv2d_transpose(x, w, b, **kwargs)
+
+    assert torch.autograd.gradcheck(fn, (x, w, b), fast_mode=fast_mode)
+    assert torch.autograd.gradgradcheck(fn, (x, w, b), fast_mode=fast_mode)
+
+
+@pytest.mark.parametrize("name", ["pad_top_heavy", "same_odd", "valid_short_kernel", "pad_dilation_over_stride"])
+def test_gradcheck_and_gradgradcheck_in_float64(name):
+    _gradcheck(name, fast_mode=True)   # random projections of the Jacobians; the slow test checks them whole
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_full_gradcheck_and_gradgradcheck_in_float64(name):
+    _gradcheck(name, fast_mode=False)
+
+
+def test_output_padding_rows_are_exact_zeros_with_no_gradient():
+    cfg = CONFIGS["pad_dilation_over_stride"]
+    tensors = tuple(map(torch.from_numpy, _arrays(cfg, (2, 2, 4, 4), dtype=np.float32)))
+    y, dx, dw, db = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), *tensors)
+    assert np.all(y[:, :, -2:, :] == 0) and np.all(y[:, :, :, -1:] == 0)
+    window = y.shape[2] - 2, y.shape[3] - 1
+    assert db.tolist() == [window[0] * window[1] * 2] * 4   # ones over the window only
+    loud = torch.ones(y.shape)
+    loud[:, :, -2:, :] = loud[:, :, :, -1:] = 1000.0     # gradients on the appended rows change nothing
+    _, dx2, dw2, db2 = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), *tensors, grad_out=loud)
+    for a, b in ((dx, dx2), (dw, dw2), (db, db2)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("x_shape,pad_mode,expected_hw", [
+    ((0, 2, 4, 4), "valid", (9, 9)),     # empty batch
+    ((1, 2, 0, 3), "valid", (1, 7)),     # no input rows: the rows only the bias reaches
+    ((1, 2, 3, 0), "same", (6, 0)),
+])
+def test_empty_inputs_give_the_bias_only_rows(x_shape, pad_mode, expected_hw):
+    net = Conv2dTranspose(2, 3, 3, stride=2, pad_mode=pad_mode, has_bias=True, bias_init="ones")
+    x = torch.zeros(x_shape, requires_grad=True)
+    y = net(x)
+    assert y.shape == (x_shape[0], 3) + expected_hw
+    assert torch.all(y == 1)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert net.weight.grad is not None and torch.all(net.weight.grad == 0)
+    assert net.bias.grad.tolist() == [x_shape[0] * expected_hw[0] * expected_hw[1]] * 3
+
+
+def test_a_pad_crop_of_the_whole_result_gives_an_empty_output():
+    net = Conv2dTranspose(2, 3, 3, stride=1, pad_mode="pad", padding=(2, 3, 0, 0))   # 5 rows cropped of 5
+    x = torch.ones(1, 2, 3, 3, requires_grad=True)
+    y = net(x)
+    assert y.shape == (1, 3, 0, 5)
+    y.sum().backward()
+    assert torch.all(x.grad == 0)
+
+
+def test_module_matches_the_numpy_layer_with_the_same_seed():
+    cfg = dict(CONFIGS["pad_top_heavy"], has_bias=True)
+    ct.set_seed(7)
+    ours = Conv2dTranspose(**cfg)
+    ct.set_seed(7)
+    numpy_net = ct.Conv2dTranspose(**cfg)
+    np.testing.assert_array_equal(ours.weight.detach().numpy(), numpy_net.weight.data)
+    np.testing.assert_array_equal(ours.bias.detach().numpy(), numpy_net.bias.data)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    y = ours(torch.from_numpy(x))
+    assert_close(y.detach().numpy(), numpy_net(x), 1e-5, "module vs NumPy layer")
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    y.backward(torch.from_numpy(g))
+    numpy_net.backward(g)
+    assert_close(ours.weight.grad.numpy(), numpy_net.weight.grad, 1e-5, "dweight")
+    assert_close(ours.bias.grad.numpy(), numpy_net.bias.grad, 1e-5, "dbias")
+
+
+# ---------------------------------------------------------------------------- dtypes
+
+def test_float16_is_bit_identical_to_the_numpy_engines_mindspore_model():
+    """Both engines implement fp16(fp16(conv in fp32) + bias); outputs and gradients agree bit for
+    bit on every float16 golden case (the recorded MindSpore values are checked by the fixture)."""
+    configs, data = load_golden("golden_fp16.npz")
+    for index, cfg in enumerate(configs):
+        kwargs = _geometry(cfg)
+        x, w, g = (data[f"{index}_{key}"] for key in "xwg")
+        b = data[f"{index}_b"] if cfg["has_bias"] else None
+        tensors = [torch.from_numpy(a) for a in (x, w) + ((b,) if b is not None else ())]
+        got = _grads(lambda *t, kw=kwargs: conv2d_transpose(*t, **kw), *tensors, grad_out=torch.from_numpy(g))
+        ref_y = ct.conv2d_transpose(x, w, b, **kwargs)
+        ref_dx, ref_dw, ref_db = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+        refs = [ref_y, ref_dx, ref_dw] + ([ref_db] if b is not None else [])
+        for label, a, r in zip(("y", "dx", "dw", "db"), got, refs):
+            assert a.dtype == np.float16, f"case {index} {label}"
+            # gradients: float32 sums in another order may land on the other side of a rounding
+            # boundary, so they are compared to within one float16 step
+            tol = 0 if label == "y" else 1e-3
+            assert_close(a, r, tol, f"fp16 case {index} {label}")
+
+
+def test_bfloat16_runs_and_matches_float32_at_bfloat16_precision():
+    cfg = dict(CONFIGS["same_odd"], has_bias=True)
+    net32 = Conv2dTranspose(**cfg)
+    net16 = Conv2dTranspose(**cfg, dtype=torch.bfloat16)
+    net16.load_state_dict({k: v.to(torch.bfloat16) for k, v in net32.state_dict().items()})
+    x = torch.randn(2, 4, 6, 5).to(torch.bfloat16)
+    y16 = net16(x)
+    assert y16.dtype == torch.bfloat16 and net16.weight.dtype == torch.bfloat16
+    y32 = net32(x.float())
+    scale = float(y32.detach().abs().max())
+    assert float((y16.float() - y32).detach().abs().max()) <= 2 ** -7 * (1 + scale)
+    y16.float().sum().backward()
+    assert net16.weight.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype,expected", [
+    (torch.float16, torch.float16), (torch.float64, torch.float64), (torch.bfloat16, torch.bfloat16),
+    (np.float16, torch.float16), ("float64", torch.float64), ("mindspore.float16", torch.float16),
+])
+def test_dtype_takes_torch_numpy_and_mindspore_names(dtype, expected):
+    net = Conv2dTranspose(2, 4, 3, has_bias=True, dtype=dtype)
+    assert net.weight.dtype == expected and net.bias.dtype == expected
+    assert net(torch.ones(1, 2, 3, 3, dtype=expected)).dtype == expected
+
+
+@pytest.mark.parametrize("dtype,error", [(torch.int32, TypeError), (torch.complex64, TypeError),
+                                         ("int8", TypeError), (None, ValueError)])
+def test_bad_dtypes_are_refused_at_construction(dtype, error):
+    with pytest.raises(error, match="dtype"):
+        Conv2dTranspose(2, 4, 3, dtype=dtype)
+
+
+def test_an_array_or_tensor_initializer_keeps_its_dtype():
+    weight = np.full((2, 4, 3, 3), 0.5, np.float64)
+    net = Conv2dTranspose(2, 4, 3, weight_init=weight, has_bias=True, bias_init=torch.ones(4, dtype=torch.float16))
+    assert net.weight.dtype == torch.float64 and net.bias.dtype == torch.float16
+    assert torch.all(net.weight == 0.5) and torch.all(net.bias == 1)
+    with pytest.raises(TypeError, match="bias"):   # MindSpore: mixed parameter dtypes fail at the call
+        net(torch.ones(1, 2, 3, 3, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------- construction
+
+@pytest.mark.parametrize("kwargs", [
+    dict(in_channels=2, out_channels=4, kernel_size=True),
+    dict(in_channels=2, out_channels=4, kernel_size=(3, 3, 3)),
+    dict(in_channels=2, out_channels=4, kernel_size=3, pad_mode="SAME"),
+    dict(in_channels=2, out_channels=4, kernel_size=3, padding=1),
+    dict(in_channels=3, out_channels=4, kernel_size=3, group=2),
+    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init="constant"),
+    dict(in_channels=2, out_channels=4, kernel_size=3, has_bias=True, bias_init="xavier_uniform"),
+    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=np.ones((4, 2, 3, 3), np.float32)),
+    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=torch.ones(4, 2, 3, 3)),
+])
+def test_construction_errors_are_the_numpy_layers(kwargs):
+    numpy_kwargs = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    with pytest.raises((TypeError, ValueError)) as expected:
+        ct.Conv2dTranspose(**numpy_kwargs)
+    with pytest.raises(type(expected.value)) as got:
+        Conv2dTranspose(**kwargs)
+    assert str(got.value) == str(expected.value)
+
+
+def test_reset_parameters_redraws_reproducibly_and_restores_arrays():
+    ct.set_seed(3)
+    net = Conv2dTranspose(4, 6, 3, has_bias=True, weight_init="normal")
+    first = [p.detach().clone() for p in net.parameters()]
+    net.reset_parameters()
+    assert not torch.equal(net.weight, first[0])
+    ct.set_seed(3)
+    net.reset_parameters()
+    assert all(torch.equal(p, f) for p, f in zip(net.parameters(), first))
+    assert float(net.weight.detach().std()) == pytest.approx(0.01, rel=0.2)   # Normal(sigma=0.01), MindSpore's default
+
+    fixed = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
+    net = Conv2dTranspose(2, 3, 2, weight_init=fixed).to(torch.float64)
+    with torch.no_grad():
+        net.weight.zero_()
+    net.reset_parameters()
+    assert net.weight.dtype == torch.float64    # the current dtype is kept
+    np.testing.assert_array_equal(net.weight.detach().numpy(), fixed)
+
+
+def test_extra_repr_shows_what_differs_from_the_defaults():
+    assert repr(Conv2dTranspose(2, 4, 3)) == "Conv2dTranspose(2, 4, kernel_size=(3, 3))"
+    net = Conv2dTranspose(2, 4, (3, 2), stride=2, pad_mode="pad", padding=(1, 0, 2, 1), output_padding=1,
+                          dilation=(1, 2), group=2, has_bias=True, weight_init="normal",
+                          bias_init=np.zeros(4, np.float32))
+    assert net.extra_repr() == (
+        "2, 4, kernel_size=(3, 2), stride=(2, 2), pad_mode='pad', padding=(1, 0, 2, 1), output_padding=(1, 1), "
+        "dilation=(1, 2), group=2, has_bias=True, weight_init='normal', "
+        "bias_init=array(shape=(4,), dtype=float32)")
+
+
+def test_state_dict_keys_device_and_to():
+    net = Conv2dTranspose(2, 4, 3, has_bias=True, device="cpu")
+    assert list(net.state_dict()) == ["weight", "bias"]
+    assert list(Conv2dTranspose(2, 4, 3).state_dict()) == ["weight"]
+    assert Conv2dTranspose(2, 4, 3).bias is None
+    meta = Conv2dTranspose(2, 4, 3, has_bias=True, device="meta")
+    assert meta.weight.device.type == "meta" and meta.bias.device.type == "meta"
+    net = net.to(torch.float64)
+    assert net(torch.ones(1, 2, 3, 3, dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(TypeError, match="x must have the parameters' dtype torch.float64"):
+        net(torch.ones(1, 2, 3, 3))
+
+
+def test_deepcopy_and_pickle_keep_the_layer():
+    net = Conv2dTranspose(2, 4, 3, stride=2, pad_mode="pad", padding=(1, 0, 0, 1), has_bias=True)
+    x = torch.randn(1, 2, 4, 4)
+    for other in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        assert repr(other) == repr(net)
+        assert torch.equal(other(x), net(x))
+
+
+# ---------------------------------------------------------------------------- call-time errors
+
+@pytest.mark.parametrize("x,error,match", [
+    (np.ones((1, 2, 3, 3), np.float32), TypeError, r"x must be a torch.Tensor.*torch.from_numpy"),
+    ([[[[1.0]]]], TypeError, "x must be a torch.Tensor"),
+    (torch.ones(2, 3, 3), ValueError, r"x must be 4-D"),
+    (torch.ones(1, 3, 3, 3), ValueError, r"in_channels=2"),
+    (torch.ones(1, 2, 3, 3, dtype=torch.float64), TypeError, r"x must have the parameters' dtype"),
+    (torch.ones(1, 2, 3, 3, dtype=torch.int64), TypeError, r"x must have the parameters' dtype"),
+    (torch.ones(1, 2, 3, 3, device="meta"), ValueError, r"x must be on the parameters' device cpu"),
+])
+def test_call_errors_name_the_argument(x, error, match):
+    net = Conv2dTranspose(2, 4, 3, has_bias=True)
+    with pytest.raises(error, match=match):
+        net(x)
+
+
+def test_call_errors_from_the_shared_core():
+    with pytest.raises(ValueError, match="output_padding"):       # range: checked at the call, as MindSpore
+        Conv2dTranspose(2, 4, 3, stride=2, pad_mode="pad", output_padding=2)(torch.ones(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="pad_mode='pad'"):
+        Conv2dTranspose(2, 4, 3, stride=2, output_padding=1)(torch.ones(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="padding=.* is too large"):
+        Conv2dTranspose(2, 4, 3, pad_mode="pad", padding=(4, 4, 0, 0))(torch.ones(1, 2, 3, 3))
+    net = Conv2dTranspose(2, 4, 3, has_bias=True)
+    net.bias = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="bias must have the weight's dtype"):
+        net(torch.ones(1, 2, 3, 3))
+    net.bias = torch.nn.Parameter(torch.ones(5))
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        net(torch.ones(1, 2, 3, 3))
+
+
+def test_functional_errors_name_the_argument():
+    x, w = torch.ones(1, 2, 3, 3), torch.ones(2, 4, 3, 3)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        conv2d_transpose(x, w.numpy())
+    with pytest.raises(TypeError, match="bias must be a torch.Tensor"):
+        conv2d_transpose(x, w, np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="stride"):
+        conv2d_transpose(x, w, stride=2.0)
+    with pytest.raises(ValueError, match="pad_mode"):
+        conv2d_transpose(x, w, pad_mode="full")
+    with pytest.raises(ValueError, match="in_channels=2"):
+        conv2d_transpose(torch.ones(1, 3, 3, 3), w)
+
+
+# ---------------------------------------------------------------------------- from PyTorch
+
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=2, padding=1, output_padding=1),
+    dict(stride=(2, 3), padding=(2, 1), output_padding=(0, 1), dilation=(1, 2), groups=2, bias=False),
+    dict(stride=1, padding=0),
+    dict(stride=3, padding=(2, 2), output_padding=2, dilation=2),
+])
+def test_from_torch_computes_what_conv_transpose2d_computes(kwargs):
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(4, 6, (3, 4), **kwargs).double()
+    net = Conv2dTranspose.from_torch(conv)
+    assert net.weight.dtype == torch.float64 and net.pad_mode == "pad"
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    expected = _grads(conv, x)
+    got = _grads(net, x)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), conv.parameters()))
+
+
+def test_from_torch_refuses_what_mindspore_cannot_express():
+    with pytest.raises(ValueError, match=r"output_padding=\(1, 1\) and padding=\(0, 0\).*height"):
+        Conv2dTranspose.from_torch(torch.nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=1))
+    with pytest.raises(TypeError, match="ConvTranspose2d"):
+        Conv2dTranspose.from_torch(torch.nn.Conv2d(2, 2, 3))
+    with pytest.raises(ValueError, match="lazy"):
+        Conv2dTranspose.from_torch(torch.nn.LazyConvTranspose2d(2, 3))
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+class _Decoder(torch.nn.Module):
+    """The network of golden/make_ckpts.py: up1, ReLU, then blocks (two layers)."""
+
+    def __init__(self, configs):
+        super().__init__()
+        self.up1 = Conv2dTranspose(**configs[0])
+        self.blocks = torch.nn.Sequential(Conv2dTranspose(**configs[1]), Conv2dTranspose(**configs[2]))
+
+    def forward(self, x):
+        return self.blocks(torch.relu(self.up1(x)))
+
+
+def test_a_mindspore_checkpoint_loads_with_load_state_dict_and_saves_back(tmp_path):
+    path = golden_path("ckpt/decoder.ckpt")
+    expected = np.load(GOLDEN / "ckpt" / "expected.npz")
+    configs = [{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+               for cfg in json.loads(str(expected["configs"]))]
+    net = _Decoder(configs)
+    arrays = ckpt.load(path)
+    params = {name: torch.from_numpy(value) for name, value in arrays.items() if name in net.state_dict()}
+    assert sorted(params) == sorted(net.state_dict())     # every parameter of the network is in the file
+    net.load_state_dict(params)
+    y = net(torch.from_numpy(expected["x"])).detach().numpy()
+    assert_close(y, expected["y"], 1e-4, "decoder output")
+
+    # Save the module's parameters, with the file's other entries, in the file's order: the
+    # bytes are MindSpore's.
+    state = {name: value.detach().cpu().numpy() for name, value in net.state_dict().items()}
+    entries = {name: state.get(name, value) for name, value in arrays.items()}
+    out = tmp_path / "decoder.ckpt"
+    ckpt.save(out, entries)
+    assert out.read_bytes() == path.read_bytes()
+
+
+# ---------------------------------------------------------------------------- CUDA (marked gpu)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.float64, 1e-12)])
+def test_cuda_matches_the_cpu(name, dtype, tol):
+    cfg = dict(CONFIGS[name], has_bias=True)
+    ct.set_seed(0)
+    cpu = Conv2dTranspose(**cfg, dtype=dtype)
+    cuda = copy.deepcopy(cpu).to("cuda")
+    assert cuda.weight.is_cuda and torch.backends.cudnn.is_available()
+    x = torch.randn(3, cfg["in_channels"], 6, 5).to(dtype)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):   # TF32 would round float32 to 10 bits
+        got = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), x.cuda(), cuda.weight, cuda.bias)
+    expected = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), x, cpu.weight, cpu.bias)
+    for label, a, b in zip(("y", "dx", "dw", "db"), got, expected):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{name} {label}"
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        assert np.abs(a - b).max() <= tol * (1 + np.abs(b).max()), f"{name} {label}"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_module_trains_and_calls_from_the_wrong_device_fail():
+    net = Conv2dTranspose(4, 6, 3, stride=2, pad_mode="pad", padding=1, output_padding=1, has_bias=True,
+                          device="cuda")
+    y = net(torch.randn(2, 4, 5, 5, device="cuda"))
+    y.square().mean().backward()
+    assert net.weight.grad.is_cuda and net.bias.grad.is_cuda
+    with pytest.raises(ValueError, match="x must be on the parameters' device cuda"):
+        net(torch.randn(2, 4, 5, 5))
