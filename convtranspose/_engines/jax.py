@@ -1,0 +1,454 @@
+"""JAX engine: MindSpore's 2-D transposed convolution as a differentiable JAX function.
+
+Layouts: x ``(N, Cin, H, W)``, weight ``(Cin, Cout // group, kH, kW)``, output
+``(N, Cout, H_out, W_out)``; all geometry comes from the spec's :class:`AxisPlan` objects.
+``G`` is the group count, ``cig = Cin/G``, ``cog = Cout/G``, ``K = kH*kW``, and per axis
+``s`` the stride, ``d`` the dilation, ``cb``/``ca`` the crops.
+
+:func:`forward` is a ``jax.custom_vjp`` function: it jits, vmaps and differentiates to any
+order in reverse mode, and its backward is not the autodiff of its forward but the transposed
+operations, which XLA runs far faster than the autodiff of a dilated-input convolution.
+
+Forward routes (:func:`choose_routes` picks one from the spec and the input shape):
+
+- ``col2im``: one product per group gives every (output channel, tap) contribution of every
+  input pixel, ``cols[n, co, kh, kw, i, j] = sum_ci w[ci, co, kh, kw] x[n, ci, i, j]``; input row
+  ``i`` of tap ``kh`` lands on window row ``i*s + kh*d - cb``. Window rows ``p + m*s`` of one
+  stride phase ``p`` all receive the same taps, each a shifted slice of ``cols``, so each phase is
+  a sum of slices and the phases are interleaved by one reshape; XLA fuses the slices, the sums,
+  the interleave, the bias and the output_padding into one pass over the output. No zero is
+  inserted into the input, so it does exactly the multiply-adds of the convolution.
+  ``col2im_nhwc`` is the same with the product laid out channels-last, for small images with
+  many channels.
+- ``taps``: for one input channel per group (depthwise), the products are scalars: each phase is
+  a sum of shifted input slices times kernel taps, one fused element-wise pass (XLA's grouped
+  convolution is two orders of magnitude slower here).
+- ``conv``: ``lax.conv_general_dilated`` of the input with the flipped kernel, the crops folded
+  into its padding; for stride 1 this is a plain convolution.
+
+Backward. Let ``F`` be the upstream gradient put back into the uncropped frame: the window part
+of ``g`` (cropped rows, the zero extension and output_padding rows carry no gradient), padded
+with ``cb`` zero rows before and ``ca`` after (a negative ``ca`` drops the extension rows). The
+forward is ``full[n, co, i*s + kh*d, j*s + kw*d] += x[n, ci, i, j] w[ci, co, kh, kw]``, a sum of
+products linear in x and in w, so its transposes read the same index pairs the other way round:
+
+- ``dx[n, ci, i, j] = sum_{co, kh, kw} F[n, co, i*s + kh*d, j*s + kw*d] w[ci, co, kh, kw]``: an
+  ordinary convolution of F with the kernel, window stride s, kernel dilation d (``conv`` route:
+  ``lax.conv_general_dilated`` with the crops as its padding; ``im2col``: a product with the
+  strided slices of F; ``taps``: element-wise for depthwise).
+- ``dw[ci, co, kh, kw] = sum_{n, i, j} x[n, ci, i, j] F[n, co, i*s + kh*d, j*s + kw*d]``: a
+  correlation of x with F (``conv`` route: F convolved with x as the kernel, batch and feature
+  axes swapped, kernel dilation s, window stride d, ``batch_group_count=G``; ``im2col``: the
+  product of x with the strided slices of F; ``taps``: element-wise for depthwise).
+- ``db[co] = sum_{n, r, c} g[n, co, r, c]`` over the window only, never over output_padding rows.
+
+The backward rules are themselves lax operations, so they differentiate again (``jax.grad`` of
+``jax.grad``) by ordinary autodiff.
+
+dtypes: the result has the dtype of x. float32 and float64 compute in their own dtype
+(``Precision.HIGHEST``: no TF32 or bfloat16 passes on accelerators). float16 and bfloat16
+compute in float32 and round as MindSpore does: ``y = round(round(conv_f32) + bias)`` (the bias
+add in float32 of the two rounded values, rounded once), and each gradient is the float32
+result rounded once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, List, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..spec import AxisPlan, Conv2dTransposeSpec
+
+_NCHW = ("NCHW", "OIHW", "NCHW")
+# Full float32/float64 products everywhere: no TF32 or bfloat16 passes on accelerators.
+_HIGHEST = lax.Precision.HIGHEST
+# dweight as a convolution: F's batch axis is the contracted "feature" axis and its channels
+# the "batch"; x is the kernel with the batch as its input features.
+_DWEIGHT = ("CNHW", "IOHW", "CNHW")
+
+FORWARD_ROUTES = ("col2im", "col2im_nhwc", "taps", "conv")
+DX_ROUTES = ("conv", "im2col", "taps")
+DWEIGHT_ROUTES = ("conv", "im2col", "taps")
+
+
+class Routes(NamedTuple):
+    """The formulation of each of the three computations (see the module docstring)."""
+
+    forward: str
+    dx: str
+    dweight: str
+
+
+def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes:
+    """The routes for this spec and input shape (measured on the benchmark shapes, XLA CPU).
+
+    One input channel per group makes every product a scalar: the element-wise ``taps``
+    routes. Otherwise the forward is ``col2im`` (``conv`` for stride 1, where the
+    convolution inserts no zeros), channels-last when the rows are short next to the channel
+    count; dx is a strided convolution (XLA runs grouped convolutions slowly, so with groups
+    it is an im2col product); dweight a convolution unless no two taps overlap (kernel no longer
+    than the stride, as U-Net's k=s=2), where the im2col slices are a mere reshuffle of F.
+    """
+    group = spec.group
+    cig, cog = spec.in_channels // group, spec.out_channels // group
+    if cig == 1:
+        return Routes("taps", "taps", "taps")
+    if spec.stride == (1, 1) and group == 1:
+        forward = "conv"
+    elif cog >= 16 * x_shape[3]:
+        forward = "col2im_nhwc"
+    else:
+        forward = "col2im"
+    dx = "conv" if group == 1 else "im2col"
+    overlap = any(plan.effective_kernel > plan.stride for plan in spec.axes)
+    dweight = "conv" if overlap and group == 1 else "im2col"
+    return Routes(forward, dx, dweight)
+
+
+# ---------------------------------------------------------------------------- geometry
+
+class _Phase(NamedTuple):
+    """Window rows ``start, start + s, ...`` (``count`` of them) and the taps reaching them.
+
+    Each tap is ``(tap, first, stop, row)``: input rows ``first:stop`` land on phase rows
+    ``row:row + stop - first``.
+    """
+
+    start: int
+    count: int
+    taps: Tuple[Tuple[int, int, int, int], ...]
+
+
+@functools.lru_cache(maxsize=4096)  # asked at every trace; plans are hashable
+def _phases(plan: AxisPlan, n: int) -> Tuple[_Phase, ...]:
+    """The stride phases of the window, for an input axis of length ``n``.
+
+    Window row ``r = p + m*s`` is full row ``r + cb``; tap ``t`` reaches it from input row
+    ``(r + cb - t*d) / s`` when that is an integer, i.e. from row ``m + shift`` with
+    ``shift = (p + cb - t*d) / s``, the same tap set for every ``m`` of the phase. A phase
+    with no taps receives only the bias (the zero extension when ``k_eff < s``).
+    """
+    window = plan.window_length(n)
+    result = []
+    for start in range(min(plan.stride, window)):
+        count = len(range(start, window, plan.stride))
+        taps = []
+        for tap in range(plan.kernel):
+            offset = start + plan.crop_before - tap * plan.dilation
+            if offset % plan.stride:
+                continue
+            shift = offset // plan.stride
+            first, stop = max(0, shift), min(n, count + shift)
+            if first < stop:
+                taps.append((tap, first, stop, first - shift))
+        result.append(_Phase(start, count, tuple(taps)))
+    return tuple(result)
+
+
+def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """float16 and bfloat16 compute in float32 (module docstring); others in their own dtype."""
+    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def _frame(grad_window: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
+    """The window gradient put back into the uncropped frame.
+
+    ``cb`` zero rows before, ``ca`` after (a negative ``ca`` drops the zero-extension rows,
+    which no tap reaches).
+    """
+    pads = [(0, 0, 0), (0, 0, 0)] + [(plan.crop_before, plan.crop_after, 0) for plan in spec.axes]
+    return lax.pad(grad_window, jnp.zeros((), grad_window.dtype), pads)
+
+
+def _tap_slices(frame: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int):
+    """``(kh, kw, F[:, :, kh*d + i*s, kw*d + j*s])`` for every tap, each ``(N, Cout, h, w)``."""
+    plan_h, plan_w = spec.axes
+    for kh in range(plan_h.kernel):
+        top = kh * plan_h.dilation
+        for kw in range(plan_w.kernel):
+            left = kw * plan_w.dilation
+            yield kh, kw, lax.slice(frame, (0, 0, top, left),
+                                    (frame.shape[0], frame.shape[1], top + (h - 1) * plan_h.stride + 1,
+                                     left + (w - 1) * plan_w.stride + 1),
+                                    (1, 1, plan_h.stride, plan_w.stride))
+
+
+# ---------------------------------------------------------------------------- forward
+
+def _interleave(blocks: List[List[jax.Array]], window: Tuple[int, int]) -> jax.Array:
+    """Phase blocks ``blocks[ph][pw]`` of shape ``(N, C, M_h, M_w)`` -> the window.
+
+    Phase ``p`` holds window rows ``p + m*s``; stacking the phases after the row axis and
+    merging the two axes puts row ``m*P + p`` in place (``P = s``, or ``P = window < s`` with
+    ``M = 1``); the last phases may be one row short and were padded, so the merge is cropped.
+    """
+    rows = [jnp.stack(row, axis=-1) for row in blocks]     # (N, C, M_h, M_w, P_w)
+    y = jnp.stack(rows, axis=-3)                           # (N, C, M_h, P_h, M_w, P_w)
+    n, c, m_h, p_h, m_w, p_w = y.shape
+    return y.reshape(n, c, m_h * p_h, m_w * p_w)[:, :, :window[0], :window[1]]
+
+
+def _phase_sums(slab: Callable[[int, int, slice, slice], jax.Array], spec: Conv2dTransposeSpec,
+                n: int, h: int, w: int, dtype: jnp.dtype) -> jax.Array:
+    """The window as a sum of tap contributions per stride phase.
+
+    ``slab(kh, kw, rows, cols)`` gives one tap's contribution ``(N, Cout, len(rows), len(cols))``
+    from those input rows and columns.
+    """
+    phases_h, phases_w = (_phases(plan, size) for plan, size in zip(spec.axes, (h, w)))
+    m_h, m_w = phases_h[0].count, phases_w[0].count
+    blocks = []
+    for phase_h in phases_h:
+        row = []
+        for phase_w in phases_w:
+            acc = jnp.zeros((n, spec.out_channels, m_h, m_w), dtype)
+            for kh, first_h, stop_h, at_h in phase_h.taps:
+                for kw, first_w, stop_w, at_w in phase_w.taps:
+                    part = slab(kh, kw, slice(first_h, stop_h), slice(first_w, stop_w))
+                    acc = acc + lax.pad(part, jnp.zeros((), dtype), (
+                        (0, 0, 0), (0, 0, 0), (at_h, m_h - at_h - (stop_h - first_h), 0),
+                        (at_w, m_w - at_w - (stop_w - first_w), 0)))
+            row.append(acc)
+        blocks.append(row)
+    return _interleave(blocks, (spec.axes[0].window_length(h), spec.axes[1].window_length(w)))
+
+
+def _forward_col2im(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, nhwc: bool) -> jax.Array:
+    n, cin, h, w = x.shape
+    group, cog = spec.group, weight.shape[1]
+    xg = x.reshape(n, group, cin // group, h, w)
+    wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
+    if nhwc:
+        cols = jnp.einsum("ngchw,gcokl->gnhwokl", xg, wg, precision=_HIGHEST)
+
+        def slab(kh, kw, rows, columns):
+            part = cols[:, :, rows, columns, :, kh, kw]                    # (G, N, h', w', cog)
+            return part.transpose(1, 0, 4, 2, 3).reshape(n, spec.out_channels, *part.shape[2:4])
+    else:
+        cols = jnp.einsum("ngchw,gcokl->ngoklhw", xg, wg, precision=_HIGHEST)
+
+        def slab(kh, kw, rows, columns):
+            part = cols[:, :, :, kh, kw, rows, columns]                    # (N, G, cog, h', w')
+            return part.reshape(n, spec.out_channels, *part.shape[3:])
+    return _phase_sums(slab, spec, n, h, w, x.dtype)
+
+
+def _forward_taps(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
+    n, cin, h, w = x.shape
+    group, cog = spec.group, weight.shape[1]
+    xg = x.reshape(n, group, 1, h, w)                      # one input channel per group
+    wg = weight.reshape(group, cog, *spec.kernel_size)
+
+    def slab(kh, kw, rows, columns):
+        part = xg[:, :, :, rows, columns] * wg[:, :, kh, kw, None, None]
+        return part.reshape(n, spec.out_channels, *part.shape[3:])
+    return _phase_sums(slab, spec, n, h, w, x.dtype)
+
+
+def _oihw_flipped(weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
+    """``(Cin, cog, kH, kW)`` -> ``(Cout, cig, kH, kW)``, taps reversed, block g of O reading block g of I."""
+    cin, cog = weight.shape[:2]
+    group = spec.group
+    rhs = weight.reshape(group, cin // group, cog, *spec.kernel_size).transpose(0, 2, 1, 3, 4)
+    return rhs.reshape(group * cog, cin // group, *spec.kernel_size)[:, :, ::-1, ::-1]
+
+
+def _forward_conv(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
+    pads = [(plan.effective_kernel - 1 - plan.crop_before, plan.effective_kernel - 1 - plan.crop_after)
+            for plan in spec.axes]
+    return lax.conv_general_dilated(x, _oihw_flipped(weight, spec), (1, 1), pads, lhs_dilation=spec.stride,
+                                    rhs_dilation=spec.dilation, dimension_numbers=_NCHW,
+                                    feature_group_count=spec.group, precision=_HIGHEST)
+
+
+def _window(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, route: str) -> jax.Array:
+    """The cropped (or extended) transposed convolution, without bias: ``(N, Cout, win_h, win_w)``."""
+    n, _, h, w = x.shape
+    shape = spec.window_shape(x.shape)
+    if x.size == 0 or 0 in shape:
+        return jnp.zeros(shape, x.dtype)
+    if route == "conv":
+        return _forward_conv(x, weight, spec)
+    if route == "taps":
+        return _forward_taps(x, weight, spec)
+    return _forward_col2im(x, weight, spec, nhwc=route == "col2im_nhwc")
+
+
+def _apply(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Conv2dTransposeSpec,
+           routes: Optional[Routes]) -> jax.Array:
+    dtype = x.dtype
+    work = _compute_dtype(dtype)
+    route = (routes or choose_routes(spec, x.shape)).forward
+    window = _window(x.astype(work), weight.astype(work), spec, route)
+    if work != dtype:  # MindSpore: round the convolution, add the bias in float32, round again
+        window = window.astype(dtype)
+        if bias is not None:
+            window = (window.astype(work) + bias.astype(work)[:, None, None]).astype(dtype)
+    elif bias is not None:
+        window = window + bias[:, None, None]
+    extend = [(0, 0, 0), (0, 0, 0)] + [(0, plan.output_padding, 0) for plan in spec.axes]
+    return lax.pad(window, jnp.zeros((), dtype), extend)
+
+
+# ---------------------------------------------------------------------------- backward
+
+def _dx(frame: jax.Array, grad_window: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec,
+        x_shape: Tuple[int, ...], route: str) -> jax.Array:
+    n, cin, h, w = x_shape
+    group, cog = spec.group, weight.shape[1]
+    if route == "conv":
+        pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
+        return lax.conv_general_dilated(grad_window, weight, spec.stride, pads, rhs_dilation=spec.dilation,
+                                        dimension_numbers=_NCHW, feature_group_count=group,
+                                        precision=_HIGHEST)
+    wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
+    if route == "taps":
+        dx = 0
+        for kh, kw, part in _tap_slices(frame, spec, h, w):
+            dx = dx + (part.reshape(n, group, cog, h, w) * wg[:, 0, :, kh, kw, None, None]).sum(axis=2)
+        return dx.reshape(x_shape)
+    cols = _im2col(frame, spec, h, w)                                            # (N, G, cog, kH, kW, h, w)
+    dx = jnp.einsum("gcokl,ngoklhw->ngchw", wg, cols, precision=_HIGHEST)
+    return dx.reshape(x_shape)
+
+
+def _im2col(frame: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int) -> jax.Array:
+    """``(N, G, cog, kH, kW, h, w)``: the strided slices of the frame, one per tap."""
+    n, cout = frame.shape[:2]
+    parts = [part for _, _, part in _tap_slices(frame, spec, h, w)]
+    return jnp.stack(parts, axis=2).reshape(n, spec.group, cout // spec.group, *spec.kernel_size, h, w)
+
+
+def _dweight(frame: jax.Array, grad_window: jax.Array, x: jax.Array, spec: Conv2dTransposeSpec,
+             route: str) -> jax.Array:
+    n, cin, h, w = x.shape
+    group = spec.group
+    if route == "conv":
+        pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
+        return lax.conv_general_dilated(grad_window, x, spec.dilation, pads, rhs_dilation=spec.stride,
+                                        dimension_numbers=_DWEIGHT, batch_group_count=group,
+                                        precision=_HIGHEST)
+    cog = spec.out_channels // group
+    if route == "taps":
+        xg = x.reshape(n, group, 1, h, w)
+        # reduce the contiguous rows and columns first, then the batch (measured faster)
+        parts = [(part.reshape(n, group, cog, h, w) * xg).sum(axis=(3, 4))
+                 for _, _, part in _tap_slices(frame, spec, h, w)]
+        return jnp.stack(parts, axis=-1).sum(axis=0).reshape(cin, cog, *spec.kernel_size)
+    cols = _im2col(frame, spec, h, w)
+    dw = jnp.einsum("ngchw,ngoklhw->gcokl", x.reshape(n, group, cin // group, h, w), cols,
+                    precision=_HIGHEST)
+    return dw.reshape(cin, cog, *spec.kernel_size)
+
+
+def _gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec,
+               routes: Optional[Routes]) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """``(dx, dweight, dbias)`` of ``sum(y * grad)``, each in the compute dtype."""
+    work = _compute_dtype(x.dtype)
+    chosen = routes or choose_routes(spec, x.shape)
+    _, _, win_h, win_w = spec.window_shape(x.shape)
+    grad_window = grad[:, :, :win_h, :win_w].astype(work)
+    dbias = grad_window.sum(axis=(0, 2, 3))
+    if x.size == 0 or grad_window.size == 0:
+        return jnp.zeros(x.shape, work), jnp.zeros(weight.shape, work), dbias
+    x, weight = x.astype(work), weight.astype(work)
+    frame = _frame(grad_window, spec)
+    dx = _dx(frame, grad_window, weight, spec, x.shape, chosen.dx)
+    dweight = _dweight(frame, grad_window, x, spec, chosen.dweight)
+    return dx, dweight, dbias
+
+
+# ---------------------------------------------------------------------------- the custom_vjp
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _transposed_conv(x, weight, bias, spec, routes):
+    return _apply(x, weight, bias, spec, routes)
+
+
+def _transposed_conv_fwd(x, weight, bias, spec, routes):
+    return _apply(x, weight, bias, spec, routes), (x, weight, bias)
+
+
+def _transposed_conv_bwd(spec, routes, residuals, grad):
+    x, weight, bias = residuals
+    dx, dweight, dbias = _gradients(x, weight, grad, spec, routes)
+    return (dx.astype(x.dtype), dweight.astype(weight.dtype),
+            None if bias is None else dbias.astype(bias.dtype))
+
+
+_transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
+# Compiled once per shape and spec when called eagerly (op-by-op dispatch of the phase sums is
+# two orders of magnitude slower); inside a caller's jit it is inlined.
+_transposed_conv_jit = jax.jit(_transposed_conv, static_argnums=(3, 4))
+
+
+def forward(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Conv2dTransposeSpec,
+            routes: Optional[Routes] = None) -> jax.Array:
+    """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
+
+    Differentiable (reverse mode, any order) through the transposed operations of the module
+    docstring; traceable under ``jax.jit`` and ``jax.vmap`` (``spec`` and ``routes`` are static).
+
+    Args:
+        x: ``(N, Cin, H, W)``, float16, bfloat16, float32 or float64, already checked against
+            ``spec``.
+        weight: ``(Cin, Cout // group, kH, kW)``, same dtype as ``x``.
+        bias: ``(Cout,)`` or None, same dtype as ``x``.
+        spec: the validated arguments.
+        routes: force the formulations (tests and benchmarks); None picks them with
+            :func:`choose_routes`.
+
+    Returns:
+        ``(N, Cout, H_out, W_out)`` in the dtype of ``x``.
+    """
+    if routes is not None:
+        routes = Routes(*routes)
+        for name, value, known in zip(Routes._fields, routes, (FORWARD_ROUTES, DX_ROUTES, DWEIGHT_ROUTES)):
+            if value not in known:
+                raise ValueError(f"unknown {name} route {value!r}; known: {known}")
+    batch_axis = _explicit_batch_axis(x, weight, bias)
+    if batch_axis is False:
+        return _transposed_conv_jit(x, weight, bias, spec, routes)
+    # Explicitly sharded inputs (jax.make_mesh's default axis type): the engine's reshapes
+    # and contractions would each need an out_sharding, so the engine runs with the mesh
+    # axes in automatic mode (the partitioner places every step) and returns the output
+    # sharded along the batch as x is.
+    from jax.sharding import PartitionSpec
+    run = jax.sharding.auto_axes(lambda x, weight, bias: _transposed_conv_jit(x, weight, bias, spec, routes),
+                                 out_sharding=PartitionSpec(batch_axis))
+    return run(x, weight, bias)
+
+
+def _explicit_batch_axis(*arrays: Optional[jax.Array]):
+    """False when no input carries an explicit sharding, else x's batch-axis mesh axes (or None)."""
+    typeof = getattr(jax, "typeof", None)
+    if typeof is None:  # a JAX without explicit sharding
+        return False
+    specs = []
+    for array in arrays:
+        if array is None:
+            continue
+        sharding = getattr(typeof(array), "sharding", None)
+        mesh = getattr(sharding, "mesh", None)
+        explicit = any(str(kind).endswith("Explicit") for kind in getattr(mesh, "axis_types", ()))
+        specs.append(tuple(sharding.spec) if explicit else ())
+    if not any(entry is not None for spec in specs for entry in spec):
+        return False
+    return specs[0][0] if specs[0] else None
+
+
+def gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec,
+              routes: Optional[Routes] = None) -> Tuple[jax.Array, jax.Array, jax.Array]:
+    """``(dx, dweight, dbias)`` of ``sum(forward(x, weight, bias, spec) * grad)``, in x's dtype.
+
+    The backward rule of :func:`forward`, callable directly (benchmarks, tests).
+    """
+    dx, dweight, dbias = _gradients(x, weight, grad, spec, routes)
+    return dx.astype(x.dtype), dweight.astype(x.dtype), dbias.astype(x.dtype)
+
+
+__all__ = ["forward", "gradients", "choose_routes", "Routes"]
