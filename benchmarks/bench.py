@@ -251,6 +251,23 @@ class Torch:
         return peak
 
 
+class OursTorch(Torch):
+    """``convtranspose.torch.conv2d_transpose`` (the library's PyTorch engine), timed exactly as the
+    ``torch`` row, whose raw ``F.conv_transpose2d`` + crop is its ``baseline`` in the summary."""
+
+    name = "ours_pt"
+    baseline = "torch"
+
+    def setup(self, opts):
+        version = super().setup(opts)
+        from convtranspose.torch import conv2d_transpose
+        self.conv2d_transpose = conv2d_transpose
+        return version
+
+    def _forward(self, case, x, w, b):
+        return self.conv2d_transpose(x, w, b, **case.kwargs())
+
+
 class Jax:
     name = "jax"
 
@@ -294,6 +311,24 @@ class Jax:
         bwd = jax.jit(lambda x, w, b, g: jax.vjp(f, x, w, b)[1](g))   # forward part is dead code: XLA drops it
         return Runner(forward=lambda: fwd(x, w, b).block_until_ready(),
                       backward=lambda: jax.block_until_ready(bwd(x, w, b, g)))
+
+
+class OursJax(Jax):
+    """``convtranspose.jax.conv2d_transpose`` (the library's JAX engine, a custom_vjp), timed exactly
+    as the ``jax`` row, whose plain ``lax.conv_general_dilated`` + crop and its autodiff backward are
+    its ``baseline`` in the summary."""
+
+    name = "ours_jx"
+    baseline = "jax"
+
+    def setup(self, opts):
+        version = super().setup(opts)
+        from convtranspose.jax import conv2d_transpose
+        self.conv2d_transpose = conv2d_transpose
+        return version
+
+    def _forward(self, case, x, w, b):
+        return self.conv2d_transpose(x, w, b, **case.kwargs())
 
 
 class OnnxRuntime:
@@ -353,7 +388,7 @@ class OnnxRuntime:
         return Runner(forward)
 
 
-ENGINES = {e.name: e for e in (Ours(), Torch(), Jax(), OnnxRuntime())}
+ENGINES = {e.name: e for e in (Ours(), Torch(), OursTorch(), Jax(), OursJax(), OnnxRuntime())}
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,7 +594,25 @@ def summary(records, stat):
         if field == "vs_gemm":
             line += "; " + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items())
         lines.append(line)
+    lines += _baseline_lines(records, stat)
     return "\n" + "\n".join(lines) if lines else ""
+
+
+def _baseline_lines(records, stat):
+    """For each engine with a ``baseline`` (a library engine built on a framework): the geometric
+    mean of its time over the baseline's (the framework's raw op + crop), per direction."""
+    lines = []
+    for name, engine in ENGINES.items():
+        base = getattr(engine, "baseline", None)
+        for direction in ("fwd", "bwd") if base else ():
+            ratios = {r["case"]: r["engines"][name][direction][f"{stat}_ms"] /
+                      r["engines"][base][direction][f"{stat}_ms"] for r in records
+                      if direction in r["engines"].get(name, {}) and direction in r["engines"].get(base, {})}
+            if ratios:
+                geomean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+                lines.append(f"{name} {direction} /{base}: geometric mean {geomean:.2f} over {len(ratios)} cases; "
+                             + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items()))
+    return lines
 
 
 COLUMNS = (f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'/ort':>6}"

@@ -28,10 +28,13 @@ from .spec import Conv2dTransposeSpec, spec_from_weight
 
 
 def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
-    """``value`` as a plain ndarray in the machine's byte order (a copy only when swapped).
+    """``value`` as a plain C-contiguous ndarray in the machine's byte order (a copy only when needed).
 
     Byte order is normalised here, once, so that a big-endian float64 computes as float64 and
-    every result and error speaks of native dtypes. ``swap=False`` only checks the type.
+    every result and error speaks of native dtypes. Layout too: BLAS sums a strided or
+    reversed view in another order (or with other FMA steps) than a C-ordered copy, so a view
+    is copied once here and every view of the same values gives bitwise the same result.
+    ``swap=False`` only checks the type.
 
     Raises:
         TypeError: ``value`` is not a NumPy array, or is a masked array.
@@ -41,8 +44,8 @@ def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
     if isinstance(value, np.ma.MaskedArray):  # its mask would be silently ignored
         raise TypeError(f"{name} must be a plain NumPy array, got a masked array; fill it first "
                         f"({name}.filled(0))")
-    if swap and not value.dtype.isnative:
-        value = value.astype(native(value.dtype))
+    if swap and not (value.dtype.isnative and value.flags.c_contiguous):
+        value = np.array(value, dtype=native(value.dtype), order="C")
     return value
 
 

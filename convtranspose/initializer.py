@@ -88,7 +88,28 @@ def _brief(value: Any) -> str:
 def _real(owner: str, name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: {name} must be a real number, got {name}={_brief(value)}")
-    return float(value)
+    return _to_float(value)
+
+
+def _to_float(value: Any) -> float:
+    """``float(value)`` for a real number.
+
+    Raises:
+        TypeError: a complex number (``float`` of a NumPy complex would drop the imaginary part).
+        OverflowError: a finite number past float64's range (a huge int, a NumPy long double),
+            which ``float`` would make inf or refuse.
+    """
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        raise TypeError(f"{value!r} is complex")
+    result = float(value)
+    if math.isinf(result):
+        try:
+            finite = bool(np.isfinite(value))
+        except TypeError:
+            finite = False
+        if finite:
+            raise OverflowError(f"{value!r} is past float64's range")
+    return result
 
 
 def calculate_gain(nonlinearity: str, param: Any = None) -> float:
@@ -354,16 +375,17 @@ class Constant(Initializer):
         if isinstance(self.value, (np.ndarray, list, tuple)):
             raise ValueError(f"Constant: value must be a single number, got value={_brief(self.value)}")
         try:
-            value = float(self.value)
+            value = _to_float(self.value)
         except (TypeError, ValueError):
-            raise ValueError(f"Constant: value must be a number, got value={_brief(self.value)}") from None
+            raise ValueError(f"Constant: value must be a real number, got value={_brief(self.value)}") from None
         return np.full(shape, value)
 
     def _explicit_non_finite(self) -> bool:
         try:
-            return not math.isfinite(float(self.value))
+            return not math.isfinite(_to_float(self.value))
         except (TypeError, ValueError, OverflowError):
             return False
+
 
 
 class One(Initializer):

@@ -5,6 +5,7 @@ function, Flax module), each through a small adapter with one interface, so that
 parity, ``errors.json`` and oracle tests are written once and hold for every engine.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -70,9 +71,15 @@ def geometry(cfg):
 # Each adapter: construct(**kwargs) -> layer; call(layer, x) -> output (x an ndarray or a list);
 # weight_of/bias_of(layer) -> ndarray | None; to_numpy(output);
 # forward_backward(cfg, x, w, b, g) -> {'y', 'dx', 'dw'[, 'db']} as ndarrays, where the
-# gradients are those of sum(y * g).
+# gradients are those of sum(y * g); float64() -> a context in which the engine holds float64.
 
-class NumpyAdapter:
+class _Adapter:
+    def float64(self):
+        """A block in which float64 arrays exist (every engine but JAX's, which needs x64 on)."""
+        return contextlib.nullcontext()
+
+
+class NumpyAdapter(_Adapter):
     name = "numpy"
 
     def __init__(self):
@@ -105,7 +112,7 @@ class NumpyAdapter:
         return result
 
 
-class TorchAdapter:
+class TorchAdapter(_Adapter):
     name = "torch"
 
     def __init__(self):
@@ -140,12 +147,16 @@ class TorchAdapter:
         return result
 
 
-class JaxAdapter:
+class JaxAdapter(_Adapter):
     name = "jax"
 
     def __init__(self):
         self.jax = pytest.importorskip("jax")
         self.module = pytest.importorskip("convtranspose.jax")
+
+    def float64(self):
+        """x64 on, scoped to the block (JAX's process-wide switch otherwise)."""
+        return self.jax.enable_x64(True)
 
     def construct(self, **kwargs):
         pytest.skip("the jax engine is a function: its constructor checks run through the flax adapter")
@@ -165,7 +176,7 @@ class JaxAdapter:
         return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw), "db": np.asarray(db)}
 
 
-class FlaxAdapter:
+class FlaxAdapter(_Adapter):
     name = "flax"
 
     def __init__(self):
@@ -173,11 +184,13 @@ class FlaxAdapter:
         self.nnx = pytest.importorskip("flax.nnx")
         self.module = pytest.importorskip("convtranspose.flax")
 
+    float64 = JaxAdapter.float64
+
     def construct(self, **kwargs):
         return self.module.Conv2dTranspose(**kwargs, rngs=self.nnx.Rngs(0))
 
     def call(self, net, x):
-        return net(self.jax.numpy.asarray(x) if isinstance(x, np.ndarray) else x)
+        return net(x)  # NumPy arrays as they are: the module converts them (and names their dtype)
 
     def weight_of(self, net):
         return np.asarray(net.weight[...])

@@ -25,3 +25,24 @@ def test_numpy_is_the_only_runtime_dependency():
 def test_demo_runs_and_prints_the_pages_shape():
     out = subprocess.run([sys.executable, "examples/demo.py"], capture_output=True, text=True, check=True, cwd=ROOT)
     assert "(1, 64, 19, 53)" in out.stdout and "valid" in out.stdout
+
+
+def test_the_core_works_with_no_framework_installed():
+    """With torch, jax and flax unimportable (as in a NumPy-only install), the core still computes,
+    and the engine modules fail with an ImportError that says what to install."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'jax', 'jaxlib', 'flax', 'optax'):\n"
+        "    sys.modules[name] = None  # 'import name' now raises ImportError\n"
+        "import numpy as np, convtranspose as ct\n"
+        "print(ct.Conv2dTranspose(2, 3, 3, stride=2)(np.ones((1, 2, 4, 4), np.float32)).shape)\n"
+        "for module in ('convtranspose.torch', 'convtranspose.jax', 'convtranspose.flax'):\n"
+        "    try:\n"
+        "        __import__(module)\n"
+        "    except ImportError as exc:\n"
+        "        print(module, 'ImportError', 'pip install' in str(exc))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "(1, 3, 8, 8)"
+    assert lines[1:] == [f"convtranspose.{name} ImportError True" for name in ("torch", "jax", "flax")]
