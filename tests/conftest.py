@@ -5,7 +5,9 @@ function, Flax module), each through a small adapter with one interface, so that
 parity, ``errors.json`` and oracle tests are written once and hold for every engine.
 """
 
+import collections
 import contextlib
+import functools
 import json
 import os
 from pathlib import Path
@@ -21,6 +23,40 @@ settings.register_profile("default", max_examples=200, deadline=None,
 settings.register_profile("fuzz", max_examples=10_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# Examples each property ran to completion, by test id. `make fuzz` sets this variable to a folder:
+# each pytest process (one per xdist worker) writes its counts there, and the summary adds them up.
+COUNTS_DIR = os.environ.get("CONVTRANSPOSE_EXAMPLE_COUNTS")
+_EXAMPLES: "collections.Counter[str]" = collections.Counter()
+
+
+def counted(check):
+    """Count the examples a property's inner function runs to the end (apply it under ``@given``)."""
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        result = check(*args, **kwargs)
+        _EXAMPLES[os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]] += 1
+        return result
+    return run
+
+
+def pytest_sessionfinish(session):
+    if COUNTS_DIR and _EXAMPLES:
+        Path(COUNTS_DIR).mkdir(parents=True, exist_ok=True)
+        (Path(COUNTS_DIR) / f"{os.getpid()}.json").write_text(json.dumps(_EXAMPLES))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not COUNTS_DIR or not Path(COUNTS_DIR).is_dir():
+        return
+    totals: "collections.Counter[str]" = collections.Counter()
+    for path in Path(COUNTS_DIR).glob("*.json"):
+        totals.update(json.loads(path.read_text()))
+    terminalreporter.section("examples run per property")
+    for test, count in sorted(totals.items()):
+        terminalreporter.line(f"{count:>8,}  {test}")
+    terminalreporter.line(f"{sum(totals.values()):>8,}  in all, over {len(totals)} properties")
+
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"

@@ -20,7 +20,7 @@ from test_properties import arrays_for, max_examples, oracle, output_shape, vali
 
 import convtranspose as ct
 
-from conftest import geometry
+from conftest import counted, geometry
 
 CFG = dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 3), pad_mode="pad",
            padding=(1, 0, 2, 1), output_padding=(1, 2), dilation=(1, 2), group=2, has_bias=True)
@@ -309,6 +309,7 @@ def test_views_and_copies_give_bitwise_the_same_results(name):
 
     @settings(max_examples=max_examples(SimpleNamespace(name=name), scale=0.25))
     @given(data=st.data())
+    @counted
     def run(data):
         cfg, x_shape = data.draw(valid_cases(loop_budget=20_000, max_size=8, max_batch=3))
         x, w, b, rng = data.draw(arrays_for(cfg, x_shape))
@@ -363,6 +364,7 @@ def test_nan_and_inf_propagate_as_in_the_oracle(engine):
 
     @settings(max_examples=max_examples(engine, scale=0.5))
     @given(data=st.data())
+    @counted
     def check(data):
         cfg, x_shape = data.draw(valid_cases(), label="cfg, x_shape")
         x, w, b, rng = data.draw(arrays_for(cfg, x_shape), label="arrays")

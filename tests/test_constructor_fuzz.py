@@ -28,7 +28,7 @@ from convtranspose import initializer as init
 from convtranspose import spec as spec_module
 
 import reference
-from conftest import ADAPTERS
+from conftest import ADAPTERS, counted
 
 pytestmark = pytest.mark.property
 
@@ -318,7 +318,16 @@ def constructor_arguments(draw):
 
 
 def construct_and_call(engine, kwargs, faults):
-    """Construct (and, when that works, call on a 1x3x3 image); returns (construction, call) outcomes."""
+    """Construct (and, when that works, call on a 1x3x3 image); returns (construction, call) outcomes.
+
+    float64 parameters are valid (as in MindSpore): Flax holds them with x64 on, so every engine
+    runs in its float64 context (what Flax says with x64 off is tested in test_flax.py).
+    """
+    with engine.float64():
+        return _construct_and_call(engine, kwargs, faults)
+
+
+def _construct_and_call(engine, kwargs, faults):
     where = f"{engine.name} constructor"
     with time_limit(SECONDS):
         try:
@@ -356,6 +365,7 @@ def test_a_constructor_accepts_exactly_the_valid_arguments(layer_engine):
 
     @settings(max_examples=max_examples([engine.name]))
     @given(case=constructor_arguments())
+    @counted
     def check(case):
         kwargs, faults = case
         note(f"faults: {sorted(faults)}")
@@ -371,6 +381,7 @@ def test_the_three_constructors_agree():
 
     @settings(max_examples=max_examples([e.name for e in engines]))
     @given(case=constructor_arguments())
+    @counted
     def check(case):
         kwargs, faults = case
         outcomes = {engine.name: construct_and_call(engine, kwargs, faults) for engine in engines}
@@ -453,6 +464,7 @@ def test_a_functional_form_accepts_exactly_the_valid_arguments(name):
 
     @settings(max_examples=max_examples([name]))
     @given(case=functional_arguments())
+    @counted
     def check(case):
         x, weight, bias, kwargs, faults, args = case
         note(f"faults: {sorted(faults)}")
@@ -473,6 +485,7 @@ def test_the_three_functional_forms_agree():
 
     @settings(max_examples=max_examples(list(calls)))
     @given(case=functional_arguments())
+    @counted
     def check(case):
         outcomes = {name: functional_outcome(name, call, *case) for name, call in calls.items()}
         assert len(set(outcomes.values())) == 1, f"the functional forms disagree on {case[3]}: {outcomes}"

@@ -136,7 +136,8 @@ def test_chosen_routes_by_shape():
     dense = spec_from_weight((64, 32, 4, 4), stride=2, pad_mode="pad", padding=1)
     assert engine.choose_routes(dense, (8, 64, 16, 16)) == ("col2im", "conv", "conv")
     assert engine.choose_routes(dense, (8, 64, 1, 1)).forward == "col2im_nhwc"   # many channels, short rows
-    assert engine.choose_routes(spec_from_weight((8, 8, 3, 3), dilation=2), (1, 8, 9, 9)).forward == "conv"
+    assert engine.choose_routes(spec_from_weight((8, 8, 3, 3), dilation=2), (1, 8, 9, 9)).forward == "col2im"
+    assert engine.choose_routes(spec_from_weight((8, 8, 5, 5), dilation=2), (1, 8, 9, 9)).forward == "conv"
     assert engine.choose_routes(spec_from_weight((8, 4, 2, 2), stride=2, pad_mode="valid"),
                                 (1, 8, 9, 9)).dweight == "im2col"                # taps never overlap
     assert engine.choose_routes(spec_from_weight((8, 1, 3, 3), stride=2, group=8), (1, 8, 9, 9)) == ("taps",) * 3

@@ -27,7 +27,7 @@ from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import reference
-from conftest import assert_close, geometry
+from conftest import assert_close, counted, geometry
 
 pytestmark = pytest.mark.property
 
@@ -39,14 +39,17 @@ COMPILING = ("jax", "flax")  # engines whose every new configuration is an XLA c
 
 
 def max_examples(engine, scale=1.0):
-    """The profile's example count times ``scale``; a tenth of it for the compiling engines.
+    """The profile's example count; under the default profile, ``scale`` of it, a tenth for the compiling engines.
 
-    jax and Flax compile every new configuration (about 0.4 s for a forward and its vjp on
-    this machine), so under the default profile they run a tenth of the examples; under the
-    'fuzz' profile (10,000) all of them.
+    jax and Flax compile every new configuration (about 0.2-0.4 s for a forward and its vjp on
+    this machine), so under the default profile they run a tenth of the examples, and the
+    costlier properties ``scale`` of them. Under the 'fuzz' profile (10,000) every property runs
+    all of them, whatever its engine.
     """
     total = settings.default.max_examples
-    if engine.name in COMPILING and total < 10_000:
+    if total >= 10_000:
+        return total
+    if engine.name in COMPILING:
         total = max(10, total // 10)
     return max(1, int(total * scale))
 
@@ -205,6 +208,7 @@ def test_every_valid_configuration_matches_the_float64_oracle(engine):
 
     @settings(max_examples=max_examples(engine))
     @given(data=st.data())
+    @counted
     def check(data):
         cfg, x_shape = data.draw(valid_cases(), label="cfg, x_shape")
         x, w, b, rng = data.draw(arrays_for(cfg, x_shape), label="arrays")
@@ -227,6 +231,7 @@ def test_gradients_are_the_adjoints_of_the_forward_in_float64(engine):
 
     @settings(max_examples=max_examples(engine))
     @given(data=st.data())
+    @counted
     def check(data):
         # no oracle here: larger channels and images than the loop affords
         cfg, x_shape = data.draw(valid_cases(loop_budget=40_000, max_size=12, max_batch=3), label="cfg, x_shape")
@@ -282,6 +287,7 @@ def test_a_crop_that_leaves_no_rows_is_refused_naming_the_padding(engine):
 
     @settings(max_examples=max_examples(engine, scale=0.5))
     @given(case=over_cropped_cases())
+    @counted
     def check(case):
         cfg, x_shape = case
         x = np.ones(x_shape, np.float32)

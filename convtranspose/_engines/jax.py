@@ -55,6 +55,7 @@ result rounded once.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import jax
@@ -87,17 +88,20 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
     """The routes for this spec and input shape (measured on the benchmark shapes, XLA CPU).
 
     One input channel per group makes every product a scalar: the element-wise ``taps``
-    routes. Otherwise the forward is ``col2im`` (``conv`` for stride 1, where the
-    convolution inserts no zeros), channels-last when the rows are short next to the channel
-    count; dx is a strided convolution (XLA runs grouped convolutions slowly, so with groups
-    it is an im2col product); dweight a convolution unless no two taps overlap (kernel no longer
-    than the stride, as U-Net's k=s=2), where the im2col slices are a mere reshuffle of F.
+    routes. Otherwise the forward is ``col2im``, channels-last when the rows are short next to
+    the channel count; for stride 1 (the convolution inserts no zeros) with more than 9 taps it
+    is ``conv``, where col2im's columns (``K`` values per output pixel and channel) cost more
+    than the convolution (3x3, dilation 1 or 2, 64 channels: col2im 2.0-2.2 ms, conv 3.6-3.8;
+    5x5: col2im 25 ms, conv 3.5; 7x7: 6.5 against 2.9). dx is a strided convolution (XLA runs
+    grouped convolutions slowly, so with groups it is an im2col product); dweight a convolution
+    unless no two taps overlap (kernel no longer than the stride, as U-Net's k=s=2), where the
+    im2col slices are a mere reshuffle of F.
     """
     group = spec.group
     cig, cog = spec.in_channels // group, spec.out_channels // group
     if cig == 1:
         return Routes("taps", "taps", "taps")
-    if spec.stride == (1, 1) and group == 1:
+    if spec.stride == (1, 1) and group == 1 and math.prod(spec.kernel_size) > 9:
         forward = "conv"
     elif cog >= 16 * x_shape[3]:
         forward = "col2im_nhwc"
