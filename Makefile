@@ -13,20 +13,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# editable_mode=compat: a plain .pth entry for the project folder; setuptools' default editable
+# finder prints a ten-line "Editable installation" banner on every install.
+PIP_EDITABLE := $(BIN)/pip install --quiet --config-settings editable_mode=compat -e
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(PIP_EDITABLE) .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(PIP_EDITABLE) ".[test]"
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[bench]"
+	$(PIP_EDITABLE) ".[bench]"
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[demo]"
+	$(PIP_EDITABLE) ".[demo]"
 	touch $@
 
 demo: $(VENV)/.installed  ## create .venv, install, run the main example

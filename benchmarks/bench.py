@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
+import importlib
 import json
 import math
 import os
@@ -251,21 +252,25 @@ class Torch:
         return peak
 
 
-class OursTorch(Torch):
-    """``convtranspose.torch.conv2d_transpose`` (the library's PyTorch engine), timed exactly as the
-    ``torch`` row, whose raw ``F.conv_transpose2d`` + crop is its ``baseline`` in the summary."""
+class _Library:
+    """Mixin: the library's engine built on a framework, timed exactly as that framework's row
+    (``baseline``), whose raw operation + crop it is compared with in the summary."""
 
-    name = "ours_pt"
-    baseline = "torch"
+    module = baseline = ""
 
     def setup(self, opts):
         version = super().setup(opts)
-        from convtranspose.torch import conv2d_transpose
-        self.conv2d_transpose = conv2d_transpose
+        self.conv2d_transpose = importlib.import_module(self.module).conv2d_transpose
         return version
 
     def _forward(self, case, x, w, b):
         return self.conv2d_transpose(x, w, b, **case.kwargs())
+
+
+class OursTorch(_Library, Torch):
+    """``convtranspose.torch.conv2d_transpose`` against raw ``F.conv_transpose2d`` + crop."""
+
+    name, module, baseline = "ours_pt", "convtranspose.torch", "torch"
 
 
 class Jax:
@@ -313,22 +318,11 @@ class Jax:
                       backward=lambda: jax.block_until_ready(bwd(x, w, b, g)))
 
 
-class OursJax(Jax):
-    """``convtranspose.jax.conv2d_transpose`` (the library's JAX engine, a custom_vjp), timed exactly
-    as the ``jax`` row, whose plain ``lax.conv_general_dilated`` + crop and its autodiff backward are
-    its ``baseline`` in the summary."""
+class OursJax(_Library, Jax):
+    """``convtranspose.jax.conv2d_transpose`` (a custom_vjp) against ``lax.conv_general_dilated`` +
+    crop and its autodiff backward."""
 
-    name = "ours_jx"
-    baseline = "jax"
-
-    def setup(self, opts):
-        version = super().setup(opts)
-        from convtranspose.jax import conv2d_transpose
-        self.conv2d_transpose = conv2d_transpose
-        return version
-
-    def _forward(self, case, x, w, b):
-        return self.conv2d_transpose(x, w, b, **case.kwargs())
+    name, module, baseline = "ours_jx", "convtranspose.jax", "jax"
 
 
 class OnnxRuntime:
@@ -671,8 +665,8 @@ def print_case(record, notes, out):
         if rec.get("status", "ok") != "ok":
             print(f"{head}{rec['status']}"[:110], file=out)
         elif name != "gemm" and "fwd" not in rec and "bwd" not in rec:   # --check-only
-            print(head + "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd")).replace(" of the bound", ""),
-                  file=out)
+            verdicts = "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd"))
+            print(f"{head} {verdicts.replace(' of the bound', '')}", file=out)
         else:
             print(f"{head} {_cells(rec, 'fwd')}  {_cells(rec, 'bwd')}{_peak(rec, name):>12}", file=out)
     for note in notes:

@@ -85,6 +85,18 @@ def load_golden(name: str):
     return configs, data
 
 
+@pytest.fixture(scope="session")
+def fp32_golden():
+    """``golden_seed1.npz``: 300 float32 cases recorded from MindSpore (see load_golden)."""
+    return load_golden("golden_seed1.npz")
+
+
+@pytest.fixture(scope="session")
+def fp16_golden():
+    """``golden_fp16.npz``: 40 float16 cases recorded from MindSpore."""
+    return load_golden("golden_fp16.npz")
+
+
 def assert_close(got, ref, tol: float, label: str) -> None:
     """Elementwise |got - ref| <= tol + tol*|ref|, with matching shape and dtype."""
     got, ref = np.asarray(got), np.asarray(ref)

@@ -7,23 +7,13 @@ Runs through the ``engine`` fixture of conftest.py: the NumPy layer, the torch f
 import numpy as np
 import pytest
 
-from conftest import assert_close, load_golden
+from conftest import assert_close
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-3
 # The Flax module calls the jax function the jax adapter checks on every case: a sample of the
 # cases proves the module's wiring (parameters, dtype) without paying every compile twice.
 FLAX_SAMPLE = 5
-
-
-@pytest.fixture(scope="module")
-def fp32_golden():
-    return load_golden("golden_seed1.npz")
-
-
-@pytest.fixture(scope="module")
-def fp16_golden():
-    return load_golden("golden_fp16.npz")
 
 
 def _run_case(engine, golden, index):

@@ -27,7 +27,7 @@ from convtranspose._engines import jax as engine  # noqa: E402
 from convtranspose.spec import spec_from_weight  # noqa: E402
 
 import reference  # noqa: E402
-from conftest import ROOT, assert_close, geometry, load_golden  # noqa: E402
+from conftest import ROOT, assert_close, geometry  # noqa: E402
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-3
@@ -62,16 +62,6 @@ def _forward_backward(spec, x, w, b, g, routes=None):
     if b is not None:
         out["db"] = db
     return {name: np.asarray(value) for name, value in out.items()}
-
-
-@pytest.fixture(scope="module")
-def fp32_golden():
-    return load_golden("golden_seed1.npz")
-
-
-@pytest.fixture(scope="module")
-def fp16_golden():
-    return load_golden("golden_fp16.npz")
 
 
 def _covering_cases(configs, depthwise):

@@ -50,6 +50,11 @@ dtypes: the result has the dtype of x. float32 and float64 compute in their own 
 compute in float32 and round as MindSpore does: ``y = round(round(conv_f32) + bias)`` (the bias
 add in float32 of the two rounded values, rounded once), and each gradient is the float32
 result rounded once.
+
+NaN and inf: the ``conv`` routes and the frame of the backward pair values with the zeros of
+padded or cropped positions, so a non-finite x or weight can also make NaN (``0 * inf``) a few
+entries that the direct sum of the products leaves finite, as ``lax.conv_transpose`` does.
+Every entry the direct sum makes non-finite is non-finite here too.
 """
 
 from __future__ import annotations

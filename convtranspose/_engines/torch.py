@@ -39,6 +39,12 @@ once (autograd's backward of the casts). bfloat16 takes the same path with bfloa
 On CUDA, PyTorch's TF32 setting for cuDNN convolutions (``torch.backends.cudnn.allow_tf32``,
 on by default) applies to the float32 convolution: turn it off for float32 results within
 MindSpore's tolerance.
+
+NaN and inf: PyTorch's kernels multiply values by the zeros of cropped or padded positions, so a
+non-finite x or weight can also make NaN (``0 * inf``) a few entries that the direct sum of the
+products leaves finite (the weight gradient near the crop for a non-finite x; the output and dx
+for a non-finite weight), as ``nn.ConvTranspose2d`` does. Every entry the direct sum makes
+non-finite is non-finite here too.
 """
 
 from __future__ import annotations
