@@ -13,9 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# editable_mode=compat: a plain .pth entry for the project folder; setuptools' default editable
-# finder prints a ten-line "Editable installation" banner on every install.
-PIP_EDITABLE := $(BIN)/pip install --quiet --config-settings editable_mode=compat -e
+PIP_EDITABLE := $(BIN)/pip install --quiet -e
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP_EDITABLE) .
