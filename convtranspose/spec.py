@@ -57,6 +57,9 @@ def _physical_memory() -> int:
 # arguments. Ordinary large work stays far below it. Tests may lower it with monkeypatch.
 MEMORY_LIMIT = _physical_memory() // 2
 
+# The largest size a kernel argument may have: MindSpore's, PyTorch's and XLA's are signed 64-bit.
+_INT64_MAX = 2 ** 63 - 1
+
 # Bytes per parameter element while initialising: the float64 draw plus the result.
 _INIT_BYTES_PER_ELEMENT = 8 + 8
 
@@ -198,6 +201,19 @@ class AxisPlan:
     def output_length(self, n: int) -> int:
         """Length of the output axis, output_padding included."""
         return self.window_length(n) + self.output_padding
+
+    def kernel_stride(self, n: int) -> int:
+        """The stride a kernel needs for an input axis of length ``n``.
+
+        With at most one input row no second row is placed, so every stride gives the same
+        result: 1 then, which a framework's 64-bit argument holds whatever the stride given.
+        """
+        return self.stride if n > 1 else 1
+
+    @property
+    def kernel_dilation(self) -> int:
+        """The dilation a kernel needs: a one-tap kernel has no spacing to apply, so 1."""
+        return self.dilation if self.kernel > 1 else 1
 
 
 def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
@@ -353,6 +369,18 @@ class Conv2dTransposeSpec:
         n, _, h, w = x_shape
         return (n, self.out_channels, self.axes[0].output_length(h), self.axes[1].output_length(w))
 
+    def kernel_strides(self, x_shape: Tuple[int, ...]) -> Pair:
+        """The stride each axis's kernel needs for an input of shape ``(N, Cin, H, W)``.
+
+        The given stride, or 1 for an axis of length 0 or 1 (see :meth:`AxisPlan.kernel_stride`).
+        """
+        return (self.axes[0].kernel_stride(x_shape[2]), self.axes[1].kernel_stride(x_shape[3]))
+
+    @property
+    def kernel_dilations(self) -> Pair:
+        """The dilation each axis's kernel needs: the given one, or 1 for a one-tap axis."""
+        return (self.axes[0].kernel_dilation, self.axes[1].kernel_dilation)
+
     # ------------------------------------------------------------------ call-time checks
 
     def check_output_padding(self) -> None:
@@ -396,7 +424,8 @@ class Conv2dTransposeSpec:
             ValueError: wrong rank or channel count of x, a weight or bias of another shape,
                 output_padding out of range, a crop that leaves fewer than 0 rows (or exactly
                 0 rows followed by output_padding rows, where MindSpore returns uninitialised
-                memory), or an output larger than ``MEMORY_LIMIT``.
+                memory), an output larger than ``MEMORY_LIMIT``, or a size a kernel needs past
+                2**63 - 1 (a huge stride or dilation cropped away by a huge padding).
         """
         x_shape = tuple(x_shape)
         if len(x_shape) != 4:
@@ -420,7 +449,29 @@ class Conv2dTransposeSpec:
                 f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {x_shape}, "
                 f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
                 f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}")
+        self._check_int64(x_shape)
         return out_shape
+
+    def _check_int64(self, x_shape: Tuple[int, ...]) -> None:
+        """Every size a kernel sees fits a signed 64-bit int, as MindSpore's and every framework's do.
+
+        A small output can come from a huge stride or dilation cropped away by a huge padding;
+        MindSpore's kernels (C++) and PyTorch's and XLA's arguments are 64-bit, so such a request
+        is refused here, for every engine alike. A stride or dilation that no kernel needs (one
+        input row, a one-tap kernel) is never passed on, so it may be any size.
+        """
+        for index, axis in enumerate(("height", "width")):
+            plan, size = self.axes[index], x_shape[2 + index]
+            for name, value in (("stride", plan.kernel_stride(size)), ("dilation", plan.kernel_dilation)):
+                if value > _INT64_MAX:
+                    raise ValueError(f"{name}={_echo(getattr(self, name))} is past 2**63 - 1 on the {axis} axis, "
+                                     f"which no 64-bit kernel takes (MindSpore's included)")
+            if plan.full_length(size) > _INT64_MAX:
+                raise ValueError(
+                    f"stride={_echo(self.stride)} and dilation={_echo(self.dilation)} with "
+                    f"kernel_size={_echo(self.kernel_size)} make the uncropped {axis} axis of an input of shape "
+                    f"{x_shape} {_echo(plan.full_length(size))} rows long, past 2**63 - 1, which no 64-bit "
+                    f"kernel takes (MindSpore's included), even though padding={_echo(self.padding)} crops it")
 
     def _check_crop(self, axis: str, plan: AxisPlan, size: int) -> None:
         """A 'pad' crop may remove at most the whole uncropped result (see check_shapes)."""

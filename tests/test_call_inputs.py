@@ -390,6 +390,49 @@ def test_nan_and_inf_propagate_as_in_the_oracle(engine):
     check()
 
 
+# ---------------------------------------------------------------------------- 64-bit sizes
+
+# (label, x shape, kernel, geometry): a stride or dilation past 2**63 that changes nothing (one
+# input row; a one-tap kernel), and a one-row axis whose 'same' window extends past the kernel.
+UNNEEDED_HUGE = [
+    ("dilation 2**63, one tap", (1, 2, 3, 4), (1, 3), dict(dilation=(2 ** 63, 1))),
+    ("dilation 10**30, one tap", (2, 2, 3, 4), (2, 1), dict(dilation=(2, 10 ** 30), pad_mode="valid")),
+    ("stride 2**70, one row", (1, 2, 1, 4), (2, 3), dict(stride=(2 ** 70, 2), pad_mode="pad", padding=(0, 1, 1, 0))),
+    ("stride 4, one row, 'same' extension", (2, 2, 1, 3), (2, 2), dict(stride=(4, 1), pad_mode="same")),
+]
+
+
+@pytest.mark.parametrize("label, x_shape, kernel, geometry_kwargs", UNNEEDED_HUGE, ids=[c[0] for c in UNNEEDED_HUGE])
+def test_a_stride_or_dilation_that_changes_nothing_may_be_any_size(engine, label, x_shape, kernel, geometry_kwargs):
+    """Found by `make fuzz`: torch and XLA took dilation 2**63 of a one-tap kernel into their 64-bit
+    arguments and overflowed; every engine now passes such a value on as 1."""
+    rng = np.random.default_rng(3)
+    cfg = dict(dict(stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1),
+               in_channels=x_shape[1], out_channels=2, kernel_size=kernel, has_bias=True, **geometry_kwargs)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal((x_shape[1], 2) + kernel).astype(np.float32)
+    b = rng.standard_normal(2).astype(np.float32)
+    g = rng.standard_normal(output_shape(cfg, x_shape)).astype(np.float32)
+    got, want = engine.forward_backward(cfg, x, w, b, g), oracle(cfg, x, w, b, g)
+    for name, value in got.items():
+        np.testing.assert_allclose(value, want[name], rtol=1e-5, atol=1e-5, err_msg=f"{engine.name} {label} {name}")
+
+
+@pytest.mark.parametrize("name", FUNCTIONALS)
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(stride=(2 ** 63, 1), pad_mode="pad", padding=(2 ** 64, 0, 0, 0)),
+     ("stride=(9223372036854775808, 1)", "2**63 - 1")),
+    (dict(dilation=(1, 2 ** 64)), ("dilation=(1, 18446744073709551616)", "2**63 - 1")),
+    (dict(stride=(2 ** 62, 1), pad_mode="pad", padding=(2 ** 63 - 1, 0, 0, 0)), ("stride=", "padding=", "2**63 - 1")),
+], ids=["stride 2**63", "dilation 2**64", "a full length past 2**63 cropped to 3 rows"])
+def test_sizes_past_64_bits_are_refused_naming_the_arguments(name, kwargs, words):
+    convert, call = functional(name)
+    x, w = convert(np.ones((1, 2, 3, 3), np.float32)), convert(np.ones((2, 2, 2, 3), np.float32))
+    with pytest.raises(ValueError) as info:
+        call(x, w, **kwargs)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
 # ---------------------------------------------------------------------------- absurd requests
 
 # (label, x shape, weight shape, geometry, words one of which the message must contain)

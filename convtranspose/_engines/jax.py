@@ -175,15 +175,14 @@ def _frame(grad_window: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
 
 def _tap_slices(frame: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int):
     """``(kh, kw, F[:, :, kh*d + i*s, kw*d + j*s])`` for every tap, each ``(N, Cout, h, w)``."""
-    plan_h, plan_w = spec.axes
-    for kh in range(plan_h.kernel):
-        top = kh * plan_h.dilation
-        for kw in range(plan_w.kernel):
-            left = kw * plan_w.dilation
+    (s_h, s_w), (d_h, d_w) = spec.kernel_strides((0, 0, h, w)), spec.kernel_dilations
+    for kh in range(spec.kernel_size[0]):
+        top = kh * d_h
+        for kw in range(spec.kernel_size[1]):
+            left = kw * d_w
             yield kh, kw, lax.slice(frame, (0, 0, top, left),
-                                    (frame.shape[0], frame.shape[1], top + (h - 1) * plan_h.stride + 1,
-                                     left + (w - 1) * plan_w.stride + 1),
-                                    (1, 1, plan_h.stride, plan_w.stride))
+                                    (frame.shape[0], frame.shape[1], top + (h - 1) * s_h + 1, left + (w - 1) * s_w + 1),
+                                    (1, 1, s_h, s_w))
 
 
 # ---------------------------------------------------------------------------- forward
@@ -269,8 +268,9 @@ def _oihw_flipped(weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
 def _forward_conv(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
     pads = [(plan.effective_kernel - 1 - plan.crop_before, plan.effective_kernel - 1 - plan.crop_after)
             for plan in spec.axes]
-    return lax.conv_general_dilated(x, _oihw_flipped(weight, spec), (1, 1), pads, lhs_dilation=spec.stride,
-                                    rhs_dilation=spec.dilation, dimension_numbers=_NCHW,
+    return lax.conv_general_dilated(x, _oihw_flipped(weight, spec), (1, 1), pads,
+                                    lhs_dilation=spec.kernel_strides(x.shape), rhs_dilation=spec.kernel_dilations,
+                                    dimension_numbers=_NCHW,
                                     feature_group_count=spec.group, precision=_HIGHEST)
 
 
@@ -311,7 +311,8 @@ def _dx(frame: jax.Array, grad_window: jax.Array, weight: jax.Array, spec: Conv2
     group, cog = spec.group, weight.shape[1]
     if route == "conv":
         pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
-        return lax.conv_general_dilated(grad_window, weight, spec.stride, pads, rhs_dilation=spec.dilation,
+        return lax.conv_general_dilated(grad_window, weight, spec.kernel_strides(x_shape), pads,
+                                        rhs_dilation=spec.kernel_dilations,
                                         dimension_numbers=_NCHW, feature_group_count=group,
                                         precision=_HIGHEST)
     wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
@@ -338,7 +339,8 @@ def _dweight(frame: jax.Array, grad_window: jax.Array, x: jax.Array, spec: Conv2
     group = spec.group
     if route == "conv":
         pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
-        return lax.conv_general_dilated(grad_window, x, spec.dilation, pads, rhs_dilation=spec.stride,
+        return lax.conv_general_dilated(grad_window, x, spec.kernel_dilations, pads,
+                                        rhs_dilation=spec.kernel_strides(x.shape),
                                         dimension_numbers=_DWEIGHT, batch_group_count=group,
                                         precision=_HIGHEST)
     cog = spec.out_channels // group

@@ -12,9 +12,12 @@ rows with no kernel term). ``F.conv_transpose2d(padding=p, output_padding=q)`` c
 for any ``p >= 0`` and ``0 <= q < max(stride, dilation)``. So :func:`_torch_crop` lets the
 kernel do as much of the crop as it can, and one ``F.pad`` with negative pads the rest:
 
-    p = min(crop_before, crop_after + max(stride, dilation) - 1)     # always >= 0
+    p = min(crop_before, crop_after + max(stride, dilation) - 1)     # >= 0 for the given stride
     q = max(p - crop_after, 0)
     window = kernel_output[crop_before - p : crop_before - p + window_length]
+
+(with stride and dilation as the kernel needs them: 1 for an axis of one row or a one-tap
+kernel, where they change nothing; ``p`` and ``q`` are then clamped to 0 and the reach).
 
 Symmetric crops ('pad' with equal padding, 'same' with an even overlap, 'valid') need no
 ``F.pad``: the kernel writes the window itself. Then the bias is added in place (not by the
@@ -64,14 +67,17 @@ from ..spec import AxisPlan, Conv2dTransposeSpec
 _REDUCED = (torch.float16, torch.bfloat16)
 
 
-def _torch_crop(plan: AxisPlan) -> Tuple[int, int, int]:
+def _torch_crop(plan: AxisPlan, stride: int) -> Tuple[int, int, int]:
     """``(padding, output_padding, offset)`` of one axis for ``F.conv_transpose2d``.
 
-    The window is the kernel's output from ``offset`` on (see the module docstring).
+    ``stride`` is the one passed to the kernel (:meth:`AxisPlan.kernel_stride`). The window is
+    the kernel's output from ``offset`` on (see the module docstring).
     """
-    reach = max(plan.stride, plan.dilation) - 1   # PyTorch allows output_padding up to this
-    padding = min(plan.crop_before, plan.crop_after + reach)
-    return padding, max(padding - plan.crop_after, 0), plan.crop_before - padding
+    reach = max(stride, plan.kernel_dilation) - 1   # PyTorch allows output_padding up to this
+    # Both clamps only act when a one-row axis passes stride 1 with a zero extension longer
+    # than that reach: F.pad then appends the extension's rows.
+    padding = max(min(plan.crop_before, plan.crop_after + reach), 0)
+    return padding, min(max(padding - plan.crop_after, 0), reach), plan.crop_before - padding
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -101,12 +107,16 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     reduced = x.dtype in _REDUCED
     x_work, w_work = (x.float(), weight.float()) if reduced else (x, weight)
     if height and width and win_h and win_w:
-        (pad_h, extra_h, off_h), (pad_w, extra_w, off_w) = _torch_crop(plan_h), _torch_crop(plan_w)
+        # A stride or dilation that changes nothing (one input row, a one-tap kernel) is passed
+        # as 1: the result is the same, and a huge one would not fit PyTorch's 64-bit argument.
+        strides = spec.kernel_strides(x.shape)
+        (pad_h, extra_h, off_h), (pad_w, extra_w, off_w) = (_torch_crop(plan, stride)
+                                                            for plan, stride in zip(spec.axes, strides))
         # The bias is not passed to the kernel: on the CPU, conv_transpose2d with a bias takes a
         # slower path (measured, one thread: depthwise 2.4 -> 12.7 ms, fcn_same 12.3 -> 18.2 ms).
-        y = F.conv_transpose2d(x_work, w_work, None, stride=spec.stride, padding=(pad_h, pad_w),
+        y = F.conv_transpose2d(x_work, w_work, None, stride=strides, padding=(pad_h, pad_w),
                                output_padding=(extra_h, extra_w), groups=spec.group,
-                               dilation=spec.dilation)
+                               dilation=spec.kernel_dilations)
         if y.shape[2] != win_h or y.shape[3] != win_w:
             # One F.pad (negative: a crop) rather than a slice per axis, whose backward would
             # allocate and fill a gradient of the kernel's output once per axis.
