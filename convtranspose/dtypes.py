@@ -26,18 +26,52 @@ _NAMES = {
 }
 
 
-def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+def bfloat16() -> np.dtype:
+    """NumPy's bfloat16 dtype (from ml_dtypes, which JAX brings and the torch extra installs).
+
+    Raises:
+        ImportError: ml_dtypes is not installed.
+    """
+    try:
+        import ml_dtypes
+    except ImportError as exc:
+        raise ImportError("bfloat16 parameters need ml_dtypes: pip install 'convtranspose[torch]' (or ml_dtypes)") \
+            from exc
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    """``'bfloat16'``, ``'bf16'``, ``'mindspore.bfloat16'`` (any letter case) or a bfloat16 dtype."""
+    if isinstance(dtype, str):
+        key = dtype.lower()
+        return (key[len("mindspore."):] if key.startswith("mindspore.") else key) in ("bfloat16", "bf16")
+    try:
+        return np.dtype(dtype).name == "bfloat16"
+    except (TypeError, ValueError):
+        return False
+
+
+def _allowed(with_bfloat16: bool) -> str:
+    return "float16, bfloat16, float32 or float64" if with_bfloat16 else "float16, float32 or float64"
+
+
+def resolve_dtype(dtype: Any, name: str = "dtype", with_bfloat16: bool = False) -> np.dtype:
     """Return the NumPy float dtype meant by ``dtype``.
 
     Accepts NumPy dtypes and scalar types (``np.float16``), their names (``'float16'``), and
-    MindSpore-style names (``'Float16'``, ``'mindspore.float16'``, ``'half'``).
+    MindSpore-style names (``'Float16'``, ``'mindspore.float16'``, ``'half'``). With
+    ``with_bfloat16`` (the torch and Flax layers, which compute it) also bfloat16, by name or
+    dtype: the result is then ml_dtypes' bfloat16.
 
     Raises:
         ValueError: ``dtype`` is None (MindSpore: "init, dtype and shape must have values").
-        TypeError: anything that is not float16, float32 or float64.
+        TypeError: anything else that is not one of those dtypes.
     """
+    allowed = _allowed(with_bfloat16)
     if dtype is None:
-        raise ValueError(f"{name} must be float16, float32 or float64, got {name}=None")
+        raise ValueError(f"{name} must be {allowed}, got {name}=None")
+    if with_bfloat16 and is_bfloat16(dtype):
+        return bfloat16()
     resolved = None
     if isinstance(dtype, str):
         key = dtype.lower()
@@ -48,9 +82,9 @@ def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
         try:
             resolved = np.dtype(dtype)
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be float16, float32 or float64, got {name}={dtype!r}") from None
+            raise TypeError(f"{name} must be {allowed}, got {name}={dtype!r}") from None
     if resolved not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float16, float32 or float64, got {name}={dtype!r} "
+        raise TypeError(f"{name} must be {allowed}, got {name}={dtype!r} "
                         f"({resolved.name} cannot be computed by a convolution layer)")
     return resolved
 
@@ -60,12 +94,13 @@ def native(dtype: np.dtype) -> np.dtype:
     return dtype.newbyteorder("=")
 
 
-def check_float_array(array: np.ndarray, name: str) -> None:
+def check_float_array(array: np.ndarray, name: str, with_bfloat16: bool = False) -> None:
     """Refuse arrays whose dtype the engines cannot compute in.
 
     Raises:
         TypeError: naming ``name`` and the dtype.
     """
-    if native(array.dtype) not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float16, float32 or float64, got {name} of dtype "
+    dtype = native(array.dtype)
+    if dtype not in FLOAT_DTYPES and not (with_bfloat16 and is_bfloat16(dtype)):
+        raise TypeError(f"{name} must have dtype {_allowed(with_bfloat16)}, got {name} of dtype "
                         f"{array.dtype.name}")

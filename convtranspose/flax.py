@@ -34,18 +34,15 @@ from .parameters import build_parameters
 
 __all__ = ["Conv2dTranspose"]
 
-_BFLOAT16_NAMES = ("bfloat16", "bf16")
-
-
-def _is_bfloat16(dtype: Any) -> bool:
-    """``jnp.bfloat16``, its NumPy dtype, or a name ('bfloat16', 'BFloat16', 'mindspore.bfloat16')."""
-    if isinstance(dtype, str):
-        key = dtype.lower()
-        return key.removeprefix("mindspore.") in _BFLOAT16_NAMES
+def _as_init(init: Any, name: str) -> Any:
+    """A JAX array initializer as the NumPy array the shared builder takes (bfloat16 kept)."""
+    if not isinstance(init, jax.Array):
+        return init
     try:
-        return np.dtype(dtype) == jnp.dtype(jnp.bfloat16)
-    except TypeError:
-        return False
+        return np.asarray(init)
+    except jax.errors.TracerArrayConversionError:
+        raise TypeError(f"{name} is a traced array: Conv2dTranspose draws its parameters with MindSpore's "
+                        f"(NumPy) initializers, so it must be constructed outside jax.jit") from None
 
 
 def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
@@ -84,7 +81,7 @@ class Conv2dTranspose(nnx.Module):
         dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
         group: splits channels into groups; both channel counts must be divisible by it.
         has_bias: whether to add a bias (a real bool).
-        weight_init: Initializer, name, number or array of shape ``(C_in, C_out//group, kH, kW)``.
+        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_in, C_out//group, kH, kW)``.
             Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
             ``fan_in = (C_out//group)*kH*kW``.
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
@@ -112,28 +109,26 @@ class Conv2dTranspose(nnx.Module):
                  pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
                  group: int = 1, has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
                  dtype: Any = jnp.float32, *, rngs: Optional[nnx.Rngs] = None) -> None:
-        bfloat16 = _is_bfloat16(dtype)
         built = build_parameters(in_channels, out_channels, kernel_size, stride, pad_mode, padding,
-                                 output_padding, dilation, group, has_bias, weight_init, bias_init,
-                                 np.float32 if bfloat16 else dtype, rng=_numpy_rng(rngs))
+                                 output_padding, dilation, group, has_bias, _as_init(weight_init, "weight_init"),
+                                 _as_init(bias_init, "bias_init") if has_bias is True else bias_init, dtype,
+                                 rng=_numpy_rng(rngs), with_bfloat16=True)
         self.spec = built.spec
         spec = built.spec
         self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
         self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
         self.pad_mode, self.padding, self.output_padding = spec.pad_mode, spec.padding, spec.output_padding
         self.group, self.has_bias = spec.group, spec.has_bias
-        self.weight = nnx.Param(self._to_jax(built.weight, weight_init, bfloat16, "weight_init"))
-        self.bias = (nnx.Param(self._to_jax(built.bias, bias_init, bfloat16, "bias_init"))
+        self.weight = nnx.Param(self._to_jax(built.weight, weight_init, "weight_init"))
+        self.bias = (nnx.Param(self._to_jax(built.bias, bias_init, "bias_init"))
                      if spec.has_bias else None)
 
     @staticmethod
-    def _to_jax(array: np.ndarray, init: Any, bfloat16: bool, name: str) -> jax.Array:
-        # An array initializer keeps its own dtype (as a MindSpore Tensor does); everything drawn
-        # for a bfloat16 layer was drawn in float32 and is rounded once here.
-        if bfloat16 and not isinstance(init, np.ndarray):
-            return jnp.asarray(array, dtype=jnp.bfloat16)
+    def _to_jax(array: np.ndarray, init: Any, name: str) -> jax.Array:
+        # An array initializer keeps its own dtype (as a MindSpore Tensor does); drawn bfloat16
+        # parameters were drawn in float32 and rounded once by the shared builder.
         if array.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
-            culprit = name if isinstance(init, np.ndarray) else "dtype"
+            culprit = name if isinstance(init, (np.ndarray, jax.Array)) else "dtype"
             raise TypeError(f"{culprit} gives float64 parameters, which JAX keeps only with 64-bit mode on: "
                             f"run jax.config.update('jax_enable_x64', True) first, or use float32")
         return jnp.asarray(array)

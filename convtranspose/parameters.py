@@ -14,7 +14,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .dtypes import check_float_array, native, resolve_dtype
+from .dtypes import check_float_array, is_bfloat16, native, resolve_dtype
 from .initializer import HeUniform, Uniform, fan_in_and_fan_out, initializer
 from .spec import Conv2dTransposeSpec
 
@@ -55,7 +55,7 @@ def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stri
                      pad_mode: Any = "same", padding: Any = 0, output_padding: Any = 0,
                      dilation: Any = 1, group: Any = 1, has_bias: Any = False, weight_init: Any = None,
                      bias_init: Any = None, dtype: Any = np.float32, *,
-                     rng: Optional[np.random.Generator] = None) -> BuiltParameters:
+                     rng: Optional[np.random.Generator] = None, with_bfloat16: bool = False) -> BuiltParameters:
     """Validate a layer's arguments and draw its parameters, in MindSpore's order.
 
     Args:
@@ -67,6 +67,9 @@ def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stri
             'mindspore.float16'). An array initializer keeps its own dtype.
         rng: the NumPy Generator to draw from; None uses the module generator of
             :mod:`convtranspose.initializer` (seeded by :func:`convtranspose.set_seed`).
+        with_bfloat16: the caller computes bfloat16 (the torch and Flax layers): bfloat16 names
+            and dtypes are accepted (the arrays are then ml_dtypes' bfloat16), drawn values are
+            drawn in float32 and rounded once, and a bfloat16 array initializer is kept.
 
     Returns:
         :class:`BuiltParameters`: the spec and the arrays (fresh, owned by the caller).
@@ -82,13 +85,14 @@ def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stri
     made: Dict[str, Any] = {}
 
     def make_weight(shape: Tuple[int, ...]) -> None:
-        param_dtype = resolve_dtype(dtype)
+        param_dtype = resolve_dtype(dtype, with_bfloat16=with_bfloat16)
         init = default_weight_init() if weight_init is None else weight_init
-        made.update(weight=_draw(init, shape, param_dtype, rng, "weight_init"), weight_init=init, dtype=param_dtype)
+        made.update(weight=_draw(init, shape, param_dtype, rng, "weight_init", with_bfloat16), weight_init=init,
+                    dtype=param_dtype)
 
     def make_bias(shape: Tuple[int, ...]) -> None:
         init = default_bias_init(made["weight"].shape) if bias_init is None else bias_init
-        made.update(bias=_draw(init, shape, made["dtype"], rng, "bias_init"), bias_init=init)
+        made.update(bias=_draw(init, shape, made["dtype"], rng, "bias_init", with_bfloat16), bias_init=init)
 
     spec = Conv2dTransposeSpec.from_args(
         in_channels, out_channels, kernel_size, stride, pad_mode, padding, output_padding,
@@ -98,8 +102,12 @@ def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stri
 
 
 def _draw(init: Any, shape: Tuple[int, ...], dtype: np.dtype, rng: Optional[np.random.Generator],
-          name: str) -> np.ndarray:
-    """The initializer's values as a float array in native byte order (a fresh copy)."""
-    data = initializer(init, shape, dtype, rng=rng, name=name)
-    check_float_array(data, name)
-    return np.array(data, dtype=native(data.dtype), copy=True)
+          name: str, with_bfloat16: bool) -> np.ndarray:
+    """The initializer's values as a float array in native byte order (a fresh copy).
+
+    bfloat16 values are drawn in float32 and rounded once; an array initializer keeps its dtype.
+    """
+    rounded = is_bfloat16(dtype) and not isinstance(init, np.ndarray)
+    data = initializer(init, shape, np.float32 if rounded else dtype, rng=rng, name=name)
+    check_float_array(data, name, with_bfloat16)
+    return np.array(data, dtype=dtype if rounded else native(data.dtype), copy=True)

@@ -216,6 +216,35 @@ class AxisPlan:
         return self.dilation if self.kernel > 1 else 1
 
 
+@functools.lru_cache(maxsize=4096)
+def tap_window(plan: AxisPlan, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
+    """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
+
+    Input row ``i`` lands on window row ``i*stride + tap*dilation - crop_before``; only rows
+    inside ``[0, window_length(n))`` are kept. The NumPy and JAX engines read the window
+    through it, so no buffer of the uncropped length is ever needed.
+
+    Returns:
+        ``(input_rows, output_rows)``: a contiguous slice of input rows and the strided slice
+        of output rows they land on (same length; the step is 1 for a single row, whatever the
+        stride), or None when the tap reaches no window row.
+
+    Example:
+        >>> plan = axis_plan(3, 2, 1, "pad", 1, 1, 0)     # k=3, s=2, padding 1: window 2n - 1
+        >>> tap_window(plan, 0, 4)                         # rows 1..3 land on window rows 1, 3, 5
+        (slice(1, 4, None), slice(1, 6, 2))
+    """
+    offset = tap * plan.dilation - plan.crop_before
+    window = plan.window_length(n)
+    first = max(0, -(offset // plan.stride))              # ceil(-offset / stride)
+    stop = min(n, -((offset - window) // plan.stride))    # ceil((window - offset) / stride)
+    if first >= stop:
+        return None
+    start = first * plan.stride + offset
+    step = plan.stride if stop - first > 1 else 1
+    return slice(first, stop), slice(start, start + (stop - first - 1) * step + 1, step)
+
+
 def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
               pad_before: int, pad_after: int, output_padding: int) -> AxisPlan:
     """Build the :class:`AxisPlan` of one axis from already-validated values."""
@@ -442,15 +471,26 @@ class Conv2dTransposeSpec:
         for index, (axis, plan) in enumerate(zip(("height", "width"), self.axes)):
             self._check_crop(axis, plan, x_shape[2 + index])
         out_shape = self.output_shape(x_shape)
-        needed = math.prod(out_shape) * itemsize
-        if needed > MEMORY_LIMIT:
-            raise ValueError(
-                f"the output would have shape {_echo(out_shape)} ({_gib(needed)}), more than the "
-                f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {x_shape}, "
-                f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
-                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}")
+        self.check_memory(x_shape, out_shape, itemsize, "the output")
         self._check_int64(x_shape)
         return out_shape
+
+    def check_memory(self, x_shape: Tuple[int, ...], shape: Tuple[int, ...], itemsize: int, what: str) -> None:
+        """Refuse an array of ``shape`` (``itemsize`` bytes an element) larger than ``MEMORY_LIMIT``.
+
+        :meth:`check_shapes` checks the output with it; an engine front end also checks what its
+        kernels materialise (``what`` names it in the message).
+
+        Raises:
+            ValueError: naming the input's shape and the geometry arguments.
+        """
+        needed = math.prod(shape) * itemsize
+        if needed > MEMORY_LIMIT:
+            raise ValueError(
+                f"{what} would have shape {_echo(tuple(shape))} ({_gib(needed)}), more than the "
+                f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {tuple(x_shape)}, "
+                f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
+                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}")
 
     def _check_int64(self, x_shape: Tuple[int, ...]) -> None:
         """Every size a kernel sees fits a signed 64-bit int, as MindSpore's and every framework's do.

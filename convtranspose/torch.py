@@ -35,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
                       "(torch==2.13.0)") from exc
 
 from ._engines import torch as engine
+from .dtypes import bfloat16, is_bfloat16
 from .parameters import build_parameters
 from .spec import Conv2dTransposeSpec, spec_from_weight
 
@@ -44,36 +45,36 @@ _NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64
 _COMPUTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _resolve(dtype: Any) -> Tuple[Any, Optional[torch.dtype]]:
-    """``(dtype for build_parameters, torch dtype to cast float32 parameters to, or None)``.
+def _resolve(dtype: Any) -> Any:
+    """The dtype for the shared builder: torch float dtypes by their NumPy (or bfloat16) name.
 
-    torch float16/32/64 map to NumPy's; bfloat16 is built in float32 and cast (NumPy has no
-    bfloat16). Anything else goes to the shared builder, which accepts what the NumPy layer
-    accepts and raises what it raises.
+    Anything that is not a torch dtype goes to the builder as it is, which accepts what the
+    NumPy layer accepts, bfloat16 names too, and raises what it raises.
     """
-    if isinstance(dtype, torch.dtype):
-        if dtype == torch.bfloat16:
-            return np.float32, torch.bfloat16
-        if dtype not in _NUMPY_OF:
-            raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got dtype={dtype} "
-                            f"({dtype} cannot be computed by a convolution layer)")
-        return _NUMPY_OF[dtype], None
-    return dtype, None
+    if not isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == torch.bfloat16:
+        return "bfloat16"
+    if dtype not in _NUMPY_OF:
+        raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got dtype={dtype} "
+                        f"({dtype} cannot be computed by a convolution layer)")
+    return _NUMPY_OF[dtype]
 
 
 def _as_init(init: Any) -> Any:
-    """A tensor initializer as the NumPy array the shared builder takes (bfloat16 via float32)."""
-    if isinstance(init, torch.Tensor):
-        init = init.detach().cpu()
-        return (init.float() if init.dtype == torch.bfloat16 else init).numpy().copy()
-    return init
+    """A tensor initializer as the NumPy array the shared builder takes (its dtype kept)."""
+    if not isinstance(init, torch.Tensor):
+        return init
+    init = init.detach().cpu()
+    if init.dtype == torch.bfloat16:   # NumPy's bfloat16 is ml_dtypes', which torch.numpy() does not make
+        return init.float().numpy().astype(bfloat16())
+    return init.numpy().copy()
 
 
-def _to_tensor(array: np.ndarray, cast: Optional[torch.dtype], device: Any) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if cast is not None and tensor.dtype == torch.float32:
-        tensor = tensor.to(cast)
-    return tensor.to(device=device)
+def _to_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
+    if is_bfloat16(array.dtype):   # exact through float32
+        return torch.from_numpy(array.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
+    return torch.from_numpy(array).to(device=device)
 
 
 def _describe_init(init: Any) -> str:
@@ -104,11 +105,13 @@ def check_call(spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor,
             raise TypeError(f"{name} must be a torch.Tensor, got {name} of type {type(value).__name__}{hint}")
     x_shape = tuple(x.shape)
     # A traced call (torch.export, a dynamic torch.compile) has symbolic sizes and builds a graph
-    # for every size: the memory check, which an eager call makes on its own sizes, would only
-    # add a bound on the batch size to the graph. itemsize 0 leaves it out.
+    # for every size: the memory checks, which an eager call makes on its own sizes, would only
+    # add a bound on the batch size to the graph. itemsize 0 leaves them out.
     symbolic = any(isinstance(size, torch.SymInt) for size in x_shape)
-    spec.check_shapes(x_shape, tuple(weight.shape), None if bias is None else tuple(bias.shape),
-                                  itemsize=0 if symbolic else max(x.element_size(), 4))
+    itemsize = 0 if symbolic else max(x.element_size(), 4)
+    spec.check_shapes(x_shape, tuple(weight.shape), None if bias is None else tuple(bias.shape), itemsize=itemsize)
+    if not symbolic:
+        _check_kernel_limits(spec, x_shape, itemsize)
     if weight.dtype not in _COMPUTED:
         raise TypeError(f"weight must have dtype float16, bfloat16, float32 or float64, got weight of "
                         f"dtype {weight.dtype}")
@@ -123,6 +126,26 @@ def check_call(spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor,
     if bias is not None and bias.device != weight.device:
         raise ValueError(f"bias must be on the weight's device {weight.device}, got bias on {bias.device}")
     return x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
+
+
+# PyTorch's convolution kernels hold a stride and a dilation in 32 bits (CPU and cuDNN alike).
+_INT32_MAX = 2 ** 31 - 1
+
+
+def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> None:
+    """What PyTorch's kernel takes and writes: 32-bit strides and dilations, and its uncropped result.
+
+    A huge stride or dilation that a huge padding crops back to a small output is valid for
+    MindSpore's semantics (and the NumPy engine); PyTorch would wrap it around 32 bits or
+    allocate the uncropped result, so it is refused here, naming the arguments.
+    """
+    for name, values in (("stride", spec.kernel_strides(x_shape)), ("dilation", spec.kernel_dilations)):
+        if max(values) > _INT32_MAX:
+            raise ValueError(f"{name}={getattr(spec, name)} is past 2**31 - 1, the largest {name} PyTorch's "
+                             f"convolution kernels take (the NumPy engine, convtranspose.conv2d_transpose, "
+                             f"has no such limit)")
+    spec.check_memory(x_shape, engine.kernel_output_shape(spec, x_shape), itemsize,
+                      "the torch engine's uncropped kernel output")
 
 
 def conv2d_transpose(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
@@ -183,10 +206,11 @@ class Conv2dTranspose(nn.Module):
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
             (not even checked) when has_bias is False.
         dtype: ``torch.float32`` (default), ``torch.float16``, ``torch.float64``,
-            ``torch.bfloat16``, or anything the NumPy layer takes (``np.float16``, 'float16',
-            'mindspore.float16'). An array or tensor initializer keeps its own dtype, as a
-            MindSpore Tensor does (with bfloat16, float32 values become bfloat16). float16
-            computes as MindSpore: the convolution in float32, ``fp16(fp16(conv) + bias)``.
+            ``torch.bfloat16``, anything the NumPy layer takes (``np.float16``, 'float16',
+            'mindspore.float16'), or a bfloat16 name ('bfloat16', 'mindspore.bfloat16'). An array
+            or tensor initializer keeps its own dtype, as a MindSpore Tensor does. Drawn bfloat16
+            parameters are drawn in float32 and rounded once. float16 (and bfloat16) computes as
+            MindSpore computes float16: the convolution in float32, ``fp16(fp16(conv) + bias)``.
         device: where the parameters live (``'cpu'``, ``'cuda'``, a ``torch.device``); None is
             PyTorch's default device.
 
@@ -219,11 +243,10 @@ class Conv2dTranspose(nn.Module):
                  group: int = 1, has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
                  dtype: Any = torch.float32, device: Any = None) -> None:
         super().__init__()
-        build_dtype, cast = _resolve(dtype)
         self._build_args = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                                 stride=stride, pad_mode=pad_mode, padding=padding,
                                 output_padding=output_padding, dilation=dilation, group=group,
-                                has_bias=has_bias, dtype=build_dtype)
+                                has_bias=has_bias, dtype=_resolve(dtype), with_bfloat16=True)
         built = build_parameters(**self._build_args, weight_init=_as_init(weight_init),
                                  bias_init=_as_init(bias_init) if has_bias is True else bias_init)
         spec = self.spec = built.spec
@@ -234,9 +257,9 @@ class Conv2dTranspose(nn.Module):
         self.weight_init, self.bias_init = built.weight_init, built.bias_init
         # extra_repr shows only the initializers the caller chose
         self._chosen_inits = (weight_init is not None, built.bias is not None and bias_init is not None)
-        self.weight = nn.Parameter(_to_tensor(built.weight, cast, device))
+        self.weight = nn.Parameter(_to_tensor(built.weight, device))
         if built.bias is not None:
-            self.bias = nn.Parameter(_to_tensor(built.bias, cast, device))
+            self.bias = nn.Parameter(_to_tensor(built.bias, device))
         else:
             self.register_parameter("bias", None)
 
@@ -308,9 +331,9 @@ class Conv2dTranspose(nn.Module):
         """
         built = build_parameters(**self._build_args, weight_init=self.weight_init, bias_init=self.bias_init)
         with torch.no_grad():
-            self.weight.copy_(torch.from_numpy(built.weight))
+            self.weight.copy_(_to_tensor(built.weight, "cpu"))
             if self.bias is not None:
-                self.bias.copy_(torch.from_numpy(built.bias))
+                self.bias.copy_(_to_tensor(built.bias, "cpu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.

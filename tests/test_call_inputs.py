@@ -532,6 +532,44 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
 
 
+JAX_HUGE_STRIDE_SCRIPT = """
+import resource, sys
+import numpy as np, jax
+import convtranspose as ct, convtranspose.jax as cj
+rng = np.random.default_rng(0)
+x = rng.standard_normal((1, 2, 4, 2)).astype(np.float32)
+w = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+
+def run(stride):
+    full = stride + 2   # two input columns: the second lands at stride, the window keeps its 2 columns
+    kwargs = dict(stride=(2, stride), pad_mode="pad", padding=(0, 0, full - 2, 0))
+    y, vjp = jax.vjp(lambda x, w: cj.conv2d_transpose(x, w, **kwargs), x, w)
+    g = np.ones(y.shape, np.float32)
+    dx, dw = vjp(g)
+    rdx, rdw, _ = ct.conv2d_transpose_backward(x, w, g, **kwargs)
+    assert np.allclose(y, ct.conv2d_transpose(x, w, **kwargs), atol=1e-5), "wrong output"
+    assert np.allclose(dx, rdx, atol=1e-5) and np.allclose(dw, rdw, atol=1e-5), "wrong gradients"
+
+run(10 ** 3)   # warm-up (imports, compiles): not what is measured
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run(int(sys.argv[1]))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_the_jax_backward_of_a_huge_stride_cropped_to_a_small_window_costs_what_its_output_costs():
+    """Found in review: the backward padded the gradient back to the uncropped 10**7 columns (630 MB,
+    and out of memory near 2**31). Its tap slices now read the window itself."""
+    import subprocess
+    import sys
+    pytest.importorskip("jax")
+    result = subprocess.run([sys.executable, "-c", JAX_HUGE_STRIDE_SCRIPT, str(10 ** 7)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    grown_mib = int(result.stdout.split()[-1])
+    assert grown_mib < 64, f"a call with a 4x2 output raised the peak memory by {grown_mib} MiB"
+
+
 @pytest.mark.parametrize("name", FUNCTIONALS)
 def test_a_huge_dilated_kernel_with_one_tap_in_the_window_costs_what_its_output_costs(name):
     """10**5 taps dilated by 10**5, cropped so that one tap reaches a 32x32 window: a valid, small request.

@@ -223,11 +223,6 @@ def test_results_never_alias_the_kept_workspace(routes):
     assert engine.workspace_bytes() == 0
 
 
-def test_the_tap_window_of_a_short_kernel_skips_the_trailing_rows():
-    plan = ct.spec.axis_plan(1, 3, 1, "same", 0, 0, 0)
-    assert engine.tap_window(plan, 0, 2) == (slice(0, 2), slice(0, 4, 3))
-
-
 def test_phases_that_no_tap_reaches_are_not_planned():
     """A huge stride plans one phase per tap, not one per stride row (memory follows the work)."""
     plan = ct.spec.axis_plan(3, 10 ** 6, 1, "same", 0, 0, 0)

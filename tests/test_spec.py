@@ -7,7 +7,7 @@ import re
 import pytest
 
 from convtranspose import spec as spec_module
-from convtranspose.spec import AxisPlan, Conv2dTransposeSpec, axis_plan
+from convtranspose.spec import AxisPlan, Conv2dTransposeSpec, axis_plan, tap_window
 
 # MINDSPORE_PROBE.md section 5.2: real 'valid' heights for H_in = 4 (the page's formula is wrong)
 VALID_H4 = {(2, 1, 1): 5, (2, 1, 2): 6, (2, 2, 2): 9, (3, 1, 1): 6, (3, 2, 1): 9, (3, 3, 3): 16,
@@ -151,3 +151,16 @@ def test_huge_ints_are_echoed_by_their_length():
     spec = Conv2dTransposeSpec.from_args(1, 1, 1, stride=10 ** 400)
     with pytest.raises(ValueError, match=r"stride=\(<an int of 401 digits>, <an int of 401 digits>\)"):
         spec.check_shapes((1, 1, 1, 1), spec.weight_shape)
+
+
+def test_the_tap_window_of_a_short_kernel_skips_the_trailing_rows():
+    plan = axis_plan(1, 3, 1, "same", 0, 0, 0)
+    assert tap_window(plan, 0, 2) == (slice(0, 2), slice(0, 4, 3))
+
+
+def test_a_tap_window_of_one_row_steps_by_one_whatever_the_stride():
+    """A framework slice takes a 64-bit step: one row needs none, however huge the stride."""
+    plan = axis_plan(2, 2 ** 70, 1, "pad", 0, 0, 0)
+    assert tap_window(plan, 1, 1) == (slice(0, 1), slice(1, 2, 1))
+    cropped = axis_plan(2, 2 ** 70, 1, "pad", 2 ** 70, 0, 0)          # row 0 cropped away: row 1 alone
+    assert tap_window(cropped, 0, 2) == (slice(1, 2), slice(0, 1, 1))

@@ -204,6 +204,7 @@ def test_bfloat16_runs_and_matches_float32_at_bfloat16_precision():
 @pytest.mark.parametrize("dtype,expected", [
     (torch.float16, torch.float16), (torch.float64, torch.float64), (torch.bfloat16, torch.bfloat16),
     (np.float16, torch.float16), ("float64", torch.float64), ("mindspore.float16", torch.float16),
+    ("bfloat16", torch.bfloat16), ("mindspore.BFloat16", torch.bfloat16),
 ])
 def test_dtype_takes_torch_numpy_and_mindspore_names(dtype, expected):
     net = Conv2dTranspose(2, 4, 3, has_bias=True, dtype=dtype)
@@ -225,6 +226,41 @@ def test_an_array_or_tensor_initializer_keeps_its_dtype():
     assert torch.all(net.weight == 0.5) and torch.all(net.bias == 1)
     with pytest.raises(TypeError, match="bias"):   # MindSpore: mixed parameter dtypes fail at the call
         net(torch.ones(1, 2, 3, 3, dtype=torch.float64))
+
+
+def test_a_bfloat16_tensor_initializer_keeps_bfloat16():
+    """Found in review: it became float32 (the other tensor dtypes were kept)."""
+    weight = torch.randn(2, 4, 3, 3).to(torch.bfloat16)
+    net = Conv2dTranspose(2, 4, 3, weight_init=weight, has_bias=True, dtype=torch.bfloat16)
+    assert net.weight.dtype == torch.bfloat16 and torch.equal(net.weight.detach(), weight)
+    assert net(torch.ones(1, 2, 3, 3, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    with pytest.raises(TypeError, match=r"dtype must be float16, bfloat16, float32 or float64, got dtype='int8'"):
+        Conv2dTranspose(2, 4, 3, dtype="int8")
+
+
+def test_vmap_over_the_bias_alone():
+    """Found in review: the bias was added in place, which torch.func.vmap cannot batch into y."""
+    x, w = torch.randn(2, 3, 4, 5), torch.randn(3, 2, 3, 3)
+    biases = torch.randn(4, 2)
+    batched = torch.func.vmap(lambda b: conv2d_transpose(x, w, b, stride=2), in_dims=0)(biases)
+    for index, bias in enumerate(biases):
+        torch.testing.assert_close(batched[index], conv2d_transpose(x, w, bias, stride=2))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(stride=(1, 2 ** 31), pad_mode="pad", padding=(0, 0, 2 ** 31, 2 ** 31)), ("stride=(1, 2147483648)", "2**31")),
+    (dict(dilation=(2 ** 31, 1), pad_mode="pad", padding=(2 ** 31, 0, 0, 0)), ("dilation=(2147483648, 1)",)),
+    (dict(stride=(1, 2 ** 30), pad_mode="pad", padding=(0, 0, 2 ** 31 - 1, 0)), ("uncropped kernel output", "stride=")),
+], ids=["stride 2**31", "dilation 2**31", "an asymmetric crop of 2**31 columns"])
+def test_what_pytorchs_kernels_cannot_take_is_a_value_error_naming_it(kwargs, words):
+    """Found in review: a 32-bit stride wrapped around inside PyTorch's kernel (a RuntimeError), and
+    an asymmetric crop of a huge uncropped result ran out of memory. The NumPy engine computes both."""
+    x, w = torch.randn(1, 2, 2, 3), torch.randn(2, 3, 2, 2)
+    expected = ct.conv2d_transpose(x.numpy(), w.numpy(), **kwargs)   # valid, and small
+    assert expected.size <= 36
+    with pytest.raises(ValueError) as info:
+        conv2d_transpose(x, w, **kwargs)
+    assert all(word in str(info.value) for word in words), str(info.value)
 
 
 # ---------------------------------------------------------------------------- construction

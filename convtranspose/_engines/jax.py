@@ -35,7 +35,8 @@ products linear in x and in w, so its transposes read the same index pairs the o
 - ``dx[n, ci, i, j] = sum_{co, kh, kw} F[n, co, i*s + kh*d, j*s + kw*d] w[ci, co, kh, kw]``: an
   ordinary convolution of F with the kernel, window stride s, kernel dilation d (``conv`` route:
   ``lax.conv_general_dilated`` with the crops as its padding; ``im2col``: a product with the
-  strided slices of F; ``taps``: element-wise for depthwise).
+  strided slices of F, read from the window itself by :func:`~convtranspose.spec.tap_window`,
+  so F is never built; ``taps``: element-wise for depthwise, from the same slices).
 - ``dw[ci, co, kh, kw] = sum_{n, i, j} x[n, ci, i, j] F[n, co, i*s + kh*d, j*s + kw*d]``: a
   correlation of x with F (``conv`` route: F convolved with x as the kernel, batch and feature
   axes swapped, kernel dilation s, window stride d, ``batch_group_count=G``; ``im2col``: the
@@ -51,8 +52,8 @@ compute in float32 and round as MindSpore does: ``y = round(round(conv_f32) + bi
 add in float32 of the two rounded values, rounded once), and each gradient is the float32
 result rounded once.
 
-NaN and inf: the ``conv`` routes and the frame of the backward pair values with the zeros of
-padded or cropped positions, so a non-finite x or weight can also make NaN (``0 * inf``) a few
+NaN and inf: the ``conv`` routes and the tap slices of the backward pair values with the zeros
+of padded or cropped positions, so a non-finite x or weight can also make NaN (``0 * inf``) a few
 entries that the direct sum of the products leaves finite, as ``lax.conv_transpose`` does.
 Every entry the direct sum makes non-finite is non-finite here too.
 """
@@ -67,7 +68,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..spec import AxisPlan, Conv2dTransposeSpec
+from ..spec import AxisPlan, Conv2dTransposeSpec, tap_window
 
 _NCHW = ("NCHW", "OIHW", "NCHW")
 # Full float32/float64 products everywhere: no TF32 or bfloat16 passes on accelerators.
@@ -100,7 +101,9 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
     5x5: col2im 25 ms, conv 3.5; 7x7: 6.5 against 2.9). dx is a strided convolution (XLA runs
     grouped convolutions slowly, so with groups it is an im2col product); dweight a convolution
     unless no two taps overlap (kernel no longer than the stride, as U-Net's k=s=2), where the
-    im2col slices are a mere reshuffle of F.
+    im2col slices are a mere reshuffle of F. When the crops are far longer than the window (a
+    huge stride or dilation cropped away by a huge padding), both gradients take the im2col
+    slices, which read the window alone, never a convolution padded by the crops.
     """
     group = spec.group
     cig, cog = spec.in_channels // group, spec.out_channels // group
@@ -112,9 +115,11 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
         forward = "col2im_nhwc"
     else:
         forward = "col2im"
-    dx = "conv" if group == 1 else "im2col"
+    cropped_away = any(plan.crop_before + max(plan.crop_after, 0) > 4 * plan.window_length(n) + 64
+                       for plan, n in zip(spec.axes, x_shape[2:]))
+    dx = "conv" if group == 1 and not cropped_away else "im2col"
     overlap = any(plan.effective_kernel > plan.stride for plan in spec.axes)
-    dweight = "conv" if overlap and group == 1 else "im2col"
+    dweight = "conv" if overlap and group == 1 and not cropped_away else "im2col"
     return Routes(forward, dx, dweight)
 
 
@@ -163,26 +168,28 @@ def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
     return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
 
 
-def _frame(grad_window: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
-    """The window gradient put back into the uncropped frame.
+def _tap_slices(grad_window: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int):
+    """``(kh, kw, part)`` for every tap, ``part`` of shape ``(N, Cout, h, w)``.
 
-    ``cb`` zero rows before, ``ca`` after (a negative ``ca`` drops the zero-extension rows,
-    which no tap reaches).
+    ``part[n, co, i, j] = G[n, co, i*s + kh*d - cb, j*s + kw*d - cl]`` where that window position
+    exists, 0 where it is cropped: strided slices of the window itself (:func:`tap_window`),
+    padded to the input's size, so nothing of the uncropped length is built.
     """
-    pads = [(0, 0, 0), (0, 0, 0)] + [(plan.crop_before, plan.crop_after, 0) for plan in spec.axes]
-    return lax.pad(grad_window, jnp.zeros((), grad_window.dtype), pads)
-
-
-def _tap_slices(frame: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int):
-    """``(kh, kw, F[:, :, kh*d + i*s, kw*d + j*s])`` for every tap, each ``(N, Cout, h, w)``."""
-    (s_h, s_w), (d_h, d_w) = spec.kernel_strides((0, 0, h, w)), spec.kernel_dilations
-    for kh in range(spec.kernel_size[0]):
-        top = kh * d_h
-        for kw in range(spec.kernel_size[1]):
-            left = kw * d_w
-            yield kh, kw, lax.slice(frame, (0, 0, top, left),
-                                    (frame.shape[0], frame.shape[1], top + (h - 1) * s_h + 1, left + (w - 1) * s_w + 1),
-                                    (1, 1, s_h, s_w))
+    n, cout = grad_window.shape[:2]
+    zero = jnp.zeros((), grad_window.dtype)
+    plan_h, plan_w = spec.axes
+    for kh in range(plan_h.kernel):
+        rows = tap_window(plan_h, kh, h)
+        for kw in range(plan_w.kernel):
+            cols = tap_window(plan_w, kw, w)
+            if rows is None or cols is None:
+                yield kh, kw, jnp.zeros((n, cout, h, w), grad_window.dtype)
+                continue
+            (in_rows, out_rows), (in_cols, out_cols) = rows, cols
+            part = lax.slice(grad_window, (0, 0, out_rows.start, out_cols.start),
+                             (n, cout, out_rows.stop, out_cols.stop), (1, 1, out_rows.step, out_cols.step))
+            yield kh, kw, lax.pad(part, zero, ((0, 0, 0), (0, 0, 0), (in_rows.start, h - in_rows.stop, 0),
+                                               (in_cols.start, w - in_cols.stop, 0)))
 
 
 # ---------------------------------------------------------------------------- forward
@@ -305,7 +312,7 @@ def _apply(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Con
 
 # ---------------------------------------------------------------------------- backward
 
-def _dx(frame: jax.Array, grad_window: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec,
+def _dx(grad_window: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec,
         x_shape: Tuple[int, ...], route: str) -> jax.Array:
     n, cin, h, w = x_shape
     group, cog = spec.group, weight.shape[1]
@@ -318,23 +325,22 @@ def _dx(frame: jax.Array, grad_window: jax.Array, weight: jax.Array, spec: Conv2
     wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
     if route == "taps":
         dx = 0
-        for kh, kw, part in _tap_slices(frame, spec, h, w):
+        for kh, kw, part in _tap_slices(grad_window, spec, h, w):
             dx = dx + (part.reshape(n, group, cog, h, w) * wg[:, 0, :, kh, kw, None, None]).sum(axis=2)
         return dx.reshape(x_shape)
-    cols = _im2col(frame, spec, h, w)                                            # (N, G, cog, kH, kW, h, w)
+    cols = _im2col(grad_window, spec, h, w)                                      # (N, G, cog, kH, kW, h, w)
     dx = jnp.einsum("gcokl,ngoklhw->ngchw", wg, cols, precision=_HIGHEST)
     return dx.reshape(x_shape)
 
 
-def _im2col(frame: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int) -> jax.Array:
-    """``(N, G, cog, kH, kW, h, w)``: the strided slices of the frame, one per tap."""
-    n, cout = frame.shape[:2]
-    parts = [part for _, _, part in _tap_slices(frame, spec, h, w)]
+def _im2col(grad_window: jax.Array, spec: Conv2dTransposeSpec, h: int, w: int) -> jax.Array:
+    """``(N, G, cog, kH, kW, h, w)``: the tap slices of the window gradient, one per tap."""
+    n, cout = grad_window.shape[:2]
+    parts = [part for _, _, part in _tap_slices(grad_window, spec, h, w)]
     return jnp.stack(parts, axis=2).reshape(n, spec.group, cout // spec.group, *spec.kernel_size, h, w)
 
 
-def _dweight(frame: jax.Array, grad_window: jax.Array, x: jax.Array, spec: Conv2dTransposeSpec,
-             route: str) -> jax.Array:
+def _dweight(grad_window: jax.Array, x: jax.Array, spec: Conv2dTransposeSpec, route: str) -> jax.Array:
     n, cin, h, w = x.shape
     group = spec.group
     if route == "conv":
@@ -348,9 +354,9 @@ def _dweight(frame: jax.Array, grad_window: jax.Array, x: jax.Array, spec: Conv2
         xg = x.reshape(n, group, 1, h, w)
         # reduce the contiguous rows and columns first, then the batch (measured faster)
         parts = [(part.reshape(n, group, cog, h, w) * xg).sum(axis=(3, 4))
-                 for _, _, part in _tap_slices(frame, spec, h, w)]
+                 for _, _, part in _tap_slices(grad_window, spec, h, w)]
         return jnp.stack(parts, axis=-1).sum(axis=0).reshape(cin, cog, *spec.kernel_size)
-    cols = _im2col(frame, spec, h, w)
+    cols = _im2col(grad_window, spec, h, w)
     dw = jnp.einsum("ngchw,ngoklhw->gcokl", x.reshape(n, group, cin // group, h, w), cols,
                     precision=_HIGHEST)
     return dw.reshape(cin, cog, *spec.kernel_size)
@@ -367,9 +373,8 @@ def _gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTra
     if x.size == 0 or grad_window.size == 0:
         return jnp.zeros(x.shape, work), jnp.zeros(weight.shape, work), dbias
     x, weight = x.astype(work), weight.astype(work)
-    frame = _frame(grad_window, spec)
-    dx = _dx(frame, grad_window, weight, spec, x.shape, chosen.dx)
-    dweight = _dweight(frame, grad_window, x, spec, chosen.dweight)
+    dx = _dx(grad_window, weight, spec, x.shape, chosen.dx)
+    dweight = _dweight(grad_window, x, spec, chosen.dweight)
     return dx, dweight, dbias
 
 

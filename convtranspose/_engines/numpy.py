@@ -96,7 +96,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 
 import numpy as np
 
-from ..spec import AxisPlan, Conv2dTransposeSpec
+from ..spec import AxisPlan, Conv2dTransposeSpec, tap_window
 
 T = TypeVar("T")
 
@@ -412,27 +412,6 @@ def _phases(plan: AxisPlan, n: int, reading_only: bool) -> Tuple[Phase, ...]:
                 taps_by_phase.setdefault(phase, []).append((tap, shift))
     return tuple(Phase(slice(phase, window, plan.stride), len(range(phase, window, plan.stride)), tuple(taps))
                  for phase, taps in sorted(taps_by_phase.items()))
-
-
-@functools.lru_cache(maxsize=4096)
-def tap_window(plan: AxisPlan, tap: int, n: int) -> Optional[Tuple[slice, slice]]:
-    """Where kernel tap ``tap`` lands inside the window, for an input axis of length ``n``.
-
-    Input row ``i`` lands on window row ``i*stride + tap*dilation - crop_before``; only rows
-    inside ``[0, window_length(n))`` are kept.
-
-    Returns:
-        ``(input_rows, output_rows)``: a contiguous slice of input rows and the strided slice
-        of output rows they land on (same length), or None when the tap reaches no window row.
-    """
-    offset = tap * plan.dilation - plan.crop_before
-    window = plan.window_length(n)
-    first = max(0, -(offset // plan.stride))              # ceil(-offset / stride)
-    stop = min(n, -((offset - window) // plan.stride))    # ceil((window - offset) / stride)
-    if first >= stop:
-        return None
-    start = first * plan.stride + offset
-    return slice(first, stop), slice(start, start + (stop - first - 1) * plan.stride + 1, plan.stride)
 
 
 class _Read(NamedTuple):

@@ -20,7 +20,7 @@ kernel do as much of the crop as it can, and one ``F.pad`` with negative pads th
 kernel, where they change nothing; ``p`` and ``q`` are then clamped to 0 and the reach).
 
 Symmetric crops ('pad' with equal padding, 'same' with an even overlap, 'valid') need no
-``F.pad``: the kernel writes the window itself. Then the bias is added in place (not by the
+``F.pad``: the kernel writes the window itself. Then the bias is added (not by the
 kernel, whose CPU path with a bias is slower), and ``output_padding`` exact-zero rows and
 columns are appended with ``F.pad`` (no bias, and autograd gives them no gradient).
 
@@ -80,6 +80,19 @@ def _torch_crop(plan: AxisPlan, stride: int) -> Tuple[int, int, int]:
     return padding, min(max(padding - plan.crop_after, 0), reach), plan.crop_before - padding
 
 
+def kernel_output_shape(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Tuple[int, int, int, int]:
+    """Shape of what ``F.conv_transpose2d`` writes before the crop that remains, for an input of ``x_shape``.
+
+    The window itself when the crops are symmetric; up to the uncropped result when they are not
+    (the front end checks its size against the memory limit).
+    """
+    sizes = []
+    for plan, stride, n in zip(spec.axes, spec.kernel_strides(x_shape), x_shape[2:]):
+        padding, extra, _ = _torch_crop(plan, stride)
+        sizes.append(max(plan.full_length(n) - 2 * padding + extra, 0))
+    return (x_shape[0], spec.out_channels, sizes[0], sizes[1])
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
             spec: Conv2dTransposeSpec) -> torch.Tensor:
     """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
@@ -130,10 +143,10 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     if reduced:
         y = y.to(x.dtype)
     if bias is not None:
-        # In place: y is a new tensor here, and no backward needs its values. PyTorch adds
-        # float16 (bfloat16) tensors in float32 and rounds once: fp16(fp32(y16) + fp32(bias)),
-        # MindSpore's rounding, in one pass.
-        y = y.add_(bias[:, None, None])
+        # PyTorch adds float16 (bfloat16) tensors in float32 and rounds once:
+        # fp16(fp32(y16) + fp32(bias)), MindSpore's rounding, in one pass. Not in place: under
+        # torch.func.vmap over the bias alone, y has no batch axis to add a batched bias into.
+        y = y + bias[:, None, None]
     extra = (plan_h.output_padding, plan_w.output_padding)
     if extra[0] or extra[1]:
         return F.pad(y, (0, extra[1], 0, extra[0]))
