@@ -168,7 +168,9 @@ def conv2d_transpose(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         ``k_eff = dilation*(kernel-1) + 1``.
 
     Raises:
-        TypeError, ValueError: naming the argument, as :class:`Conv2dTranspose` raises them.
+        TypeError, ValueError: naming the argument, as :class:`Conv2dTranspose` raises them; also
+            ValueError for what PyTorch's kernel cannot take: a stride or dilation past
+            2**31 - 1 that it would use, an uncropped kernel output past the memory limit.
 
     Example:
         >>> x, w = torch.ones(2, 4, 5, 5), torch.ones(4, 3, 3, 3)
