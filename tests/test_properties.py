@@ -23,7 +23,7 @@ import contextlib
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, note, settings
+from hypothesis import assume, example, given, note, settings
 from hypothesis import strategies as st
 
 import reference
@@ -260,7 +260,12 @@ def test_gradients_are_the_adjoints_of_the_forward_in_float64(engine):
 
 @st.composite
 def over_cropped_cases(draw):
-    """A 'pad' configuration whose crop leaves fewer than 0 rows, or 0 rows and output_padding."""
+    """A 'pad' configuration whose crop leaves fewer than 0 rows, or 0 rows and output_padding.
+
+    Returns ``(cfg, x_shape, axis)`` with axis 'height' or 'width', the one over-cropped: it cannot
+    be read back from the padding, which is all zeros when an empty input (0 rows) meets a
+    zero-length window and output_padding.
+    """
     cin, cout, group = draw(channels())
     k, s, d = draw(st.integers(1, 7)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
     h = draw(st.integers(0, 5))
@@ -280,20 +285,24 @@ def over_cropped_cases(draw):
     cfg = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, pad_mode="pad",
                padding=tuple(pads), output_padding=tuple(ops), dilation=d, group=group,
                has_bias=draw(st.booleans()))
-    return cfg, (1, cin, size[0], size[1])
+    return cfg, (1, cin, size[0], size[1]), ("height", "width")[axis]
 
 
 def test_a_crop_that_leaves_no_rows_is_refused_naming_the_padding(engine):
 
     @settings(max_examples=max_examples(engine, scale=0.5))
     @given(case=over_cropped_cases())
+    # Found by the suite: no rows in, a zero-length window, and output_padding on the height axis,
+    # with all-zero padding.
+    @example(case=(dict(in_channels=1, out_channels=1, kernel_size=2, stride=2, pad_mode="pad",
+                        padding=(0, 0, 0, 0), output_padding=(1, 0), dilation=1, group=1,
+                        has_bias=False), (1, 1, 0, 3), "height"))
     @counted
     def check(case):
-        cfg, x_shape = case
+        cfg, x_shape, axis = case
         x = np.ones(x_shape, np.float32)
         w = np.ones(weight_shape(cfg), np.float32)
         b = np.ones(cfg["out_channels"], np.float32) if cfg["has_bias"] else None
-        axis = "height" if cfg["padding"][0] + cfg["padding"][1] else "width"
         with pytest.raises(ValueError, match="padding") as info:
             engine.forward_backward(cfg, x, w, b, np.ones((1,), np.float32))
         assert axis in str(info.value), f"{engine.name}: the message does not say which axis: {info.value}"
