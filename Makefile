@@ -51,10 +51,10 @@ test-gpu: $(VENV)/.installed-test  ## the CUDA tests (on a machine with a GPU)
 # the HLO, which is the engine's, is the same). Two pytest workers (pytest-xdist) share the tests.
 FUZZ_XLA_FLAGS := --xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
 
-fuzz: $(VENV)/.installed-test  ## property tests at 10,000 examples each (hypothesis profile 'fuzz'); prints the counts
+fuzz: $(VENV)/.installed-test  ## property tests at 10,000 examples each (hypothesis profile 'fuzz'); prints the counts (FUZZ_ARGS=...)
 	rm -rf build/fuzz-counts
 	HYPOTHESIS_PROFILE=fuzz CONVTRANSPOSE_EXAMPLE_COUNTS=build/fuzz-counts XLA_FLAGS="$(FUZZ_XLA_FLAGS)" \
-		$(BIN)/python -m pytest -q -m property -n 2 --durations=30
+		$(BIN)/python -m pytest -q -m property -n 2 --durations=30 $(FUZZ_ARGS)
 
 # OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, where a machine sets them, pin OpenBLAS to older
 # kernels (half speed on AVX-512 machines): the benchmark measures NumPy as shipped.

@@ -40,10 +40,20 @@ def counted(check):
     return run
 
 
-def pytest_sessionfinish(session):
+def _write_counts():
     if COUNTS_DIR and _EXAMPLES:
         Path(COUNTS_DIR).mkdir(parents=True, exist_ok=True)
         (Path(COUNTS_DIR) / f"{os.getpid()}.json").write_text(json.dumps(_EXAMPLES))
+
+
+# Written after every test, not only at the end, so that a fuzz run stopped part-way (they take
+# hours) still leaves the counts of the properties it finished.
+def pytest_runtest_logfinish(nodeid, location):
+    _write_counts()
+
+
+def pytest_sessionfinish(session):
+    _write_counts()
 
 
 def pytest_terminal_summary(terminalreporter):
