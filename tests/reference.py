@@ -13,7 +13,7 @@ def _pairs(value):
     return tuple(value) if isinstance(value, tuple) else (value, value)
 
 
-def _axis(n, k, s, d, mode, pad_before, pad_after):
+def axis_window(n, k, s, d, mode, pad_before, pad_after):
     """(top, window length) of one axis, from the table in MINDSPORE_BEHAVIOR.md section 1."""
     k_eff = d * (k - 1) + 1
     full = (n - 1) * s + k_eff
@@ -29,8 +29,8 @@ def _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation):
     pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
     _, _, h, w = x_shape
     kh, kw = w_shape[2:]
-    top, length_h = _axis(h, kh, sh, dh, pad_mode, pads[0], pads[1])
-    left, length_w = _axis(w, kw, sw, dw, pad_mode, pads[2], pads[3])
+    top, length_h = axis_window(h, kh, sh, dh, pad_mode, pads[0], pads[1])
+    left, length_w = axis_window(w, kw, sw, dw, pad_mode, pads[2], pads[3])
     return (sh, sw), (dh, dw), (top, left), (length_h, length_w)
 
 

@@ -259,17 +259,6 @@ def test_vmap_over_a_leading_axis():
         assert_close(np.asarray(dw), ct.conv2d_transpose_backward(x, w, g, **GEO)[1], FP32_TOL, "vmap grad")
 
 
-def _axis_window(n, k, s, d, mode, before, after):
-    """(first row, window length) of one axis: the table of MINDSPORE_BEHAVIOR.md section 1."""
-    k_eff = d * (k - 1) + 1
-    full = (n - 1) * s + k_eff
-    if mode == "pad":
-        return before, full - before - after
-    if mode == "same":
-        return max(k_eff - s, 0) // 2, n * s
-    return 0, n * s + max(k_eff - s, 0)
-
-
 def lax_reference(x, w, b, stride, pad_mode, padding, output_padding, group):
     """The obvious formulation, differentiated by plain autodiff: a convolution of the
     stride-dilated input with the flipped kernel, then the window, bias and output_padding."""
@@ -279,7 +268,7 @@ def lax_reference(x, w, b, stride, pad_mode, padding, output_padding, group):
     full = lax.conv_general_dilated(x, rhs[:, :, ::-1, ::-1], (1, 1), ((kh - 1, kh - 1), (kw - 1, kw - 1)),
                                     lhs_dilation=(stride, stride), dimension_numbers=("NCHW", "OIHW", "NCHW"),
                                     feature_group_count=group, precision=lax.Precision.HIGHEST)
-    (top, h_len), (left, w_len) = (_axis_window(n, k, stride, 1, pad_mode, *pads) for n, k, pads in
+    (top, h_len), (left, w_len) = (reference.axis_window(n, k, stride, 1, pad_mode, *pads) for n, k, pads in
                                    ((x.shape[2], kh, padding[:2]), (x.shape[3], kw, padding[2:])))
     full = jnp.pad(full, ((0, 0), (0, 0), (0, max(0, top + h_len - full.shape[2])),
                           (0, max(0, left + w_len - full.shape[3]))))
