@@ -43,14 +43,15 @@ from cases import ALL_CASES, CASES, EXTRA_CASES  # noqa: E402
 
 # |got - ref| <= TOL * (1 + max|ref|), per array.
 TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
-PEERS = ("torch", "jax")          # the bar: ours vs the faster of these, both directions
-REFERENCE_FORWARD = "onnxrt"      # the fastest forward we know: reported as /ort, not part of the bar
+PEERS = ("torch", "jax")  # the bar: ours vs the faster of these, both directions
+REFERENCE_FORWARD = "onnxrt"  # the fastest forward we know: reported as /ort, not part of the bar
 
 
 # --------------------------------------------------------------------------------------------
 # float64 oracle: y[n, co, i*s + kh*d, j*s + kw*d] += x[n, ci, i, j] * w[ci, co, kh, kw] per group,
 # one matrix product per kernel tap, then the window, bias and output_padding of section 1.
 # --------------------------------------------------------------------------------------------
+
 
 def _to_rows(a, group):
     """(N, C, H, W) -> (group, N*H*W, C/group)."""
@@ -71,8 +72,12 @@ def _taps(case):
     dh, dw = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
     for kh in range(kh_n):
         for kw in range(kw_n):
-            yield (kh, kw, slice(kh * dh, kh * dh + (case.h - 1) * sh + 1, sh),
-                   slice(kw * dw, kw * dw + (case.w - 1) * sw + 1, sw))
+            yield (
+                kh,
+                kw,
+                slice(kh * dh, kh * dh + (case.h - 1) * sh + 1, sh),
+                slice(kw * dw, kw * dw + (case.w - 1) * sw + 1, sw),
+            )
 
 
 def _overlap(axis):
@@ -99,8 +104,8 @@ def reference_forward(case, x, w, b):
         full[:, :, rows, cols] += _from_rows(xg @ wg[..., kh, kw], n, h, wd)
     y = np.zeros((n, case.group * cout_g, ah.out, aw.out))
     lh, lw = _overlap(ah), _overlap(aw)
-    y[:, :, :lh, :lw] = full[:, :, ah.crop_before:ah.crop_before + lh, aw.crop_before:aw.crop_before + lw]
-    y[:, :, :ah.window, :aw.window] += b[None, :, None, None]
+    y[:, :, :lh, :lw] = full[:, :, ah.crop_before : ah.crop_before + lh, aw.crop_before : aw.crop_before + lw]
+    y[:, :, : ah.window, : aw.window] += b[None, :, None, None]
     return y
 
 
@@ -109,15 +114,15 @@ def reference_backward(case, x, w, g):
     (n, _, h, wd), w_shape, xg, wg = _grouped(case, x, w)
     g, group = np.asarray(g, np.float64), case.group
     ah, aw = case.windows()
-    window = g[:, :, :ah.window, :aw.window]          # output_padding rows carry no gradient
+    window = g[:, :, : ah.window, : aw.window]  # output_padding rows carry no gradient
     db = window.sum(axis=(0, 2, 3))
     lh, lw = _overlap(ah), _overlap(aw)
     full = np.zeros((n, g.shape[1], ah.full, aw.full))  # back into the uncropped frame
-    full[:, :, ah.crop_before:ah.crop_before + lh, aw.crop_before:aw.crop_before + lw] = window[:, :, :lh, :lw]
+    full[:, :, ah.crop_before : ah.crop_before + lh, aw.crop_before : aw.crop_before + lw] = window[:, :, :lh, :lw]
     dxg = np.zeros_like(xg)
     dwg = np.zeros_like(wg)
     for kh, kw, rows, cols in _taps(case):
-        gt = _to_rows(full[:, :, rows, cols], group)     # (group, N*H*W, Cout/group)
+        gt = _to_rows(full[:, :, rows, cols], group)  # (group, N*H*W, Cout/group)
         dxg += gt @ wg[..., kh, kw].transpose(0, 2, 1)
         dwg[..., kh, kw] = xg.transpose(0, 2, 1) @ gt
     return _from_rows(dxg, n, h, wd), dwg.reshape(w_shape), db
@@ -128,12 +133,13 @@ def reference_backward(case, x, w, g):
 # version; prepare() returns a Runner whose forward/backward run once and wait for the result.
 # --------------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Runner:
-    forward: object                 # () -> result, synchronised
-    backward: object = None         # () -> (dx, dw, db), synchronised; None: not provided
-    to_numpy: object = np.asarray   # result -> ndarray (applied to each gradient too)
-    peak: object = None             # (fn) -> bytes, or None: no measurement available
+    forward: object  # () -> result, synchronised
+    backward: object = None  # () -> (dx, dw, db), synchronised; None: not provided
+    to_numpy: object = np.asarray  # result -> ndarray (applied to each gradient too)
+    peak: object = None  # (fn) -> bytes, or None: no measurement available
 
 
 def _tracemalloc_peak(fn):
@@ -156,6 +162,7 @@ class Ours:
 
     def setup(self, opts):
         import convtranspose
+
         for attr in ("conv2d_transpose", "conv2d_transpose_backward"):
             if not hasattr(convtranspose, attr):
                 raise ImportError(f"convtranspose has no {attr} yet")
@@ -165,16 +172,19 @@ class Ours:
     def prepare(self, case, data):
         kw = case.kwargs()
         x, w, b, g = data["x"], data["w"], data["b"], data["g"]
-        return Runner(forward=lambda: self.ct.conv2d_transpose(x, w, b, **kw),
-                      backward=lambda: self.ct.conv2d_transpose_backward(x, w, g, **kw),
-                      peak=self._peak)
+        return Runner(
+            forward=lambda: self.ct.conv2d_transpose(x, w, b, **kw),
+            backward=lambda: self.ct.conv2d_transpose_backward(x, w, g, **kw),
+            peak=self._peak,
+        )
 
     def _peak(self, fn):
         """tracemalloc's peak of one call, plus the scratch memory the engine keeps between
         calls (allocated before tracing started, so tracemalloc alone would miss it)."""
         from convtranspose._engines import numpy as engine
+
         engine.release_workspace()
-        fn()                                   # fill the workspace for this case
+        fn()  # fill the workspace for this case
         return _tracemalloc_peak(fn) + engine.workspace_bytes()
 
 
@@ -198,6 +208,7 @@ class Torch:
     def setup(self, opts):
         import torch
         import torch.nn.functional as F
+
         torch.set_num_threads(opts.threads)
         self.torch, self.F = torch, F
         return f"{torch.__version__} ({torch.get_num_threads()} threads)"
@@ -205,10 +216,11 @@ class Torch:
     def _forward(self, case, x, w, b):
         F = self.F
         ah, aw = case.windows()
-        y = F.conv_transpose2d(x, w, None, stride=case.stride, padding=0, output_padding=0,
-                               groups=case.group, dilation=case.dilation)
+        y = F.conv_transpose2d(
+            x, w, None, stride=case.stride, padding=0, output_padding=0, groups=case.group, dilation=case.dilation
+        )
         crop = (aw.crop_before, aw.crop_after, ah.crop_before, ah.crop_after)
-        if any(crop):   # negative pad crops, positive pad appends zeros
+        if any(crop):  # negative pad crops, positive pad appends zeros
             y = F.pad(y, tuple(-c for c in crop))
         y = y + b.view(1, -1, 1, 1)
         if ah.output_padding or aw.output_padding:
@@ -236,6 +248,7 @@ class Torch:
     def _peak(self, fn):
         """Peak bytes from torch.profiler's allocation records (allocator level, op granularity)."""
         from torch.profiler import ProfilerActivity, profile
+
         gc.collect()
         with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             result = fn()
@@ -243,7 +256,7 @@ class Torch:
         steps = []
         for ev in prof.events():
             delta = ev.cpu_memory_usage if ev.name == "[memory]" else ev.self_cpu_memory_usage
-            if delta:   # allocations at the op's start, frees at its end
+            if delta:  # allocations at the op's start, frees at its end
                 steps.append((ev.time_range.start if delta > 0 else ev.time_range.end, delta))
         level = peak = 0
         for _, delta in sorted(steps):
@@ -278,10 +291,12 @@ class Jax:
 
     def setup(self, opts):
         import jax
+
         if opts.need_x64:
             jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
         from jax import lax
+
         self.jax, self.jnp, self.lax = jax, jnp, lax
         return f"{jax.__version__} ({jax.default_backend()}, {jax.device_count()} device)"
 
@@ -295,13 +310,21 @@ class Jax:
         rhs = w.reshape(group, cin // group, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)
         rhs = rhs.reshape(group * cout_g, cin // group, kh, kw)[:, :, ::-1, ::-1]
         y = lax.conv_general_dilated(
-            x, rhs, window_strides=(1, 1), padding=((keh - 1, keh - 1), (kew - 1, kew - 1)),
-            lhs_dilation=(sh, sw), rhs_dilation=(dh, dw), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            feature_group_count=group, precision=lax.Precision.HIGHEST)
+            x,
+            rhs,
+            window_strides=(1, 1),
+            padding=((keh - 1, keh - 1), (kew - 1, kew - 1)),
+            lhs_dilation=(sh, sw),
+            rhs_dilation=(dh, dw),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            feature_group_count=group,
+            precision=lax.Precision.HIGHEST,
+        )
         ah, aw = case.windows()
         zero = jnp.zeros((), y.dtype)
-        y = lax.pad(y, zero, ((0, 0, 0), (0, 0, 0), (-ah.crop_before, -ah.crop_after, 0),
-                              (-aw.crop_before, -aw.crop_after, 0)))
+        y = lax.pad(
+            y, zero, ((0, 0, 0), (0, 0, 0), (-ah.crop_before, -ah.crop_after, 0), (-aw.crop_before, -aw.crop_after, 0))
+        )
         y = y + b[None, :, None, None]
         return lax.pad(y, zero, ((0, 0, 0), (0, 0, 0), (0, ah.output_padding, 0), (0, aw.output_padding, 0)))
 
@@ -313,9 +336,10 @@ class Jax:
             return self._forward(case, x, w, b)
 
         fwd = jax.jit(f)
-        bwd = jax.jit(lambda x, w, b, g: jax.vjp(f, x, w, b)[1](g))   # forward part is dead code: XLA drops it
-        return Runner(forward=lambda: fwd(x, w, b).block_until_ready(),
-                      backward=lambda: jax.block_until_ready(bwd(x, w, b, g)))
+        bwd = jax.jit(lambda x, w, b, g: jax.vjp(f, x, w, b)[1](g))  # forward part is dead code: XLA drops it
+        return Runner(
+            forward=lambda: fwd(x, w, b).block_until_ready(), backward=lambda: jax.block_until_ready(bwd(x, w, b, g))
+        )
 
 
 class OursJax(_Library, Jax):
@@ -331,6 +355,7 @@ class OnnxRuntime:
     def setup(self, opts):
         import onnx
         import onnxruntime as ort
+
         ort.set_default_logger_severity(3)
         self.onnx, self.ort, self.threads = onnx, ort, opts.threads
         return f"{ort.__version__} (onnx {onnx.__version__}, {opts.threads} threads)"
@@ -344,23 +369,33 @@ class OnnxRuntime:
         no bias) are added around the session, in NumPy.
         """
         from onnx import helper, numpy_helper
+
         ah, aw = case.windows()
         _, _, kh, kw = case.weight_shape
         stride = (case.stride,) * 2 if isinstance(case.stride, int) else case.stride
         dilation = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
         node = helper.make_node(
-            "ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[kh, kw], strides=list(stride),
-            dilations=list(dilation), group=case.group,
+            "ConvTranspose",
+            ["x", "w", "b"],
+            ["y"],
+            kernel_shape=[kh, kw],
+            strides=list(stride),
+            dilations=list(dilation),
+            group=case.group,
             pads=[ah.crop_before, aw.crop_before, max(ah.crop_after, 0), max(aw.crop_after, 0)],
-            output_padding=[max(-ah.crop_after, 0), max(-aw.crop_after, 0)])
+            output_padding=[max(-ah.crop_after, 0), max(-aw.crop_after, 0)],
+        )
         elem = helper.np_dtype_to_tensor_dtype(data["x"].dtype)
         n, cout, hw, ww = case.y_shape
         graph = helper.make_graph(
-            [node], "conv2d_transpose", [helper.make_tensor_value_info("x", elem, list(case.x_shape))],
+            [node],
+            "conv2d_transpose",
+            [helper.make_tensor_value_info("x", elem, list(case.x_shape))],
             [helper.make_tensor_value_info("y", elem, [n, cout, hw - ah.output_padding, ww - aw.output_padding])],
-            initializer=[numpy_helper.from_array(data["w"], "w"), numpy_helper.from_array(data["b"], "b")])
+            initializer=[numpy_helper.from_array(data["w"], "w"), numpy_helper.from_array(data["b"], "b")],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8   # old enough for any onnxruntime that knows opset 17
+        model.ir_version = 8  # old enough for any onnxruntime that knows opset 17
         self.onnx.checker.check_model(model)
         return model
 
@@ -369,8 +404,9 @@ class OnnxRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        sess = ort.InferenceSession(self.graph(case, data).SerializeToString(), options,
-                                    providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            self.graph(case, data).SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
         ah, aw = case.windows()
         x = data["x"]
         extend = ((0, 0), (0, 0), (0, ah.output_padding), (0, aw.output_padding))
@@ -388,6 +424,7 @@ ENGINES = {e.name: e for e in (Ours(), Torch(), OursTorch(), Jax(), OursJax(), O
 # --------------------------------------------------------------------------------------------
 # GEMM limit: the case's multiply-adds as BLAS products on the same NumPy.
 # --------------------------------------------------------------------------------------------
+
 
 def gemm_jobs(case, rng):
     """The gemm row's products: forward and backward, each a () -> None, and a label.
@@ -419,6 +456,7 @@ def gemm_jobs(case, rng):
 # --------------------------------------------------------------------------------------------
 # Checking and timing.
 # --------------------------------------------------------------------------------------------
+
 
 def compare(got, ref, dtype):
     """Worst err / bound over the arrays (<= 1 passes), and a message for the worst one."""
@@ -467,11 +505,13 @@ def measure(jobs, repeat, warmup, settle=0.1):
 def make_data(case, seed):
     rng = np.random.default_rng(seed)
     _, cout_g, kh, kw = case.weight_shape
-    bound = 1 / math.sqrt(cout_g * kh * kw)   # MindSpore's default init scale: outputs stay O(1)
-    return {"x": rng.standard_normal(case.x_shape).astype(case.dtype),
-            "w": rng.uniform(-bound, bound, case.weight_shape).astype(case.dtype),
-            "b": rng.uniform(-bound, bound, case.cout).astype(case.dtype),
-            "g": rng.standard_normal(case.y_shape).astype(case.dtype)}
+    bound = 1 / math.sqrt(cout_g * kh * kw)  # MindSpore's default init scale: outputs stay O(1)
+    return {
+        "x": rng.standard_normal(case.x_shape).astype(case.dtype),
+        "w": rng.uniform(-bound, bound, case.weight_shape).astype(case.dtype),
+        "b": rng.uniform(-bound, bound, case.cout).astype(case.dtype),
+        "g": rng.standard_normal(case.y_shape).astype(case.dtype),
+    }
 
 
 def run_case(case, engines, opts, out):
@@ -479,8 +519,14 @@ def run_case(case, engines, opts, out):
     data = make_data(case, opts.seed)
     oracle_y = (reference_forward(case, data["x"], data["w"], data["b"]),)
     oracle_grads = reference_backward(case, data["x"], data["w"], data["g"])
-    record = {"case": case.name, "config": dataclasses.asdict(case), "describe": case.describe(),
-              "macs": case.macs, "y_shape": case.y_shape, "engines": {}}
+    record = {
+        "case": case.name,
+        "config": dataclasses.asdict(case),
+        "describe": case.describe(),
+        "macs": case.macs,
+        "y_shape": case.y_shape,
+        "engines": {},
+    }
     runners, notes = {}, []
     anchor = {"fwd": ("oracle", oracle_y), "bwd": ("oracle", oracle_grads)}
     for name, engine in engines.items():
@@ -488,26 +534,30 @@ def run_case(case, engines, opts, out):
         try:
             runner = engine.prepare(case, data)
         except Exception as exc:  # an engine that has no kernel for this case (a dtype) is skipped
-            reason = str(exc).strip().splitlines()[0].split(" : ")[-1]   # onnxruntime prefixes codes
+            reason = str(exc).strip().splitlines()[0].split(" : ")[-1]  # onnxruntime prefixes codes
             rec["status"] = f"skipped: {reason[:150]}"
             continue
         runners[name] = runner
         for direction, call in (("fwd", runner.forward), ("bwd", runner.backward)):
             if call is None:
                 continue
-            try:   # an engine that raises here fails the check
+            try:  # an engine that raises here fails the check
                 got = tuple(runner.to_numpy(a) for a in ((call(),) if direction == "fwd" else call()))
             except Exception as exc:
                 got = exc
             ref_name, ref = anchor[direction]
-            worst, msg = (math.inf, f"{type(got).__name__}: {got}") if isinstance(got, Exception) \
+            worst, msg = (
+                (math.inf, f"{type(got).__name__}: {got}")
+                if isinstance(got, Exception)
                 else compare(got, ref, case.dtype)
+            )
             rec[f"check_{direction}"] = {"against": ref_name, "worst_ratio": worst}
             if worst > 1:
                 rec[f"fail_{direction}"] = msg
-                notes.append(f"  {name} {direction} FAIL vs {ref_name}: {msg}"
-                             + ("" if opts.check_only else " (not timed)"))
-            elif name == "ours":   # ours passed the oracle: every peer is now checked against it
+                notes.append(
+                    f"  {name} {direction} FAIL vs {ref_name}: {msg}" + ("" if opts.check_only else " (not timed)")
+                )
+            elif name == "ours":  # ours passed the oracle: every peer is now checked against it
                 anchor[direction] = ("ours", got)
 
     jobs = []
@@ -526,7 +576,7 @@ def run_case(case, engines, opts, out):
         for (name, direction), (samples, inner) in timings.items():
             if name != "gemm":
                 record["engines"][name][direction] = _stats(samples, inner)
-        for name, runner in runners.items():   # memory after timing: the profilers slow things down
+        for name, runner in runners.items():  # memory after timing: the profilers slow things down
             if runner.peak is not None:
                 rec = record["engines"][name]
                 for direction in ("fwd", "bwd"):
@@ -540,8 +590,13 @@ def run_case(case, engines, opts, out):
 
 def _stats(samples, inner):
     ms = [s * 1e3 for s in samples]
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
-            "samples_ms": ms, "calls_per_sample": inner}
+    return {
+        "median_ms": statistics.median(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "samples_ms": ms,
+        "calls_per_sample": inner,
+    }
 
 
 def _ratios(record, stat):
@@ -573,10 +628,16 @@ def summary(records, stat):
     cases where ours is slower than the faster peer."""
     lines = []
     for label, direction, field, names in (
-            ("fwd /peer", "fwd", "vs_peer", None), ("bwd /peer", "bwd", "vs_peer", None),
-            ("fwd /ort", "fwd", "vs_ort", None), ("fwd /gemm (GEMM-bound cases)", "fwd", "vs_gemm", GEMM_BOUND)):
-        ratios = {r["case"]: r["engines"]["ours"][direction].get(field) for r in records
-                  if direction in r["engines"].get("ours", {}) and (names is None or r["case"] in names)}
+        ("fwd /peer", "fwd", "vs_peer", None),
+        ("bwd /peer", "bwd", "vs_peer", None),
+        ("fwd /ort", "fwd", "vs_ort", None),
+        ("fwd /gemm (GEMM-bound cases)", "fwd", "vs_gemm", GEMM_BOUND),
+    ):
+        ratios = {
+            r["case"]: r["engines"]["ours"][direction].get(field)
+            for r in records
+            if direction in r["engines"].get("ours", {}) and (names is None or r["case"] in names)
+        }
         ratios = {c: v for c, v in ratios.items() if v}
         if not ratios:
             continue
@@ -599,18 +660,24 @@ def _baseline_lines(records, stat):
     for name, engine in ENGINES.items():
         base = getattr(engine, "baseline", None)
         for direction in ("fwd", "bwd") if base else ():
-            ratios = {r["case"]: r["engines"][name][direction][f"{stat}_ms"] /
-                      r["engines"][base][direction][f"{stat}_ms"] for r in records
-                      if direction in r["engines"].get(name, {}) and direction in r["engines"].get(base, {})}
+            ratios = {
+                r["case"]: r["engines"][name][direction][f"{stat}_ms"] / r["engines"][base][direction][f"{stat}_ms"]
+                for r in records
+                if direction in r["engines"].get(name, {}) and direction in r["engines"].get(base, {})
+            }
             if ratios:
                 geomean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
-                lines.append(f"{name} {direction} /{base}: geometric mean {geomean:.2f} over {len(ratios)} cases; "
-                             + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items()))
+                lines.append(
+                    f"{name} {direction} /{base}: geometric mean {geomean:.2f} over {len(ratios)} cases; "
+                    + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items())
+                )
     return lines
 
 
-COLUMNS = (f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'/ort':>6}"
-           f"  {'bwd med':>7}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'peak MiB':>12}")
+COLUMNS = (
+    f"{'case':<12}{'engine':<7}{'fwd med':>8}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'/ort':>6}"
+    f"  {'bwd med':>7}{'min':>7}{'max':>7}{'/peer':>6}{'/gemm':>6}{'peak MiB':>12}"
+)
 
 
 def _ms(v):
@@ -629,8 +696,10 @@ def _cells(rec, direction):
     t = rec.get(direction)
     if t is None:
         return f"{'-':>7}{'-':>7}{'-':>7}{'-':>6}{'-':>6}" + (f"{'-':>6}" if direction == "fwd" else "")
-    cells = (f"{_ms(t['median_ms']):>7}{_ms(t['min_ms']):>7}{_ms(t['max_ms']):>7}"
-             f"{_ratio(t['vs_peer']):>6}{_ratio(t['vs_gemm']):>6}")
+    cells = (
+        f"{_ms(t['median_ms']):>7}{_ms(t['min_ms']):>7}{_ms(t['max_ms']):>7}"
+        f"{_ratio(t['vs_peer']):>6}{_ratio(t['vs_gemm']):>6}"
+    )
     return cells + f"{_ratio(t.get('vs_ort')):>6}" if direction == "fwd" else cells
 
 
@@ -664,7 +733,7 @@ def print_case(record, notes, out):
         head = f"{record['case']:<12}{name:<7}"
         if rec.get("status", "ok") != "ok":
             print(f"{head}{rec['status']}"[:110], file=out)
-        elif name != "gemm" and "fwd" not in rec and "bwd" not in rec:   # --check-only
+        elif name != "gemm" and "fwd" not in rec and "bwd" not in rec:  # --check-only
             verdicts = "  ".join(f"{d} {_verdict(rec, d)}" for d in ("fwd", "bwd"))
             print(f"{head} {verdicts.replace(' of the bound', '')}", file=out)
         else:
@@ -675,8 +744,12 @@ def print_case(record, notes, out):
 
 
 def machine_info(versions):
-    info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "numpy": np.__version__}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+    }
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
@@ -686,8 +759,12 @@ def machine_info(versions):
             info["cpu_model"] = models[0]
     try:
         from threadpoolctl import threadpool_info
-        info["blas"] = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, "
-                        f"{p.get('architecture', '?')})" for p in threadpool_info() if p.get("user_api") == "blas"]
+
+        info["blas"] = [
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('architecture', '?')})"
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
     except ImportError:
         info["blas"] = ["unknown (threadpoolctl not installed)"]
     info["engines"] = versions
@@ -697,6 +774,7 @@ def machine_info(versions):
 def plot(records, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -727,8 +805,9 @@ def plot(records, path):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cases", help="comma-separated case names (any of --list); default: the eight main cases")
     p.add_argument("--extra", action="store_true", help="also run cases.EXTRA_CASES")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -737,11 +816,15 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=10, help="timed samples per engine (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="smoke run: --repeat 3 --warmup 1")
-    p.add_argument("--ratio-of", choices=("median", "min"), default="median",
-                   help="statistic the /peer and /gemm ratios compare (default %(default)s; min is steadier "
-                        "on a busy machine)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="threads for torch, onnxruntime and NumPy's BLAS (default %(default)s)")
+    p.add_argument(
+        "--ratio-of",
+        choices=("median", "min"),
+        default="median",
+        help="statistic the /peer and /gemm ratios compare (default %(default)s; min is steadier on a busy machine)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads for torch, onnxruntime and NumPy's BLAS (default %(default)s)"
+    )
     p.add_argument("--check-only", action="store_true", help="check every engine, time nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
@@ -777,6 +860,7 @@ def main(argv=None):
     opts.need_x64 = any(c.dtype == "float64" for c in chosen)
     try:
         from threadpoolctl import threadpool_limits
+
         threadpool_limits(opts.threads, user_api="blas")
     except ImportError:
         pass
@@ -785,18 +869,21 @@ def main(argv=None):
     if unknown:
         sys.exit(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
     engines, versions, skipped = {}, {}, []
-    for name in (n for n in ENGINES if n in wanted):   # ours first: peers are checked against it
+    for name in (n for n in ENGINES if n in wanted):  # ours first: peers are checked against it
         try:
             versions[name] = ENGINES[name].setup(opts)
             engines[name] = ENGINES[name]
         except ImportError as exc:
             if name == "ours":  # the library under test must be there: a run without it proves nothing
-                sys.exit(f"cannot import convtranspose ({exc}): install the project (make bench) "
-                         "or run with PYTHONPATH=.")
+                sys.exit(
+                    f"cannot import convtranspose ({exc}): install the project (make bench) or run with PYTHONPATH=."
+                )
             skipped.append(f"{name}: skipped ({exc})")
     info = machine_info(versions)
-    print(f"machine: {info.get('cpu_model', platform.machine())}, {info['cpu_count']} CPUs"
-          f" ({info.get('cpus_usable', '?')} usable); python {info['python']}; numpy {info['numpy']}")
+    print(
+        f"machine: {info.get('cpu_model', platform.machine())}, {info['cpu_count']} CPUs"
+        f" ({info.get('cpus_usable', '?')} usable); python {info['python']}; numpy {info['numpy']}"
+    )
     print(f"BLAS: {'; '.join(info['blas']) or 'none found'}")
     for name, version in versions.items():
         print(f"{name}: {version}")
@@ -805,24 +892,38 @@ def main(argv=None):
     mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
     checks = "ours vs a float64 oracle, peers vs ours" if "ours" in engines else "every engine vs a float64 oracle"
     print(f"{mode}; ms per call; checks: {checks}")
-    print("\n" + COLUMNS if not opts.check_only else
-          "per engine and direction: 'ok vs REF, error E' (E = worst |got - ref| / tolerance bound) or FAIL")
+    print(
+        "\n" + COLUMNS
+        if not opts.check_only
+        else "per engine and direction: 'ok vs REF, error E' (E = worst |got - ref| / tolerance bound) or FAIL"
+    )
     records = [run_case(case, engines, opts, sys.stdout) for case in chosen]
     if not opts.check_only:
         stat = opts.ratio_of
         print(summary(records, stat))
-        print(f"\n/peer: {stat} / the fastest peer's {stat} (the faster of torch and jax)."
-              f"\n/ort: forward {stat} / ONNX Runtime's {stat} (the fastest forward we know; not a peer)."
-              f"\n/gemm: {stat} / the gemm row's {stat} (the same multiply-adds as BLAS products)."
-              "\npeak MiB fwd/bwd: tracemalloc + kept scratch (ours), torch.profiler allocations (torch); n/a: no"
-              "\nallocator trace. See benchmarks/README.md.")
+        print(
+            f"\n/peer: {stat} / the fastest peer's {stat} (the faster of torch and jax)."
+            f"\n/ort: forward {stat} / ONNX Runtime's {stat} (the fastest forward we know; not a peer)."
+            f"\n/gemm: {stat} / the gemm row's {stat} (the same multiply-adds as BLAS products)."
+            "\npeak MiB fwd/bwd: tracemalloc + kept scratch (ours), torch.profiler allocations (torch); n/a: no"
+            "\nallocator trace. See benchmarks/README.md."
+        )
     failed = [(r["case"], n) for r in records for n, e in r["engines"].items() if any(k.startswith("fail_") for k in e)]
     if failed:
         print(f"FAIL: {', '.join(f'{c}/{n}' for c, n in failed)}")
     if opts.json:
         with open(opts.json, "w") as f:
-            json.dump({"machine": info, "settings": {k: v for k, v in vars(opts).items()},
-                       "tolerance": TOL, "cases": records}, f, indent=1, default=str)
+            json.dump(
+                {
+                    "machine": info,
+                    "settings": {k: v for k, v in vars(opts).items()},
+                    "tolerance": TOL,
+                    "cases": records,
+                },
+                f,
+                indent=1,
+                default=str,
+            )
         print(f"figures written to {opts.json}")
     if opts.plot:
         plot(records, opts.plot)

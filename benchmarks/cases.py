@@ -125,8 +125,10 @@ class Case:
         dh, dw = _pair(self.dilation)
         oph, opw = _pair(self.output_padding)
         top, bottom, left, right = self.pads
-        return (axis_window(self.h, kh, sh, dh, self.pad_mode, top, bottom, oph),
-                axis_window(self.w, kw, sw, dw, self.pad_mode, left, right, opw))
+        return (
+            axis_window(self.h, kh, sh, dh, self.pad_mode, top, bottom, oph),
+            axis_window(self.w, kw, sw, dw, self.pad_mode, left, right, opw),
+        )
 
     @property
     def y_shape(self):
@@ -141,20 +143,32 @@ class Case:
 
     def kwargs(self) -> dict:
         """Keyword arguments of ``convtranspose.conv2d_transpose`` (MindSpore names)."""
-        return dict(stride=self.stride, pad_mode=self.pad_mode, padding=self.padding,
-                    output_padding=self.output_padding, dilation=self.dilation, group=self.group)
+        return dict(
+            stride=self.stride,
+            pad_mode=self.pad_mode,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            group=self.group,
+        )
 
     def describe(self) -> str:
         """One line: shapes and the arguments that differ from defaults."""
         kh, kw = _pair(self.kernel)
-        parts = [f"x{self.x_shape}".replace(" ", ""), f"w{self.weight_shape}".replace(" ", ""),
-                 f"k{kh}" if kh == kw else f"k{kh}x{kw}"]
+        parts = [
+            f"x{self.x_shape}".replace(" ", ""),
+            f"w{self.weight_shape}".replace(" ", ""),
+            f"k{kh}" if kh == kw else f"k{kh}x{kw}",
+        ]
         for label, value in (("s", self.stride), ("d", self.dilation)):
             a, b = _pair(value)
             parts.append(f"{label}{a}" if a == b else f"{label}{a}x{b}")
         pads = self.pads
-        parts.append(self.pad_mode if self.pad_mode != "pad" else
-                     "pad" + (str(pads[0]) if len(set(pads)) == 1 else str(pads).replace(" ", "")))
+        parts.append(
+            self.pad_mode
+            if self.pad_mode != "pad"
+            else "pad" + (str(pads[0]) if len(set(pads)) == 1 else str(pads).replace(" ", ""))
+        )
         if self.output_padding not in (0, (0, 0)):
             parts.append(f"op{_pair(self.output_padding)}".replace(" ", ""))
         parts.append(f"g{self.group}")
@@ -181,10 +195,36 @@ EXTRA_CASES = [
     Case("s4_k8_pad", 2, 16, 10, 10, 8, 8, 4, "pad", 2, note="stride 4, kernel 8 (x4 upsampling)"),
     Case("s3_k1_same", 1, 8, 6, 5, 4, 1, 3, "same", note="1x1 kernel, stride 3"),
     Case("outpad_s3", 2, 16, 9, 11, 12, 3, 3, "pad", 1, output_padding=2, note="output_padding 2"),
-    Case("outpad_dil", 2, 8, 10, 7, 8, 3, 1, "pad", (1, 2, 2, 1), dilation=3, output_padding=(2, 1),
-         note="output_padding under dilation > stride"),
-    Case("rect_kernel", 3, 12, 17, 10, 6, (5, 2), (2, 4), "pad", (1, 2, 0, 1), dilation=(1, 2), group=3,
-         note="rectangular everything, 3 groups"),
+    Case(
+        "outpad_dil",
+        2,
+        8,
+        10,
+        7,
+        8,
+        3,
+        1,
+        "pad",
+        (1, 2, 2, 1),
+        dilation=3,
+        output_padding=(2, 1),
+        note="output_padding under dilation > stride",
+    ),
+    Case(
+        "rect_kernel",
+        3,
+        12,
+        17,
+        10,
+        6,
+        (5, 2),
+        (2, 4),
+        "pad",
+        (1, 2, 0, 1),
+        dilation=(1, 2),
+        group=3,
+        note="rectangular everything, 3 groups",
+    ),
     Case("odd_same_s3", 3, 10, 7, 9, 15, (4, 6), 3, "same", group=5, note="odd extra 'same' crop"),
     Case("big_pad", 1, 8, 12, 12, 8, 7, 2, "pad", (3, 5, 6, 0), note="pads larger than the stride"),
     Case("tiny_fp16", 1, 16, 16, 16, 16, 3, 2, "pad", 1, dtype="float16", note="tiny in float16"),

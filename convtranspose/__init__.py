@@ -34,8 +34,19 @@ from .spec import AxisPlan, Conv2dTransposeSpec, spec_from_weight
 __version__ = "0.1.0"
 
 __all__ = [
-    "Conv2dTranspose", "conv2d_transpose", "conv2d_transpose_backward", "Conv2dTransposeSpec",
-    "AxisPlan", "spec_from_weight", "build_parameters", "Parameter", "initializer", "set_seed",
-    "set_chunk_bytes", "release_workspace",
-    "float16", "float32", "float64",
+    "Conv2dTranspose",
+    "conv2d_transpose",
+    "conv2d_transpose_backward",
+    "Conv2dTransposeSpec",
+    "AxisPlan",
+    "spec_from_weight",
+    "build_parameters",
+    "Parameter",
+    "initializer",
+    "set_seed",
+    "set_chunk_bytes",
+    "release_workspace",
+    "float16",
+    "float32",
+    "float64",
 ]

@@ -93,10 +93,22 @@ _INT64_SIGN = 1 << 63
 _READ_TYPES: Dict[str, np.dtype] = {
     name: np.dtype(code)
     for name, code in [
-        ("Int8", "i1"), ("Int16", "<i2"), ("Int32", "<i4"), ("Int64", "<i8"),
-        ("UInt8", "u1"), ("UInt16", "<u2"), ("UInt32", "<u4"), ("UInt64", "<u8"),
-        ("Uint8", "u1"), ("Uint16", "<u2"), ("Uint32", "<u4"), ("Uint64", "<u8"),
-        ("Float16", "<f2"), ("Float32", "<f4"), ("Float64", "<f8"), ("Bool", "?"),
+        ("Int8", "i1"),
+        ("Int16", "<i2"),
+        ("Int32", "<i4"),
+        ("Int64", "<i8"),
+        ("UInt8", "u1"),
+        ("UInt16", "<u2"),
+        ("UInt32", "<u4"),
+        ("UInt64", "<u8"),
+        ("Uint8", "u1"),
+        ("Uint16", "<u2"),
+        ("Uint32", "<u4"),
+        ("Uint64", "<u8"),
+        ("Float16", "<f2"),
+        ("Float32", "<f4"),
+        ("Float64", "<f8"),
+        ("Bool", "?"),
     ]
 }
 _BF16 = "BFloat16"
@@ -107,9 +119,18 @@ _STR = "str"
 _WRITE_TYPES: Dict[np.dtype, str] = {
     np.dtype(code): name
     for name, code in [
-        ("Int8", "i1"), ("Int16", "i2"), ("Int32", "i4"), ("Int64", "i8"),
-        ("UInt8", "u1"), ("UInt16", "u2"), ("UInt32", "u4"), ("UInt64", "u8"),
-        ("Float16", "f2"), ("Float32", "f4"), ("Float64", "f8"), ("Bool", "?"),
+        ("Int8", "i1"),
+        ("Int16", "i2"),
+        ("Int32", "i4"),
+        ("Int64", "i8"),
+        ("UInt8", "u1"),
+        ("UInt16", "u2"),
+        ("UInt32", "u4"),
+        ("UInt64", "u8"),
+        ("Float16", "f2"),
+        ("Float32", "f4"),
+        ("Float64", "f8"),
+        ("Bool", "?"),
     ]
 }
 
@@ -120,9 +141,18 @@ _ML_DTYPES_HINT = "pip install convtranspose[bfloat16] (or ml_dtypes)"
 _ST_READ_TYPES: Dict[str, np.dtype] = {
     name: np.dtype(code)
     for name, code in [
-        ("I8", "i1"), ("I16", "<i2"), ("I32", "<i4"), ("I64", "<i8"),
-        ("U8", "u1"), ("U16", "<u2"), ("U32", "<u4"), ("U64", "<u8"),
-        ("F16", "<f2"), ("F32", "<f4"), ("F64", "<f8"), ("BOOL", "?"),
+        ("I8", "i1"),
+        ("I16", "<i2"),
+        ("I32", "<i4"),
+        ("I64", "<i8"),
+        ("U8", "u1"),
+        ("U16", "<u2"),
+        ("U32", "<u4"),
+        ("U64", "<u8"),
+        ("F16", "<f2"),
+        ("F32", "<f4"),
+        ("F64", "<f8"),
+        ("BOOL", "?"),
     ]
 }
 # safetensors dtypes NumPy has no type for -> the ml_dtypes type that holds them (the names
@@ -150,8 +180,7 @@ class CheckpointError(ValueError):
         offset: Byte offset in the file where the problem was found, or None.
     """
 
-    def __init__(self, path: PathLike, problem: str, *, tensor: Optional[str] = None,
-                 offset: Optional[int] = None):
+    def __init__(self, path: PathLike, problem: str, *, tensor: Optional[str] = None, offset: Optional[int] = None):
         """Builds the message ``"<path>: <problem> (tensor '<name>') at byte <offset>"``."""
         self.path = os.fspath(path)
         self.problem = problem
@@ -165,6 +194,7 @@ class CheckpointError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Reading the wire format
 # ----------------------------------------------------------------------------------------------
+
 
 class _Cursor:
     """Reads protobuf wire primitives from ``buf[start:end]``; every overrun is a CheckpointError.
@@ -180,14 +210,12 @@ class _Cursor:
 
     __slots__ = ("buf", "pos", "end", "path", "scope", "tensor")
 
-    def __init__(self, buf: bytes, start: int, end: int, path: PathLike, scope: str,
-                 tensor: Optional[str] = None):
+    def __init__(self, buf: bytes, start: int, end: int, path: PathLike, scope: str, tensor: Optional[str] = None):
         self.buf, self.pos, self.end, self.path = buf, start, end, path
         self.scope, self.tensor = scope, tensor
 
     def error(self, problem: str, offset: Optional[int] = None) -> CheckpointError:
-        return CheckpointError(self.path, problem, tensor=self.tensor,
-                               offset=self.pos if offset is None else offset)
+        return CheckpointError(self.path, problem, tensor=self.tensor, offset=self.pos if offset is None else offset)
 
     def at_end(self) -> bool:
         return self.pos >= self.end
@@ -226,8 +254,9 @@ class _Cursor:
         length = self.varint()
         left = self.end - self.pos
         if length > left:
-            raise self.error(f"length {length} exceeds the {left} bytes left in the {self.scope} "
-                             "(truncated or corrupted file)", at)
+            raise self.error(
+                f"length {length} exceeds the {left} bytes left in the {self.scope} (truncated or corrupted file)", at
+            )
         start = self.pos
         self.pos += length
         return start, self.pos
@@ -256,8 +285,7 @@ class _Piece:
 
 def _wire_error(cur: _Cursor, what: str, field: int, wire: int, at: int) -> CheckpointError:
     """Error for a field we do not expect, naming its number and wire type."""
-    return cur.error(f"{what}: unexpected field {field} with wire type "
-                     f"{_WIRE_NAMES.get(wire, wire)}", at)
+    return cur.error(f"{what}: unexpected field {field} with wire type {_WIRE_NAMES.get(wire, wire)}", at)
 
 
 def _text(cur: _Cursor, start: int, end: int, what: str) -> str:
@@ -282,25 +310,28 @@ def _record_spans(buf: bytes, path: PathLike) -> Tuple[List[Tuple[int, int, int]
         if spans or buf.startswith(b"\x0a"):
             raise  # it starts like a checkpoint: truncated or corrupted, as the message says
         # Not even the first record key: most likely not a checkpoint, or encrypted.
-        raise CheckpointError(path, f"not a readable checkpoint ({exc.problem}); it may be "
-                                    "encrypted or not a MindSpore .ckpt file",
-                              offset=exc.offset) from None
+        raise CheckpointError(
+            path,
+            f"not a readable checkpoint ({exc.problem}); it may be encrypted or not a MindSpore .ckpt file",
+            offset=exc.offset,
+        ) from None
 
 
-def _scan_records(cur: _Cursor, spans: List[Tuple[int, int, int]]
-                  ) -> Tuple[List[Tuple[int, int, int]], Optional[int]]:
+def _scan_records(cur: _Cursor, spans: List[Tuple[int, int, int]]) -> Tuple[List[Tuple[int, int, int]], Optional[int]]:
     """The loop of :func:`_record_spans`; appends to ``spans`` as it goes."""
     buf = cur.buf
     while not cur.at_end():
         rest = len(buf) - cur.pos
         # (the slice comparison only runs near the end: slicing the rest each time is quadratic)
-        if buf.startswith(_CRC_MARK, cur.pos) or (rest < len(_CRC_MARK) and _CRC_MARK[:rest] == buf[cur.pos:]):
+        if buf.startswith(_CRC_MARK, cur.pos) or (rest < len(_CRC_MARK) and _CRC_MARK[:rest] == buf[cur.pos :]):
             # 'c' (0x63) can never start a record (it would be field 12, start-group), so at a
             # record boundary these bytes are the trailer and nothing else.
             if rest != _CRC_TRAILER_LEN:
-                raise cur.error(f"the crc_num trailer should be the last {_CRC_TRAILER_LEN} "
-                                f"bytes, but {rest} bytes remain from its start (truncated or "
-                                "extended file)")
+                raise cur.error(
+                    f"the crc_num trailer should be the last {_CRC_TRAILER_LEN} "
+                    f"bytes, but {rest} bytes remain from its start (truncated or "
+                    "extended file)"
+                )
             return spans, cur.pos
         field, wire, at = cur.key()
         if (field, wire) != (1, _LEN):
@@ -312,11 +343,14 @@ def _scan_records(cur: _Cursor, spans: List[Tuple[int, int, int]]
 
 def _check_crc(buf: bytes, trailer: int, path: PathLike) -> None:
     """Compares the stored CRC-32 with that of every byte before the trailer."""
-    stored = int.from_bytes(buf[trailer + len(_CRC_MARK):trailer + _CRC_TRAILER_LEN], "big")
+    stored = int.from_bytes(buf[trailer + len(_CRC_MARK) : trailer + _CRC_TRAILER_LEN], "big")
     actual = zlib.crc32(memoryview(buf)[:trailer])
     if stored != actual:
-        raise CheckpointError(path, f"CRC-32 mismatch: the trailer says {stored}, the content "
-                                    f"gives {actual}; the file is corrupted", offset=trailer)
+        raise CheckpointError(
+            path,
+            f"CRC-32 mismatch: the trailer says {stored}, the content gives {actual}; the file is corrupted",
+            offset=trailer,
+        )
 
 
 def _tail_crc_fails(buf: bytes) -> bool:
@@ -398,9 +432,12 @@ def _group(pieces: List[_Piece], path: PathLike) -> Iterator[List[_Piece]]:
             yield run
             run = []
         if not run and piece.tag in seen:
-            raise CheckpointError(path, f"tensor appears twice, in records at bytes "
-                                        f"{seen[piece.tag]} and {piece.offset}",
-                                  tensor=piece.tag, offset=piece.offset)
+            raise CheckpointError(
+                path,
+                f"tensor appears twice, in records at bytes {seen[piece.tag]} and {piece.offset}",
+                tensor=piece.tag,
+                offset=piece.offset,
+            )
         if not run:
             seen[piece.tag] = piece.offset
         run.append(piece)
@@ -411,6 +448,7 @@ def _group(pieces: List[_Piece], path: PathLike) -> Iterator[List[_Piece]]:
 # ----------------------------------------------------------------------------------------------
 # From pieces to arrays
 # ----------------------------------------------------------------------------------------------
+
 
 def _ml_dtype(name: str, path: PathLike, tag: str, stored: str) -> np.dtype:
     """The ``ml_dtypes`` type ``name`` (bfloat16, float8_*), imported only when a file holds one.
@@ -429,13 +467,16 @@ def _ml_dtype(name: str, path: PathLike, tag: str, stored: str) -> np.dtype:
     try:
         import ml_dtypes
     except ImportError:
-        raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is {stored}; reading it needs the "
-                          f"ml_dtypes package: {_ML_DTYPES_HINT}") from None
+        raise ImportError(
+            f"{os.fspath(path)}: tensor {tag!r} is {stored}; reading it needs the ml_dtypes package: {_ML_DTYPES_HINT}"
+        ) from None
     found = getattr(ml_dtypes, name, None)
     if found is None:
         version = getattr(ml_dtypes, "__version__", "?")
-        raise ImportError(f"{os.fspath(path)}: tensor {tag!r} is {stored}; the installed ml_dtypes "
-                          f"{version} has no {name}: pip install --upgrade ml_dtypes")
+        raise ImportError(
+            f"{os.fspath(path)}: tensor {tag!r} is {stored}; the installed ml_dtypes "
+            f"{version} has no {name}: pip install --upgrade ml_dtypes"
+        )
     return np.dtype(found)
 
 
@@ -446,15 +487,16 @@ def _dtype_for(type_name: str, path: PathLike, tag: str, offset: int) -> np.dtyp
     if type_name == _BF16:
         return _ml_dtype("bfloat16", path, tag, type_name)
     if type_name == "Int4":
-        raise CheckpointError(path, "tensor_type Int4 (packed 4-bit integers) is not supported",
-                              tensor=tag, offset=offset)
+        raise CheckpointError(
+            path, "tensor_type Int4 (packed 4-bit integers) is not supported", tensor=tag, offset=offset
+        )
     known = ", ".join([*_READ_TYPES, _BF16, _STR])
-    raise CheckpointError(path, f"unknown tensor_type {type_name!r} (known: {known})",
-                          tensor=tag, offset=offset)
+    raise CheckpointError(path, f"unknown tensor_type {type_name!r} (known: {known})", tensor=tag, offset=offset)
 
 
-def _shape_for(dims: Tuple[int, ...], itemsize: int, nbytes: int, type_name: str,
-               path: PathLike, tag: str, offset: int) -> Tuple[int, ...]:
+def _shape_for(
+    dims: Tuple[int, ...], itemsize: int, nbytes: int, type_name: str, path: PathLike, tag: str, offset: int
+) -> Tuple[int, ...]:
     """Shape of the array, checked against the byte count before anything is allocated.
 
     ``dims == ()`` is a scalar (MindSpore 2.x). ``dims == (0,)`` is a scalar in MindSpore 1.x
@@ -471,14 +513,17 @@ def _shape_for(dims: Tuple[int, ...], itemsize: int, nbytes: int, type_name: str
     for d in dims:
         nonzero *= d or 1
     if nonzero * itemsize > np.iinfo(np.intp).max:
-        raise CheckpointError(path, f"dims {list(dims)} are too large for an array",
-                              tensor=tag, offset=offset)
+        raise CheckpointError(path, f"dims {list(dims)} are too large for an array", tensor=tag, offset=offset)
     count = nonzero if 0 not in dims else 0
     if count * itemsize != nbytes:
         what = "a scalar" if not dims else f"{count} items"
-        raise CheckpointError(path, f"dims {list(dims)} of {type_name} need {count * itemsize} "
-                                    f"bytes ({what}) but tensor_content holds {nbytes}",
-                              tensor=tag, offset=offset)
+        raise CheckpointError(
+            path,
+            f"dims {list(dims)} of {type_name} need {count * itemsize} "
+            f"bytes ({what}) but tensor_content holds {nbytes}",
+            tensor=tag,
+            offset=offset,
+        )
     return dims
 
 
@@ -489,24 +534,24 @@ def _join(buf: bytes, run: List[_Piece]) -> np.ndarray:
     at = 0
     for p in run:
         n = p.end - p.start
-        out[at:at + n] = np.frombuffer(buf, np.uint8, n, p.start)
+        out[at : at + n] = np.frombuffer(buf, np.uint8, n, p.start)
         at += n
     return out
 
 
-def _decode_str(raw: np.ndarray, dims: Tuple[int, ...], path: PathLike, tag: str,
-                offset: int) -> np.ndarray:
+def _decode_str(raw: np.ndarray, dims: Tuple[int, ...], path: PathLike, tag: str, offset: int) -> np.ndarray:
     """Text entry -> 0-d unicode array. MindSpore stores ``np.array(text).tobytes()`` (UTF-32-LE)."""
     if dims not in ((0,), (), (1,)):
-        raise CheckpointError(path, f"str entry has dims {list(dims)}; expected [0] (one string)",
-                              tensor=tag, offset=offset)
+        raise CheckpointError(
+            path, f"str entry has dims {list(dims)}; expected [0] (one string)", tensor=tag, offset=offset
+        )
     if raw.size % 4:
-        raise CheckpointError(path, f"str content of {raw.size} bytes is not UTF-32 "
-                                    "(not a multiple of 4)", tensor=tag, offset=offset)
+        raise CheckpointError(
+            path, f"str content of {raw.size} bytes is not UTF-32 (not a multiple of 4)", tensor=tag, offset=offset
+        )
     codes = raw.view("<u4")
     if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
-        raise CheckpointError(path, "str content holds invalid code points", tensor=tag,
-                              offset=offset)
+        raise CheckpointError(path, "str content holds invalid code points", tensor=tag, offset=offset)
     if codes.size == 0:
         return np.array("")
     # NumPy's 'U' type is UTF-32 in native order; like MindSpore, trailing NULs are dropped.
@@ -518,15 +563,17 @@ def _to_array(buf: bytes, run: List[_Piece], path: PathLike) -> np.ndarray:
     first = run[0]
     for p in run[1:]:
         if (p.dims, p.type_name) != (first.dims, first.type_name):
-            raise CheckpointError(path, f"slices disagree: dims {list(first.dims)} "
-                                        f"{first.type_name} then {list(p.dims)} {p.type_name}",
-                                  tensor=first.tag, offset=p.offset)
+            raise CheckpointError(
+                path,
+                f"slices disagree: dims {list(first.dims)} {first.type_name} then {list(p.dims)} {p.type_name}",
+                tensor=first.tag,
+                offset=p.offset,
+            )
     nbytes = sum(p.end - p.start for p in run)
     if first.type_name == _STR:
         return _decode_str(_join(buf, run), first.dims, path, first.tag, first.offset)
     dtype = _dtype_for(first.type_name, path, first.tag, first.offset)
-    shape = _shape_for(first.dims, dtype.itemsize, nbytes, first.type_name, path, first.tag,
-                       first.offset)
+    shape = _shape_for(first.dims, dtype.itemsize, nbytes, first.type_name, path, first.tag, first.offset)
     raw = _join(buf, run)
     if dtype == np.bool_:
         return (raw != 0).reshape(shape)  # any non-zero byte is True; the array holds 0/1 only
@@ -541,9 +588,12 @@ def _decode(buf: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
     """
     if len(buf) >= 4 and int.from_bytes(buf[:4], "little") in _CIPHER_MAGIC:
         mode = _CIPHER_MAGIC[int.from_bytes(buf[:4], "little")]
-        raise CheckpointError(path, f"not a readable checkpoint: it is encrypted ({mode} header "
-                                    "of MindSpore's enc_key); load it in MindSpore with dec_key "
-                                    "and save it again without enc_key")
+        raise CheckpointError(
+            path,
+            f"not a readable checkpoint: it is encrypted ({mode} header "
+            "of MindSpore's enc_key); load it in MindSpore with dec_key "
+            "and save it again without enc_key",
+        )
     try:
         spans, trailer = _record_spans(buf, path)
     except CheckpointError as exc:
@@ -560,6 +610,7 @@ def _decode(buf: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
 # ----------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------
+
 
 def _varint(value: int) -> bytes:
     """Encodes a non-negative integer as a protobuf varint."""
@@ -615,8 +666,7 @@ def _as_array(name: str, value: Any) -> np.ndarray:
         value = _python_scalar(name, value)
     arr = np.asarray(value)
     if arr.dtype.kind == "U" and arr.ndim:
-        raise TypeError(f"{name!r}: a checkpoint holds one string per entry, got a str array "
-                        f"of shape {arr.shape}")
+        raise TypeError(f"{name!r}: a checkpoint holds one string per entry, got a str array of shape {arr.shape}")
     return arr
 
 
@@ -640,8 +690,7 @@ def _type_name(name: str, dtype: np.dtype) -> str:
     found = _WRITE_TYPES.get(dtype.newbyteorder("="))
     if found is None:
         supported = ", ".join(sorted({str(d) for d in _WRITE_TYPES} | {"bfloat16", "str"}))
-        raise TypeError(f"{name!r}: dtype {dtype} cannot be stored in a checkpoint "
-                        f"(supported: {supported})")
+        raise TypeError(f"{name!r}: dtype {dtype} cannot be stored in a checkpoint (supported: {supported})")
     return found
 
 
@@ -656,13 +705,20 @@ def _records(entry: _Entry) -> Iterator[Tuple[bytes, memoryview]]:
     size = len(entry.data)
     starts = range(0, size, _SLICE_BYTES) if entry.type_name != _STR and size else [0]
     for start in starts:
-        chunk = entry.data[start:start + _SLICE_BYTES] if entry.type_name != _STR else entry.data
+        chunk = entry.data[start : start + _SLICE_BYTES] if entry.type_name != _STR else entry.data
         content_head = _varint(3 << 3 | _LEN) + _varint(len(chunk))
         tensor_len = len(dims) + len(type_field) + len(content_head) + len(chunk)
         tensor_head = _varint(2 << 3 | _LEN) + _varint(tensor_len)
         value_len = len(_field(1, entry.tag)) + len(tensor_head) + tensor_len
-        head = (_varint(1 << 3 | _LEN) + _varint(value_len) + _field(1, entry.tag)
-                + tensor_head + dims + type_field + content_head)
+        head = (
+            _varint(1 << 3 | _LEN)
+            + _varint(value_len)
+            + _field(1, entry.tag)
+            + tensor_head
+            + dims
+            + type_field
+            + content_head
+        )
         yield head, chunk
 
 
@@ -670,14 +726,16 @@ def _records(entry: _Entry) -> Iterator[Tuple[bytes, memoryview]]:
 # safetensors (optional)
 # ----------------------------------------------------------------------------------------------
 
+
 def _safetensors():
     """Imports the optional safetensors package, or says how to install it."""
     try:
         import safetensors
         import safetensors.numpy
     except ImportError:
-        raise ImportError("reading or writing .safetensors files needs the safetensors package: "
-                          f"{_SAFETENSORS_HINT}") from None
+        raise ImportError(
+            f"reading or writing .safetensors files needs the safetensors package: {_SAFETENSORS_HINT}"
+        ) from None
     return safetensors
 
 
@@ -734,7 +792,7 @@ def _safetensors_header(data: bytes, path: PathLike) -> Optional[Dict[str, Any]]
     if size > len(data) - 8:
         return None
     try:
-        top = json.loads(data[8:8 + size].decode("utf-8"), object_pairs_hook=_Pairs)
+        top = json.loads(data[8 : 8 + size].decode("utf-8"), object_pairs_hook=_Pairs)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(top, _Pairs):
@@ -753,8 +811,7 @@ def _safetensors_dtype(stored: str, path: PathLike, tag: str) -> np.dtype:
     if stored in _ST_ML_DTYPES:
         return _ml_dtype(_ST_ML_DTYPES[stored], path, tag, stored)
     known = ", ".join([*_ST_READ_TYPES, *_ST_ML_DTYPES])
-    raise CheckpointError(path, f"safetensors dtype {stored} is not supported (supported: {known})",
-                          tensor=tag)
+    raise CheckpointError(path, f"safetensors dtype {stored} is not supported (supported: {known})", tensor=tag)
 
 
 def _load_safetensors(data: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
@@ -774,17 +831,20 @@ def _load_safetensors(data: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray
     except st.SafetensorError as exc:
         raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
     if header is None:  # safetensors took a header json cannot read: never skip the CRC for it
-        raise CheckpointError(path, "not a readable safetensors file (the header is not valid "
-                                    "UTF-8 JSON)")
+        raise CheckpointError(path, "not a readable safetensors file (the header is not valid UTF-8 JSON)")
     arrays: Dict[str, np.ndarray] = {}
     crc = 0  # over the bytes as stored (before bools are made 0/1), as the writer computed it
     for name, info in sorted(entries, key=lambda item: item[0]):
         dtype = _safetensors_dtype(info["dtype"], path, name)
         shape, raw = tuple(info["shape"]), info["data"]
         if len(raw) != dtype.itemsize * math.prod(shape):
-            raise CheckpointError(path, f"shape {list(shape)} of {info['dtype']} needs "
-                                        f"{dtype.itemsize * math.prod(shape)} bytes, the file holds "
-                                        f"{len(raw)}", tensor=name)
+            raise CheckpointError(
+                path,
+                f"shape {list(shape)} of {info['dtype']} needs "
+                f"{dtype.itemsize * math.prod(shape)} bytes, the file holds "
+                f"{len(raw)}",
+                tensor=name,
+            )
         crc = zlib.crc32(raw, zlib.crc32(name.encode("utf-8"), crc))
         if dtype == np.bool_:
             arr = np.frombuffer(raw, np.uint8) != 0  # as in .ckpt: any non-zero byte is True
@@ -797,8 +857,9 @@ def _load_safetensors(data: bytes, path: PathLike) -> Tuple[Dict[str, np.ndarray
     if "crc_num" not in metadata:
         return arrays, False
     if metadata["crc_num"] != str(crc):
-        raise CheckpointError(path, f"CRC-32 mismatch: metadata crc_num is "
-                                    f"{metadata['crc_num']!r}, the content gives {crc}")
+        raise CheckpointError(
+            path, f"CRC-32 mismatch: metadata crc_num is {metadata['crc_num']!r}, the content gives {crc}"
+        )
     return arrays, True
 
 
@@ -825,8 +886,11 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
         # astype, not ascontiguousarray: that one turns a 0-d scalar into shape (1,)
         tensors[name] = arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)
     if skipped:
-        warnings.warn(f"{os.fspath(path)}: safetensors cannot hold text; left out str "
-                      f"entries {skipped}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{os.fspath(path)}: safetensors cannot hold text; left out str entries {skipped}",
+            UserWarning,
+            stacklevel=3,
+        )
     metadata = {"format": "ms"}
     if crc_check:
         metadata["crc_num"] = str(_safetensors_crc(tensors))
@@ -837,12 +901,12 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
 # Public API
 # ----------------------------------------------------------------------------------------------
 
+
 def _read_bytes(path: PathLike) -> bytes:
     """The whole file; a directory or an empty file is a CheckpointError naming the path."""
     p = Path(path)
     if p.is_dir():
-        found = sorted(entry.name for entry in p.iterdir()
-                       if entry.suffix.lower() in (".ckpt", ".safetensors"))
+        found = sorted(entry.name for entry in p.iterdir() if entry.suffix.lower() in (".ckpt", ".safetensors"))
         hint = ""
         if found:
             shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
@@ -852,8 +916,7 @@ def _read_bytes(path: PathLike) -> bytes:
     if not data:
         # Even a checkpoint with no entries is not empty when written with a CRC (the trailer),
         # and save() refuses to write one without: 0 bytes is a write that failed.
-        raise CheckpointError(path, "the file is empty (0 bytes): not a checkpoint, most likely a "
-                                    "write that failed")
+        raise CheckpointError(path, "the file is empty (0 bytes): not a checkpoint, most likely a write that failed")
     return data
 
 
@@ -924,9 +987,11 @@ def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False) 
         _save_safetensors(path, arrays, crc_check)
         return
     if not arrays and not crc_check:
-        raise ValueError(f"arrays is empty ({dict(arrays)!r}): a .ckpt with no entries and no CRC "
-                         "would be a 0-byte file, which load() refuses as a failed write; pass "
-                         "crc_check=True to write an empty checkpoint (its CRC trailer alone)")
+        raise ValueError(
+            f"arrays is empty ({dict(arrays)!r}): a .ckpt with no entries and no CRC "
+            "would be a 0-byte file, which load() refuses as a failed write; pass "
+            "crc_check=True to write an empty checkpoint (its CRC trailer alone)"
+        )
     entries = [_as_entry(name, value) for name, value in arrays.items()]  # all checked first
     crc = 0
     with open(path, "wb") as f:
@@ -960,6 +1025,7 @@ def convert(src: PathLike, dst: PathLike, *, crc_check: bool = False) -> Dict[st
 # Command line
 # ----------------------------------------------------------------------------------------------
 
+
 def _dtype_label(arr: np.ndarray) -> str:
     return "str" if arr.dtype.kind == "U" else str(arr.dtype)
 
@@ -969,37 +1035,41 @@ def _value_label(arr: np.ndarray, width: int = 40) -> str:
     if arr.ndim:
         return ""
     text = repr(str(arr[()])) if arr.dtype.kind == "U" else str(arr[()])
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _table(arrays: Mapping[str, np.ndarray], crc: bool) -> str:
     """The ``inspect`` listing: name, shape, dtype, elements, bytes, scalar value; then totals."""
     head = ("name", "shape", "dtype", "elements", "bytes", "value")
-    rows = [(name, str(tuple(a.shape)), _dtype_label(a), f"{a.size:,}", f"{a.nbytes:,}",
-             _value_label(a)) for name, a in arrays.items()]
+    rows = [
+        (name, str(tuple(a.shape)), _dtype_label(a), f"{a.size:,}", f"{a.nbytes:,}", _value_label(a))
+        for name, a in arrays.items()
+    ]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     right = {3, 4}  # numbers line up on the right
 
     def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     total = sum(a.size for a in arrays.values()), sum(a.nbytes for a in arrays.values())
-    foot = (f"{len(arrays)} {'entry' if len(arrays) == 1 else 'entries'}, {total[0]:,} elements, "
-            f"{total[1]:,} bytes; "
-            + ("CRC-32 verified" if crc else "no CRC"))
+    foot = (
+        f"{len(arrays)} {'entry' if len(arrays) == 1 else 'entries'}, {total[0]:,} elements, "
+        f"{total[1]:,} bytes; " + ("CRC-32 verified" if crc else "no CRC")
+    )
     return "\n".join([line(head), *(line(r) for r in rows), foot])
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m convtranspose.ckpt",
-        description="Inspect MindSpore checkpoints and convert them to or from safetensors.")
+        description="Inspect MindSpore checkpoints and convert them to or from safetensors.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ins = sub.add_parser("inspect", help="list the entries of a .ckpt or .safetensors file")
     ins.add_argument("file")
-    conv = sub.add_parser("convert", help="convert between .ckpt and .safetensors "
-                                          "(format chosen by extension)")
+    conv = sub.add_parser("convert", help="convert between .ckpt and .safetensors (format chosen by extension)")
     conv.add_argument("src", metavar="IN")
     conv.add_argument("dst", metavar="OUT")
     conv.add_argument("--crc", action="store_true", help="write a CRC (MindSpore's crc_check)")

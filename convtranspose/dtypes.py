@@ -20,9 +20,15 @@ FLOAT_DTYPES = (float16, float32, float64)
 # MindSpore's own spellings (str(mindspore.float16) == 'Float16', the type names 'float16',
 # 'mindspore.float16') and the usual short names. Looked up in lower case.
 _NAMES = {
-    "float16": float16, "half": float16, "fp16": float16,
-    "float32": float32, "single": float32, "fp32": float32,
-    "float64": float64, "double": float64, "fp64": float64,
+    "float16": float16,
+    "half": float16,
+    "fp16": float16,
+    "float32": float32,
+    "single": float32,
+    "fp32": float32,
+    "float64": float64,
+    "double": float64,
+    "fp64": float64,
 }
 
 
@@ -35,8 +41,9 @@ def bfloat16() -> np.dtype:
     try:
         import ml_dtypes
     except ImportError as exc:
-        raise ImportError("bfloat16 parameters need ml_dtypes: pip install 'convtranspose[torch]' (or ml_dtypes)") \
-            from exc
+        raise ImportError(
+            "bfloat16 parameters need ml_dtypes: pip install 'convtranspose[torch]' (or ml_dtypes)"
+        ) from exc
     return np.dtype(ml_dtypes.bfloat16)
 
 
@@ -44,7 +51,7 @@ def is_bfloat16(dtype: Any) -> bool:
     """``'bfloat16'``, ``'bf16'``, ``'mindspore.bfloat16'`` (any letter case) or a bfloat16 dtype."""
     if isinstance(dtype, str):
         key = dtype.lower()
-        return (key[len("mindspore."):] if key.startswith("mindspore.") else key) in ("bfloat16", "bf16")
+        return (key[len("mindspore.") :] if key.startswith("mindspore.") else key) in ("bfloat16", "bf16")
     try:
         return np.dtype(dtype).name == "bfloat16"
     except (TypeError, ValueError):
@@ -76,7 +83,7 @@ def resolve_dtype(dtype: Any, name: str = "dtype", with_bfloat16: bool = False) 
     if isinstance(dtype, str):
         key = dtype.lower()
         if key.startswith("mindspore."):
-            key = key[len("mindspore."):]
+            key = key[len("mindspore.") :]
         resolved = _NAMES.get(key)
     if resolved is None:
         try:
@@ -84,8 +91,10 @@ def resolve_dtype(dtype: Any, name: str = "dtype", with_bfloat16: bool = False) 
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be {allowed}, got {name}={dtype!r}") from None
     if resolved not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be {allowed}, got {name}={dtype!r} "
-                        f"({resolved.name} cannot be computed by a convolution layer)")
+        raise TypeError(
+            f"{name} must be {allowed}, got {name}={dtype!r} "
+            f"({resolved.name} cannot be computed by a convolution layer)"
+        )
     return resolved
 
 
@@ -102,5 +111,4 @@ def check_float_array(array: np.ndarray, name: str, with_bfloat16: bool = False)
     """
     dtype = native(array.dtype)
     if dtype not in FLOAT_DTYPES and not (with_bfloat16 and is_bfloat16(dtype)):
-        raise TypeError(f"{name} must have dtype {_allowed(with_bfloat16)}, got {name} of dtype "
-                        f"{array.dtype.name}")
+        raise TypeError(f"{name} must have dtype {_allowed(with_bfloat16)}, got {name} of dtype {array.dtype.name}")

@@ -34,6 +34,7 @@ from .parameters import build_parameters
 
 __all__ = ["Conv2dTranspose"]
 
+
 def _as_init(init: Any, name: str) -> Any:
     """A JAX array initializer as the NumPy array the shared builder takes (bfloat16 kept)."""
     if not isinstance(init, jax.Array):
@@ -41,8 +42,10 @@ def _as_init(init: Any, name: str) -> Any:
     try:
         return np.asarray(init)
     except jax.errors.TracerArrayConversionError:
-        raise TypeError(f"{name} is a traced array: Conv2dTranspose draws its parameters with MindSpore's "
-                        f"(NumPy) initializers, so it must be constructed outside jax.jit") from None
+        raise TypeError(
+            f"{name} is a traced array: Conv2dTranspose draws its parameters with MindSpore's "
+            f"(NumPy) initializers, so it must be constructed outside jax.jit"
+        ) from None
 
 
 def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
@@ -58,8 +61,10 @@ def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
     try:
         seed = np.asarray(bits)
     except jax.errors.TracerArrayConversionError:
-        raise TypeError("Conv2dTranspose draws its parameters with MindSpore's (NumPy) initializers, so it "
-                        "must be constructed outside jax.jit, nnx.jit and nnx.eval_shape") from None
+        raise TypeError(
+            "Conv2dTranspose draws its parameters with MindSpore's (NumPy) initializers, so it "
+            "must be constructed outside jax.jit, nnx.jit and nnx.eval_shape"
+        ) from None
     return np.random.default_rng(seed)
 
 
@@ -105,14 +110,41 @@ class Conv2dTranspose(nnx.Module):
             ``jax_enable_x64`` is off (they would silently become float32).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
-                 group: int = 1, has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
-                 dtype: Any = jnp.float32, *, rngs: Optional[nnx.Rngs] = None) -> None:
-        built = build_parameters(in_channels, out_channels, kernel_size, stride, pad_mode, padding,
-                                 output_padding, dilation, group, has_bias, _as_init(weight_init, "weight_init"),
-                                 _as_init(bias_init, "bias_init") if has_bias is True else bias_init, dtype,
-                                 rng=_numpy_rng(rngs), with_bfloat16=True)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        dtype: Any = jnp.float32,
+        *,
+        rngs: Optional[nnx.Rngs] = None,
+    ) -> None:
+        built = build_parameters(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            pad_mode,
+            padding,
+            output_padding,
+            dilation,
+            group,
+            has_bias,
+            _as_init(weight_init, "weight_init"),
+            _as_init(bias_init, "bias_init") if has_bias is True else bias_init,
+            dtype,
+            rng=_numpy_rng(rngs),
+            with_bfloat16=True,
+        )
         self.spec = built.spec
         spec = built.spec
         self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
@@ -120,8 +152,7 @@ class Conv2dTranspose(nnx.Module):
         self.pad_mode, self.padding, self.output_padding = spec.pad_mode, spec.padding, spec.output_padding
         self.group, self.has_bias = spec.group, spec.has_bias
         self.weight = nnx.Param(self._to_jax(built.weight, weight_init, "weight_init"))
-        self.bias = (nnx.Param(self._to_jax(built.bias, bias_init, "bias_init"))
-                     if spec.has_bias else None)
+        self.bias = nnx.Param(self._to_jax(built.bias, bias_init, "bias_init")) if spec.has_bias else None
 
     @staticmethod
     def _to_jax(array: np.ndarray, init: Any, name: str) -> jax.Array:
@@ -129,8 +160,10 @@ class Conv2dTranspose(nnx.Module):
         # parameters were drawn in float32 and rounded once by the shared builder.
         if array.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
             culprit = name if isinstance(init, (np.ndarray, jax.Array)) else "dtype"
-            raise TypeError(f"{culprit} gives float64 parameters, which JAX keeps only with 64-bit mode on: "
-                            f"run jax.config.update('jax_enable_x64', True) first, or use float32")
+            raise TypeError(
+                f"{culprit} gives float64 parameters, which JAX keeps only with 64-bit mode on: "
+                f"run jax.config.update('jax_enable_x64', True) first, or use float32"
+            )
         return jnp.asarray(array)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -174,8 +207,7 @@ class Conv2dTranspose(nnx.Module):
             ValueError: an array of the wrong shape, or (strict) an unexpected bias.
         """
         if not isinstance(arrays, Mapping):
-            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got "
-                            f"{type(arrays).__name__}")
+            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got {type(arrays).__name__}")
         staged = []
         for name, param in self.parameters_and_names(prefix):
             if name not in arrays:
@@ -185,8 +217,10 @@ class Conv2dTranspose(nnx.Module):
             if shape != param.get_value().shape:
                 raise ValueError(f"{name} must have shape {param.get_value().shape}, got shape {shape}")
             if dtype != param.get_value().dtype:
-                raise TypeError(f"{name} must have dtype {jnp.dtype(param.get_value().dtype).name}, got "
-                                f"{dtype.name}; convert it first")
+                raise TypeError(
+                    f"{name} must have dtype {jnp.dtype(param.get_value().dtype).name}, got "
+                    f"{dtype.name}; convert it first"
+                )
             staged.append((param, value))
         if strict and self.bias is None and prefix + "bias" in arrays:
             raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")

@@ -42,31 +42,33 @@ def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {name} of type {type(value).__name__}")
     if isinstance(value, np.ma.MaskedArray):  # its mask would be silently ignored
-        raise TypeError(f"{name} must be a plain NumPy array, got a masked array; fill it first "
-                        f"({name}.filled(0))")
+        raise TypeError(f"{name} must be a plain NumPy array, got a masked array; fill it first ({name}.filled(0))")
     if swap and not (value.dtype.isnative and value.flags.c_contiguous):
         value = np.array(value, dtype=native(value.dtype), order="C")
     return value
 
 
-def _check_arrays(spec: Conv2dTransposeSpec, x: Any, weight: Any,
-                  bias: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Tuple[int, int, int, int]]:
+def _check_arrays(
+    spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any
+) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Tuple[int, int, int, int]]:
     """Normalise a call's arrays and check them against ``spec``; returns them and the output shape."""
     x = as_ndarray(x, "x", swap=False)
     weight = as_ndarray(weight, "weight", swap=False)
     bias = None if bias is None else as_ndarray(bias, "bias", swap=False)
     # shapes first (as MindSpore), and before a byte swap copies anything
-    out_shape = spec.check_shapes(x.shape, weight.shape, None if bias is None else bias.shape,
-                                  itemsize=max(x.dtype.itemsize, 4))
+    out_shape = spec.check_shapes(
+        x.shape, weight.shape, None if bias is None else bias.shape, itemsize=max(x.dtype.itemsize, 4)
+    )
     x, weight = as_ndarray(x, "x"), as_ndarray(weight, "weight")
     bias = None if bias is None else as_ndarray(bias, "bias")
     check_float_array(weight, "weight")
     if x.dtype != weight.dtype:
-        raise TypeError(f"x must have the parameters' dtype {weight.dtype.name}, got x of dtype "
-                        f"{x.dtype.name}; convert it with x.astype(np.{weight.dtype.name})")
+        raise TypeError(
+            f"x must have the parameters' dtype {weight.dtype.name}, got x of dtype "
+            f"{x.dtype.name}; convert it with x.astype(np.{weight.dtype.name})"
+        )
     if bias is not None and bias.dtype != weight.dtype:
-        raise TypeError(f"bias must have the weight's dtype {weight.dtype.name}, got bias of dtype "
-                        f"{bias.dtype.name}")
+        raise TypeError(f"bias must have the weight's dtype {weight.dtype.name}, got bias of dtype {bias.dtype.name}")
     return x, weight, bias, out_shape
 
 
@@ -84,8 +86,9 @@ def forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) ->
     return engine.forward(x, weight, bias, spec)
 
 
-def backward(spec: Conv2dTransposeSpec, x: Any, weight: Any,
-             grad_output: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def backward(
+    spec: Conv2dTransposeSpec, x: Any, weight: Any, grad_output: Any
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward for an already-built spec (the layer's path); checks every array first.
 
     Returns:
@@ -98,17 +101,28 @@ def backward(spec: Conv2dTransposeSpec, x: Any, weight: Any,
     x, weight, _, out_shape = _check_arrays(spec, x, weight, None)
     grad_output = as_ndarray(grad_output, "grad_output")
     if grad_output.shape != out_shape:
-        raise ValueError(f"grad_output must have the output's shape {out_shape}, got grad_output of "
-                         f"shape {grad_output.shape}")
+        raise ValueError(
+            f"grad_output must have the output's shape {out_shape}, got grad_output of shape {grad_output.shape}"
+        )
     if grad_output.dtype != x.dtype:
-        raise TypeError(f"grad_output must have x's dtype {x.dtype.name}, got grad_output of dtype "
-                        f"{grad_output.dtype.name}")
+        raise TypeError(
+            f"grad_output must have x's dtype {x.dtype.name}, got grad_output of dtype {grad_output.dtype.name}"
+        )
     return engine.backward(x, weight, grad_output, spec)
 
 
-def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, *,
-                     stride: Any = 1, pad_mode: str = "same", padding: Any = 0,
-                     output_padding: Any = 0, dilation: Any = 1, group: int = 1) -> np.ndarray:
+def conv2d_transpose(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> np.ndarray:
     """MindSpore's 2-D transposed convolution, forward.
 
     Args:
@@ -129,15 +143,22 @@ def conv2d_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarra
             and :meth:`Conv2dTransposeSpec.check_shapes`).
     """
     weight = as_ndarray(weight, "weight")
-    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation,
-                            group, bias is not None)
+    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, bias is not None)
     return forward(spec, x, weight, bias)
 
 
-def conv2d_transpose_backward(x: np.ndarray, weight: np.ndarray, grad_output: np.ndarray, *,
-                              stride: Any = 1, pad_mode: str = "same", padding: Any = 0,
-                              output_padding: Any = 0, dilation: Any = 1,
-                              group: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_transpose_backward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    grad_output: np.ndarray,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``sum(conv2d_transpose(x, weight, bias, ...) * grad_output)``.
 
     The bias does not change any gradient, so it is not an argument.
@@ -154,6 +175,5 @@ def conv2d_transpose_backward(x: np.ndarray, weight: np.ndarray, grad_output: np
         without its output_padding rows and columns (they never receive the bias).
     """
     weight = as_ndarray(weight, "weight")
-    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation,
-                            group, False)
+    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, False)
     return backward(spec, x, weight, grad_output)

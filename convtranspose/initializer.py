@@ -29,10 +29,27 @@ import numpy as np
 from .dtypes import resolve_dtype
 
 __all__ = [
-    "Initializer", "Normal", "Uniform", "TruncatedNormal", "HeUniform", "HeNormal",
-    "XavierUniform", "XavierNormal", "Constant", "One", "Zero", "Orthogonal", "Dirac",
-    "VarianceScaling", "Identity", "Sparse", "initializer", "set_seed", "get_rng",
-    "calculate_gain", "fan_in_and_fan_out",
+    "Initializer",
+    "Normal",
+    "Uniform",
+    "TruncatedNormal",
+    "HeUniform",
+    "HeNormal",
+    "XavierUniform",
+    "XavierNormal",
+    "Constant",
+    "One",
+    "Zero",
+    "Orthogonal",
+    "Dirac",
+    "VarianceScaling",
+    "Identity",
+    "Sparse",
+    "initializer",
+    "set_seed",
+    "get_rng",
+    "calculate_gain",
+    "fan_in_and_fan_out",
 ]
 
 _rng: Optional[np.random.Generator] = None
@@ -53,14 +70,15 @@ def get_rng() -> np.random.Generator:
     if _rng is not None:
         return _rng
     # MindSpore seeds each initializer with np.random.randint(1, 2**63); do the same
-    return np.random.default_rng(int(np.random.randint(1, 2 ** 63, dtype=np.int64)))
+    return np.random.default_rng(int(np.random.randint(1, 2**63, dtype=np.int64)))
 
 
 def fan_in_and_fan_out(shape: Tuple[int, ...]) -> Tuple[int, int]:
     """``(fan_in, fan_out)`` as MindSpore computes them: ``shape[1]*rest``, ``shape[0]*rest``."""
     if len(shape) < 2:
-        raise ValueError(f"fan_in and fan_out cannot be computed for a tensor with fewer than 2 "
-                         f"dimensions, got shape {shape}")
+        raise ValueError(
+            f"fan_in and fan_out cannot be computed for a tensor with fewer than 2 dimensions, got shape {shape}"
+        )
     receptive = math.prod(shape[2:])  # Python ints: no overflow
     return shape[1] * receptive, shape[0] * receptive
 
@@ -74,7 +92,7 @@ def _brief(value: Any) -> str:
     """The repr of ``value`` for a message, with huge ints (also inside initializers) shortened."""
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         number = int(value)
-        if abs(number) >= 10 ** _ECHO_DIGITS:
+        if abs(number) >= 10**_ECHO_DIGITS:
             try:
                 size = f"{len(str(abs(number)))} digits"
             except ValueError:  # past sys.get_int_max_str_digits()
@@ -118,8 +136,16 @@ def calculate_gain(nonlinearity: str, param: Any = None) -> float:
     Raises:
         ValueError: an unknown nonlinearity, or a leaky_relu slope that is not a number.
     """
-    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-              "conv_transpose3d", "sigmoid")
+    linear = (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    )
     if nonlinearity in linear:
         return 1.0
     if nonlinearity == "tanh":
@@ -133,9 +159,11 @@ def calculate_gain(nonlinearity: str, param: Any = None) -> float:
             raise ValueError(f"negative_slope must be a number, got negative_slope={_brief(param)}")
         else:
             slope = float(param)
-        return math.sqrt(2.0 / (1 + slope ** 2))
-    raise ValueError(f"nonlinearity must be one of 'linear', 'conv2d', 'sigmoid', 'tanh', 'relu', "
-                     f"'leaky_relu', got nonlinearity={nonlinearity!r}")
+        return math.sqrt(2.0 / (1 + slope**2))
+    raise ValueError(
+        f"nonlinearity must be one of 'linear', 'conv2d', 'sigmoid', 'tanh', 'relu', "
+        f"'leaky_relu', got nonlinearity={nonlinearity!r}"
+    )
 
 
 class Initializer:
@@ -148,8 +176,9 @@ class Initializer:
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
 
-    def __call__(self, shape: Sequence[int], dtype: Any = np.float32,
-                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    def __call__(
+        self, shape: Sequence[int], dtype: Any = np.float32, rng: Optional[np.random.Generator] = None
+    ) -> np.ndarray:
         """Draw an array of ``shape`` in ``dtype`` (float16/32/64).
 
         Raises:
@@ -167,8 +196,9 @@ class Initializer:
             # finite draws that overflow the dtype, or infinite arguments that made NaN or inf
             overflowed = not np.isfinite(result).all() and not self._explicit_non_finite()
         if overflowed:
-            raise ValueError(f"{type(self).__name__} draws values that are not finite in {target.name} "
-                             f"({self._describe_args()})")
+            raise ValueError(
+                f"{type(self).__name__} draws values that are not finite in {target.name} ({self._describe_args()})"
+            )
         return result
 
     def _describe_args(self, empty: str = "no arguments") -> str:
@@ -234,14 +264,24 @@ class Uniform(Initializer):
 
 # Coefficients of Acklam's rational approximation of the standard normal quantile
 # (relative error below 1.2e-9, ample for float32 parameters).
-_Q_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-        1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
-_Q_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-        6.680131188771972e+01, -1.328068155288572e+01)
-_Q_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-        -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00)
-_Q_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
-        3.754408661907416e+00)
+_Q_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_Q_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_Q_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
+_Q_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 
 
 def _normal_quantile(p: np.ndarray) -> np.ndarray:
@@ -281,8 +321,7 @@ class TruncatedNormal(Initializer):
         if sigma < 0:
             raise ValueError(f"TruncatedNormal: sigma must be >= 0, got sigma={_brief(self.sigma)}")
         if not a < b:
-            raise ValueError(f"TruncatedNormal: a must be smaller than b, got a={_brief(self.a)}, "
-                             f"b={_brief(self.b)}")
+            raise ValueError(f"TruncatedNormal: a must be smaller than b, got a={_brief(self.a)}, b={_brief(self.b)}")
         if sigma == 0:
             return np.full(shape, min(max(mean, a), b))
         lo, hi = (a - mean) / sigma, (b - mean) / sigma
@@ -308,8 +347,7 @@ def _check_mode(owner: str, mode: Any, allowed: Sequence[str]) -> None:
 
 
 class _HeBase(Initializer):
-    def __init__(self, negative_slope: float = 0, mode: str = "fan_in",
-                 nonlinearity: str = "leaky_relu") -> None:
+    def __init__(self, negative_slope: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> None:
         super().__init__(negative_slope=negative_slope, mode=mode, nonlinearity=nonlinearity)
         self.negative_slope, self.mode, self.nonlinearity = negative_slope, mode, nonlinearity
 
@@ -387,7 +425,6 @@ class Constant(Initializer):
             return False
 
 
-
 class One(Initializer):
     """All ones."""
 
@@ -439,8 +476,9 @@ class Dirac(Initializer):
         if type(groups) is not int or groups < 1:
             raise ValueError(f"Dirac: groups must be a positive int, got groups={_brief(groups)}")
         if shape[0] % groups:
-            raise ValueError(f"Dirac: the first dimension must be divisible by groups, got shape "
-                             f"{shape} and groups={_brief(groups)}")
+            raise ValueError(
+                f"Dirac: the first dimension must be divisible by groups, got shape {shape} and groups={_brief(groups)}"
+            )
         out = np.zeros(shape)
         per_group = shape[0] // groups
         centre = tuple(s // 2 for s in shape[2:])
@@ -453,8 +491,7 @@ class Dirac(Initializer):
 class VarianceScaling(Initializer):
     """Variance scaling with ``scale / fan``; MindSpore samples ``'truncated_normal'`` as uniform."""
 
-    def __init__(self, scale: float = 1.0, mode: str = "fan_in",
-                 distribution: str = "truncated_normal") -> None:
+    def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal") -> None:
         super().__init__(scale=scale, mode=mode, distribution=distribution)
         self.scale, self.mode, self.distribution = scale, mode, distribution
 
@@ -464,8 +501,10 @@ class VarianceScaling(Initializer):
             raise ValueError(f"VarianceScaling: scale must be > 0, got scale={_brief(self.scale)}")
         _check_mode("VarianceScaling", self.mode, ("fan_in", "fan_out", "fan_avg"))
         if self.distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
-            raise ValueError(f"VarianceScaling: distribution must be 'uniform', 'truncated_normal' "
-                             f"or 'untruncated_normal', got distribution={self.distribution!r}")
+            raise ValueError(
+                f"VarianceScaling: distribution must be 'uniform', 'truncated_normal' "
+                f"or 'untruncated_normal', got distribution={self.distribution!r}"
+            )
         fan_in, fan_out = fan_in_and_fan_out(shape)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         scale /= max(1.0, fan)
@@ -506,28 +545,48 @@ class Sparse(Initializer):
 
 
 _REGISTRY = {
-    "normal": Normal, "uniform": Uniform, "truncatednormal": TruncatedNormal,
-    "heuniform": HeUniform, "he_uniform": HeUniform, "henormal": HeNormal, "he_normal": HeNormal,
-    "xavieruniform": XavierUniform, "xavier_uniform": XavierUniform,
-    "xaviernormal": XavierNormal, "xavier_normal": XavierNormal,
-    "one": One, "ones": One, "zero": Zero, "zeros": Zero,
-    "orthogonal": Orthogonal, "dirac": Dirac, "variancescaling": VarianceScaling,
-    "identity": Identity, "sparse": Sparse,
+    "normal": Normal,
+    "uniform": Uniform,
+    "truncatednormal": TruncatedNormal,
+    "heuniform": HeUniform,
+    "he_uniform": HeUniform,
+    "henormal": HeNormal,
+    "he_normal": HeNormal,
+    "xavieruniform": XavierUniform,
+    "xavier_uniform": XavierUniform,
+    "xaviernormal": XavierNormal,
+    "xavier_normal": XavierNormal,
+    "one": One,
+    "ones": One,
+    "zero": Zero,
+    "zeros": Zero,
+    "orthogonal": Orthogonal,
+    "dirac": Dirac,
+    "variancescaling": VarianceScaling,
+    "identity": Identity,
+    "sparse": Sparse,
 }
 
 
 def _from_name(text: str, name: str) -> Initializer:
     cls = _REGISTRY.get(text.lower())
     if cls is None:
-        raise ValueError(f"{name}={text!r} is not a known initializer; known names (any letter "
-                         f"case): {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(
+            f"{name}={text!r} is not a known initializer; known names (any letter case): {', '.join(sorted(_REGISTRY))}"
+        )
     if cls is Sparse:
         raise TypeError(f"{name}={text!r} needs arguments: pass Sparse(sparsity=...) instead")
     return cls()
 
 
-def initializer(init: Any, shape: Sequence[int], dtype: Any = np.float32, *,
-                rng: Optional[np.random.Generator] = None, name: str = "init") -> np.ndarray:
+def initializer(
+    init: Any,
+    shape: Sequence[int],
+    dtype: Any = np.float32,
+    *,
+    rng: Optional[np.random.Generator] = None,
+    name: str = "init",
+) -> np.ndarray:
     """Make a parameter array from a MindSpore-style initializer.
 
     Args:
@@ -558,8 +617,10 @@ def initializer(init: Any, shape: Sequence[int], dtype: Any = np.float32, *,
     elif isinstance(init, numbers.Number):  # bool and NumPy scalars included, as in MindSpore
         init = Constant(init)
     elif not isinstance(init, Initializer):
-        raise TypeError(f"{name} must be an Initializer, a name, a number or a NumPy array, got "
-                        f"{name}={init!r} (type {type(init).__name__})")
+        raise TypeError(
+            f"{name} must be an Initializer, a name, a number or a NumPy array, got "
+            f"{name}={init!r} (type {type(init).__name__})"
+        )
     try:
         return init(shape, dtype, rng=rng)
     except (TypeError, ValueError) as exc:  # say which argument carried the initializer

@@ -65,8 +65,10 @@ def as_array(value: Any, name: str) -> jax.Array:
     if isinstance(value, jax.Array):
         return value
     if value.dtype.itemsize == 8 and value.dtype.kind in "fiuc" and not _x64_enabled():
-        raise TypeError(f"{name} has dtype {value.dtype.name}, which JAX holds only with 64-bit mode on: run "
-                        f"jax.config.update('jax_enable_x64', True) first, or pass {name}.astype(np.float32)")
+        raise TypeError(
+            f"{name} has dtype {value.dtype.name}, which JAX holds only with 64-bit mode on: run "
+            f"jax.config.update('jax_enable_x64', True) first, or pass {name}.astype(np.float32)"
+        )
     # native byte order first: JAX refuses a big-endian array with a message naming no argument
     return jnp.asarray(value.astype(value.dtype.newbyteorder("=")) if not value.dtype.isnative else value)
 
@@ -82,12 +84,14 @@ def _dtype_name(value: Any) -> str:
 
 def _check_dtype(array: Any, name: str) -> None:
     if _dtype(array) not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, got {name} of dtype "
-                        f"{_dtype_name(array)}")
+        raise TypeError(
+            f"{name} must have dtype float16, bfloat16, float32 or float64, got {name} of dtype {_dtype_name(array)}"
+        )
 
 
-def check_call(spec: Conv2dTransposeSpec, x: Any, weight: Any,
-               bias: Any) -> Tuple[jax.Array, jax.Array, Optional[jax.Array]]:
+def check_call(
+    spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any
+) -> Tuple[jax.Array, jax.Array, Optional[jax.Array]]:
     """Check a call's arrays against ``spec`` (types, then shapes as MindSpore, then dtypes).
 
     Dtypes are compared as given, before any conversion: a NumPy int64 or float64 input is
@@ -107,15 +111,19 @@ def check_call(spec: Conv2dTransposeSpec, x: Any, weight: Any,
     for name, value in (("x", x), ("weight", weight), ("bias", bias)):
         if value is not None or name != "bias":
             _check_type(value, name)
-    spec.check_shapes(x.shape, weight.shape, None if bias is None else bias.shape,
-                      itemsize=max(np.dtype(x.dtype).itemsize, 4))
+    spec.check_shapes(
+        x.shape, weight.shape, None if bias is None else bias.shape, itemsize=max(np.dtype(x.dtype).itemsize, 4)
+    )
     _check_dtype(weight, "weight")
     if _dtype(x) != _dtype(weight):
-        raise TypeError(f"x must have the weight's dtype {_dtype_name(weight)}, got x of dtype "
-                        f"{_dtype_name(x)}; convert it with x.astype(weight.dtype)")
+        raise TypeError(
+            f"x must have the weight's dtype {_dtype_name(weight)}, got x of dtype "
+            f"{_dtype_name(x)}; convert it with x.astype(weight.dtype)"
+        )
     if bias is not None and _dtype(bias) != _dtype(weight):
-        raise TypeError(f"bias must have the weight's dtype {_dtype_name(weight)}, got bias of dtype "
-                        f"{_dtype_name(bias)}")
+        raise TypeError(
+            f"bias must have the weight's dtype {_dtype_name(weight)}, got bias of dtype {_dtype_name(bias)}"
+        )
     return as_array(x, "x"), as_array(weight, "weight"), None if bias is None else as_array(bias, "bias")
 
 
@@ -130,14 +138,25 @@ def _refuse_traced(**geometry: Any) -> None:
     for name, value in geometry.items():
         items = value if isinstance(value, (tuple, list)) else (value,)
         if any(isinstance(item, jax.core.Tracer) for item in items):
-            raise TypeError(f"{name} must be a Python value, got a traced {name} (under jax.jit, mark the "
-                            f"geometry static: jax.jit(conv2d_transpose, static_argnames=('stride', "
-                            f"'pad_mode', 'padding', 'output_padding', 'dilation', 'group')))")
+            raise TypeError(
+                f"{name} must be a Python value, got a traced {name} (under jax.jit, mark the "
+                f"geometry static: jax.jit(conv2d_transpose, static_argnames=('stride', "
+                f"'pad_mode', 'padding', 'output_padding', 'dilation', 'group')))"
+            )
 
 
-def conv2d_transpose(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, pad_mode: str = "same",
-                     padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
-                     group: int = 1) -> jax.Array:
+def conv2d_transpose(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> jax.Array:
     """MindSpore's 2-D transposed convolution as a differentiable JAX function.
 
     Same arguments, output, gradients (``jax.grad``, ``jax.vjp``, any order in reverse mode) and
@@ -173,9 +192,9 @@ def conv2d_transpose(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, 
         >>> y.shape, y.dtype
         ((2, 3, 11, 11), dtype('float32'))
     """
-    _refuse_traced(stride=stride, pad_mode=pad_mode, padding=padding, output_padding=output_padding,
-                   dilation=dilation, group=group)
+    _refuse_traced(
+        stride=stride, pad_mode=pad_mode, padding=padding, output_padding=output_padding, dilation=dilation, group=group
+    )
     _check_type(weight, "weight")
-    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group,
-                            bias is not None)
+    spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, bias is not None)
     return forward(spec, x, weight, bias)

@@ -57,15 +57,37 @@ class Conv2dTranspose:
         (1, 64, 19, 53)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0,
-                 dilation: Any = 1, group: int = 1, has_bias: bool = False,
-                 weight_init: Any = None, bias_init: Any = None, dtype: Any = np.float32) -> None:
-        self._args = dict(in_channels=in_channels, out_channels=out_channels,
-                          kernel_size=kernel_size, stride=stride, pad_mode=pad_mode,
-                          padding=padding, output_padding=output_padding, dilation=dilation,
-                          group=group, has_bias=has_bias, weight_init=weight_init,
-                          bias_init=bias_init, dtype=dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        self._args = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
+            weight_init=weight_init,
+            bias_init=bias_init,
+            dtype=dtype,
+        )
         built = build_parameters(**self._args)
         spec = self.spec = built.spec
         self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
@@ -129,8 +151,7 @@ class Conv2dTranspose:
         """Copies of the parameters by name, e.g. ``{'up1.weight': ..., 'up1.bias': ...}``."""
         return {name: param.asnumpy() for name, param in self.parameters_and_names(prefix)}
 
-    def load_parameters(self, arrays: Mapping[str, np.ndarray], prefix: str = "",
-                        strict: bool = True) -> None:
+    def load_parameters(self, arrays: Mapping[str, np.ndarray], prefix: str = "", strict: bool = True) -> None:
         """Set the parameters from ``arrays[prefix + 'weight']`` (and ``'bias'``).
 
         Args:
@@ -144,8 +165,7 @@ class Conv2dTranspose:
             TypeError: an array whose dtype differs from the parameter's.
         """
         if not isinstance(arrays, Mapping):
-            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got "
-                            f"{type(arrays).__name__}")
+            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got {type(arrays).__name__}")
         staged = {}
         for name, param in self.parameters_and_names(prefix):
             if name not in arrays:
@@ -154,8 +174,10 @@ class Conv2dTranspose:
             if value.shape != param.shape:
                 raise ValueError(f"{name} must have shape {param.shape}, got shape {value.shape}")
             if native(value.dtype) != param.dtype:
-                raise TypeError(f"{name} must have dtype {param.dtype.name}, got {value.dtype.name}; "
-                                f"convert it first (e.g. arrays[{name!r}].astype(np.{param.dtype.name}))")
+                raise TypeError(
+                    f"{name} must have dtype {param.dtype.name}, got {value.dtype.name}; "
+                    f"convert it first (e.g. arrays[{name!r}].astype(np.{param.dtype.name}))"
+                )
             staged[name] = (param, value.astype(param.dtype))  # a copy, in native byte order
         if strict and self.bias is None and prefix + "bias" in arrays:
             raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")
@@ -166,21 +188,26 @@ class Conv2dTranspose:
 
     def extend_repr(self) -> str:
         """MindSpore's layer description, with output_padding added."""
-        return (f"input_channels={self.in_channels}, output_channels={self.out_channels}, "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
-                f"padding={self.padding}, output_padding={self.output_padding}, "
-                f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
-                f"weight_init={_describe_init(self.weight_init)}, "
-                f"bias_init={_describe_init(self.bias_init)}, format={self.data_format}")
+        return (
+            f"input_channels={self.in_channels}, output_channels={self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
+            f"padding={self.padding}, output_padding={self.output_padding}, "
+            f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
+            f"weight_init={_describe_init(self.weight_init)}, "
+            f"bias_init={_describe_init(self.bias_init)}, format={self.data_format}"
+        )
 
     def __repr__(self) -> str:
         return f"Conv2dTranspose({self.extend_repr()})"
 
     def __getstate__(self) -> Dict[str, Any]:
         # The arguments and the values: everything derived is rebuilt on unpickling.
-        return {"args": self._args, "weight": self.weight.data,
-                "bias": None if self.bias is None else self.bias.data,
-                "inits": (self.weight_init, self.bias_init)}
+        return {
+            "args": self._args,
+            "weight": self.weight.data,
+            "bias": None if self.bias is None else self.bias.data,
+            "inits": (self.weight_init, self.bias_init),
+        }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         args = dict(state["args"], weight_init=state["weight"])

@@ -51,11 +51,24 @@ def default_bias_init(weight_shape: Tuple[int, ...]) -> Uniform:
     return Uniform(1 / math.sqrt(fan_in))
 
 
-def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any = 1,
-                     pad_mode: Any = "same", padding: Any = 0, output_padding: Any = 0,
-                     dilation: Any = 1, group: Any = 1, has_bias: Any = False, weight_init: Any = None,
-                     bias_init: Any = None, dtype: Any = np.float32, *,
-                     rng: Optional[np.random.Generator] = None, with_bfloat16: bool = False) -> BuiltParameters:
+def build_parameters(
+    in_channels: Any,
+    out_channels: Any,
+    kernel_size: Any,
+    stride: Any = 1,
+    pad_mode: Any = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: Any = 1,
+    has_bias: Any = False,
+    weight_init: Any = None,
+    bias_init: Any = None,
+    dtype: Any = np.float32,
+    *,
+    rng: Optional[np.random.Generator] = None,
+    with_bfloat16: bool = False,
+) -> BuiltParameters:
     """Validate a layer's arguments and draw its parameters, in MindSpore's order.
 
     Args:
@@ -87,22 +100,43 @@ def build_parameters(in_channels: Any, out_channels: Any, kernel_size: Any, stri
     def make_weight(shape: Tuple[int, ...]) -> None:
         param_dtype = resolve_dtype(dtype, with_bfloat16=with_bfloat16)
         init = default_weight_init() if weight_init is None else weight_init
-        made.update(weight=_draw(init, shape, param_dtype, rng, "weight_init", with_bfloat16), weight_init=init,
-                    dtype=param_dtype)
+        made.update(
+            weight=_draw(init, shape, param_dtype, rng, "weight_init", with_bfloat16),
+            weight_init=init,
+            dtype=param_dtype,
+        )
 
     def make_bias(shape: Tuple[int, ...]) -> None:
         init = default_bias_init(made["weight"].shape) if bias_init is None else bias_init
         made.update(bias=_draw(init, shape, made["dtype"], rng, "bias_init", with_bfloat16), bias_init=init)
 
     spec = Conv2dTransposeSpec.from_args(
-        in_channels, out_channels, kernel_size, stride, pad_mode, padding, output_padding,
-        dilation, group, has_bias, on_weight_shape=make_weight, on_bias_shape=make_bias)
-    return BuiltParameters(spec, made["weight"], made.get("bias"), made["weight_init"],
-                           made.get("bias_init", bias_init), made["dtype"])
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        pad_mode,
+        padding,
+        output_padding,
+        dilation,
+        group,
+        has_bias,
+        on_weight_shape=make_weight,
+        on_bias_shape=make_bias,
+    )
+    return BuiltParameters(
+        spec, made["weight"], made.get("bias"), made["weight_init"], made.get("bias_init", bias_init), made["dtype"]
+    )
 
 
-def _draw(init: Any, shape: Tuple[int, ...], dtype: np.dtype, rng: Optional[np.random.Generator],
-          name: str, with_bfloat16: bool) -> np.ndarray:
+def _draw(
+    init: Any,
+    shape: Tuple[int, ...],
+    dtype: np.dtype,
+    rng: Optional[np.random.Generator],
+    name: str,
+    with_bfloat16: bool,
+) -> np.ndarray:
     """The initializer's values as a float array in native byte order (a fresh copy).
 
     bfloat16 values are drawn in float32 and rounded once; an array initializer keeps its dtype.

@@ -48,7 +48,7 @@ def _physical_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return 2 ** 40
+        return 2**40
 
 
 # The most memory one request may ask for: half the machine's physical memory. A request for
@@ -58,7 +58,7 @@ def _physical_memory() -> int:
 MEMORY_LIMIT = _physical_memory() // 2
 
 # The largest size a kernel argument may have: MindSpore's, PyTorch's and XLA's are signed 64-bit.
-_INT64_MAX = 2 ** 63 - 1
+_INT64_MAX = 2**63 - 1
 
 # Bytes per parameter element while initialising: the float64 draw plus the result.
 _INIT_BYTES_PER_ELEMENT = 8 + 8
@@ -71,7 +71,7 @@ _ECHO_DIGITS = 30
 
 def _echo(value: Any) -> str:
     """The repr of ``value`` for a message, with huge ints (also inside tuples) shortened."""
-    if type(value) is int and abs(value) >= 10 ** _ECHO_DIGITS:
+    if type(value) is int and abs(value) >= 10**_ECHO_DIGITS:
         try:
             size = f"{len(str(abs(value)))} digits"
         except ValueError:  # past sys.get_int_max_str_digits()
@@ -89,8 +89,9 @@ def _describe(value: Any) -> str:
     return f"{value!r} (type {type(value).__name__})"
 
 
-def _int_or_tuple(name: str, value: Any, size: int, rule: str, length_error: type,
-                  check_items: bool = True) -> Tuple[int, ...]:
+def _int_or_tuple(
+    name: str, value: Any, size: int, rule: str, length_error: type, check_items: bool = True
+) -> Tuple[int, ...]:
     """An int (repeated ``size`` times) or a tuple of ``size`` ints; the values are not checked.
 
     MindSpore raises TypeError for a wrong type and ``length_error`` for a wrong length
@@ -117,8 +118,7 @@ def _pair(name: str, value: Any) -> Pair:
 def _check_positive_items(name: str, given: Any, values: Pair) -> None:
     for item in values:
         if item < 1:
-            raise ValueError(
-                f"{name} must be a positive int or a tuple of 2 positive ints, got {name}={_echo(given)}")
+            raise ValueError(f"{name} must be a positive int or a tuple of 2 positive ints, got {name}={_echo(given)}")
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -236,8 +236,8 @@ def tap_window(plan: AxisPlan, tap: int, n: int) -> Optional[Tuple[slice, slice]
     """
     offset = tap * plan.dilation - plan.crop_before
     window = plan.window_length(n)
-    first = max(0, -(offset // plan.stride))              # ceil(-offset / stride)
-    stop = min(n, -((offset - window) // plan.stride))    # ceil((window - offset) / stride)
+    first = max(0, -(offset // plan.stride))  # ceil(-offset / stride)
+    stop = min(n, -((offset - window) // plan.stride))  # ceil((window - offset) / stride)
     if first >= stop:
         return None
     start = first * plan.stride + offset
@@ -245,8 +245,9 @@ def tap_window(plan: AxisPlan, tap: int, n: int) -> Optional[Tuple[slice, slice]
     return slice(first, stop), slice(start, start + (stop - first - 1) * step + 1, step)
 
 
-def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
-              pad_before: int, pad_after: int, output_padding: int) -> AxisPlan:
+def axis_plan(
+    kernel: int, stride: int, dilation: int, pad_mode: str, pad_before: int, pad_after: int, output_padding: int
+) -> AxisPlan:
     """Build the :class:`AxisPlan` of one axis from already-validated values."""
     k_eff = dilation * (kernel - 1) + 1
     overlap = k_eff - stride
@@ -263,9 +264,9 @@ def axis_plan(kernel: int, stride: int, dilation: int, pad_mode: str,
 
 def _gib(size: int) -> str:
     try:
-        return f"{size / 2 ** 30:.3g} GiB"
+        return f"{size / 2**30:.3g} GiB"
     except OverflowError:  # past float64: the byte count of a 10**400-element request
-        return f"{_echo(size // 2 ** 30)} GiB"
+        return f"{_echo(size // 2**30)} GiB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,19 +300,45 @@ class Conv2dTransposeSpec:
 
     def __post_init__(self) -> None:
         top, bottom, left, right = self.padding
-        axes = (axis_plan(self.kernel_size[0], self.stride[0], self.dilation[0], self.pad_mode,
-                          top, bottom, self.output_padding[0]),
-                axis_plan(self.kernel_size[1], self.stride[1], self.dilation[1], self.pad_mode,
-                          left, right, self.output_padding[1]))
+        axes = (
+            axis_plan(
+                self.kernel_size[0],
+                self.stride[0],
+                self.dilation[0],
+                self.pad_mode,
+                top,
+                bottom,
+                self.output_padding[0],
+            ),
+            axis_plan(
+                self.kernel_size[1],
+                self.stride[1],
+                self.dilation[1],
+                self.pad_mode,
+                left,
+                right,
+                self.output_padding[1],
+            ),
+        )
         object.__setattr__(self, "axes", axes)
 
     @classmethod
-    def from_args(cls, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any = 1,
-                  pad_mode: Any = "same", padding: Any = 0, output_padding: Any = 0,
-                  dilation: Any = 1, group: Any = 1, has_bias: Any = False, *,
-                  on_weight_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
-                  on_bias_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
-                  ) -> "Conv2dTransposeSpec":
+    def from_args(
+        cls,
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: Any = "same",
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        group: Any = 1,
+        has_bias: Any = False,
+        *,
+        on_weight_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
+        on_bias_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
+    ) -> "Conv2dTransposeSpec":
         """Validate raw user arguments in MindSpore's order and return the spec.
 
         The checks run in the order MindSpore 2.10 runs them, so that an argument list with
@@ -343,11 +370,14 @@ class Conv2dTransposeSpec:
         _check_positive_items("stride", stride, strides)
         _check_positive_items("dilation", dilation, dilations)
         if in_channels % group:
-            raise ValueError(f"in_channels must be divisible by group, got in_channels={_echo(in_channels)}"
-                             f" and group={_echo(group)}")
+            raise ValueError(
+                f"in_channels must be divisible by group, got in_channels={_echo(in_channels)} and group={_echo(group)}"
+            )
         if out_channels % group:
-            raise ValueError(f"out_channels must be divisible by group, got "
-                             f"out_channels={_echo(out_channels)} and group={_echo(group)}")
+            raise ValueError(
+                f"out_channels must be divisible by group, got "
+                f"out_channels={_echo(out_channels)} and group={_echo(group)}"
+            )
         weight_shape = (in_channels, out_channels // group) + kernel
         needed = math.prod(weight_shape) * _INIT_BYTES_PER_ELEMENT
         if needed > MEMORY_LIMIT:
@@ -355,7 +385,8 @@ class Conv2dTransposeSpec:
                 f"the weight would have shape {_echo(weight_shape)} ({_echo(math.prod(weight_shape))} "
                 f"elements, {_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may "
                 f"use on this machine: in_channels={_echo(in_channels)}, out_channels={_echo(out_channels)}, "
-                f"group={_echo(group)}, kernel_size={_echo(kernel_size)}")
+                f"group={_echo(group)}, kernel_size={_echo(kernel_size)}"
+            )
         if on_weight_shape is not None:
             on_weight_shape(weight_shape)
         if type(has_bias) is not bool:
@@ -363,13 +394,13 @@ class Conv2dTransposeSpec:
         if has_bias and on_bias_shape is not None:
             on_bias_shape((out_channels,))
         if not isinstance(pad_mode, str) or pad_mode not in PAD_MODES:
-            raise ValueError(f"pad_mode must be one of 'same', 'valid', 'pad' (lower case), "
-                             f"got pad_mode={pad_mode!r}")
+            raise ValueError(f"pad_mode must be one of 'same', 'valid', 'pad' (lower case), got pad_mode={pad_mode!r}")
         if pad_mode != "pad" and any(pads):
-            raise ValueError(f"padding must be 0 or (0, 0, 0, 0) unless pad_mode='pad', "
-                             f"got padding={padding!r} with pad_mode={pad_mode!r}")
-        return cls(in_channels, out_channels, kernel, strides, pad_mode, pads, out_pad,
-                   dilations, group, has_bias)
+            raise ValueError(
+                f"padding must be 0 or (0, 0, 0, 0) unless pad_mode='pad', "
+                f"got padding={padding!r} with pad_mode={pad_mode!r}"
+            )
+        return cls(in_channels, out_channels, kernel, strides, pad_mode, pads, out_pad, dilations, group, has_bias)
 
     # ------------------------------------------------------------------ derived geometry
 
@@ -426,14 +457,21 @@ class Conv2dTransposeSpec:
                 raise ValueError(
                     f"output_padding must lie in [0, max(stride, dilation)) on each axis, got "
                     f"output_padding={_echo(self.output_padding)} with stride={_echo(self.stride)} and "
-                    f"dilation={_echo(self.dilation)} ({axis}: {_echo(value)} is not in [0, {_echo(limit)}))")
+                    f"dilation={_echo(self.dilation)} ({axis}: {_echo(value)} is not in [0, {_echo(limit)}))"
+                )
         if self.pad_mode != "pad" and any(self.output_padding):
-            raise ValueError(f"a nonzero output_padding needs pad_mode='pad', got "
-                             f"output_padding={_echo(self.output_padding)} with pad_mode={self.pad_mode!r}")
+            raise ValueError(
+                f"a nonzero output_padding needs pad_mode='pad', got "
+                f"output_padding={_echo(self.output_padding)} with pad_mode={self.pad_mode!r}"
+            )
 
-    def check_shapes(self, x_shape: Tuple[int, ...], weight_shape: Tuple[int, ...],
-                     bias_shape: Optional[Tuple[int, ...]] = None, itemsize: int = 4,
-                     ) -> Tuple[int, int, int, int]:
+    def check_shapes(
+        self,
+        x_shape: Tuple[int, ...],
+        weight_shape: Tuple[int, ...],
+        bias_shape: Optional[Tuple[int, ...]] = None,
+        itemsize: int = 4,
+    ) -> Tuple[int, int, int, int]:
         """Check the shapes of a call's x, weight and bias against this spec; return the output shape.
 
         Every front end (NumPy, torch, JAX) calls this before its engine, so the same shapes
@@ -460,11 +498,12 @@ class Conv2dTransposeSpec:
         if len(x_shape) != 4:
             raise ValueError(f"x must be 4-D (N, C_in, H, W), got x of shape {x_shape}")
         if x_shape[1] != self.in_channels:
-            raise ValueError(f"x must have in_channels={self.in_channels} channels (axis 1), "
-                             f"got x of shape {x_shape}")
+            raise ValueError(f"x must have in_channels={self.in_channels} channels (axis 1), got x of shape {x_shape}")
         if tuple(weight_shape) != self.weight_shape:
-            raise ValueError(f"weight must have shape {self.weight_shape} (C_in, C_out // group, kH, kW), "
-                             f"got weight of shape {tuple(weight_shape)}")
+            raise ValueError(
+                f"weight must have shape {self.weight_shape} (C_in, C_out // group, kH, kW), "
+                f"got weight of shape {tuple(weight_shape)}"
+            )
         if bias_shape is not None and tuple(bias_shape) != self.bias_shape:
             raise ValueError(f"bias must have shape {self.bias_shape}, got bias of shape {tuple(bias_shape)}")
         self.check_output_padding()
@@ -490,7 +529,8 @@ class Conv2dTransposeSpec:
                 f"{what} would have shape {_echo(tuple(shape))} ({_gib(needed)}), more than the "
                 f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {tuple(x_shape)}, "
                 f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
-                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}")
+                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}"
+            )
 
     def _check_int64(self, x_shape: Tuple[int, ...]) -> None:
         """Every size a kernel sees fits a signed 64-bit int, as MindSpore's and every framework's do.
@@ -504,14 +544,17 @@ class Conv2dTransposeSpec:
             plan, size = self.axes[index], x_shape[2 + index]
             for name, value in (("stride", plan.kernel_stride(size)), ("dilation", plan.kernel_dilation)):
                 if value > _INT64_MAX:
-                    raise ValueError(f"{name}={_echo(getattr(self, name))} is past 2**63 - 1 on the {axis} axis, "
-                                     f"which no 64-bit kernel takes (MindSpore's included)")
+                    raise ValueError(
+                        f"{name}={_echo(getattr(self, name))} is past 2**63 - 1 on the {axis} axis, "
+                        f"which no 64-bit kernel takes (MindSpore's included)"
+                    )
             if plan.full_length(size) > _INT64_MAX:
                 raise ValueError(
                     f"stride={_echo(self.stride)} and dilation={_echo(self.dilation)} with "
                     f"kernel_size={_echo(self.kernel_size)} make the uncropped {axis} axis of an input of shape "
                     f"{x_shape} {_echo(plan.full_length(size))} rows long, past 2**63 - 1, which no 64-bit "
-                    f"kernel takes (MindSpore's included), even though padding={_echo(self.padding)} crops it")
+                    f"kernel takes (MindSpore's included), even though padding={_echo(self.padding)} crops it"
+                )
 
     def _check_crop(self, axis: str, plan: AxisPlan, size: int) -> None:
         """A 'pad' crop may remove at most the whole uncropped result (see check_shapes)."""
@@ -524,14 +567,17 @@ class Conv2dTransposeSpec:
         if window < 0:
             problem = f"which removes {_echo(cropped)} {rows} where only {_echo(full)} exist"
         else:
-            problem = (f"which removes all {_echo(full)} {rows}, and output_padding {rows} appended to an "
-                       f"empty window have no defined value (MindSpore returns uninitialised memory)")
+            problem = (
+                f"which removes all {_echo(full)} {rows}, and output_padding {rows} appended to an "
+                f"empty window have no defined value (MindSpore returns uninitialised memory)"
+            )
         raise ValueError(
             f"padding={_echo(self.padding)} is too large for the {axis} axis: the uncropped transposed "
             f"convolution of an input {axis} of {size} is {_echo(full)} {rows} long (({length}-1)*stride + "
             f"dilation*(kernel-1) + 1 with kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
             f"dilation={_echo(self.dilation)}), and the padding crops {_echo(cropped)}, {problem}"
-            + (f"; output_padding={_echo(self.output_padding)}" if window == 0 else ""))
+            + (f"; output_padding={_echo(self.output_padding)}" if window == 0 else "")
+        )
 
 
 def _typed(value: Any) -> Any:
@@ -544,17 +590,37 @@ def _typed(value: Any) -> Any:
     return (type(value), value)
 
 
-def _from_weight_shape(weight_shape: Tuple[int, ...], stride: Any, pad_mode: Any, padding: Any,
-                       output_padding: Any, dilation: Any, group: Any, has_bias: Any) -> Conv2dTransposeSpec:
+def _from_weight_shape(
+    weight_shape: Tuple[int, ...],
+    stride: Any,
+    pad_mode: Any,
+    padding: Any,
+    output_padding: Any,
+    dilation: Any,
+    group: Any,
+    has_bias: Any,
+) -> Conv2dTransposeSpec:
     if len(weight_shape) != 4 or min(weight_shape) < 1:
-        raise ValueError(f"weight must be 4-D (C_in, C_out // group, kH, kW) with no empty axis, got "
-                         f"weight of shape {weight_shape}")
+        raise ValueError(
+            f"weight must be 4-D (C_in, C_out // group, kH, kW) with no empty axis, got weight of shape {weight_shape}"
+        )
     _check_positive_int("group", group)  # before it multiplies a channel count
     if weight_shape[0] % group:
-        raise ValueError(f"weight.shape[0] (C_in) must be divisible by group, got weight of shape "
-                         f"{weight_shape} and group={group}")
-    return Conv2dTransposeSpec.from_args(weight_shape[0], weight_shape[1] * group, weight_shape[2:], stride,
-                                         pad_mode, padding, output_padding, dilation, group, has_bias)
+        raise ValueError(
+            f"weight.shape[0] (C_in) must be divisible by group, got weight of shape {weight_shape} and group={group}"
+        )
+    return Conv2dTransposeSpec.from_args(
+        weight_shape[0],
+        weight_shape[1] * group,
+        weight_shape[2:],
+        stride,
+        pad_mode,
+        padding,
+        output_padding,
+        dilation,
+        group,
+        has_bias,
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -562,9 +628,16 @@ def _cached_from_weight_shape(key: Any, *args: Any) -> Conv2dTransposeSpec:
     return _from_weight_shape(*args)
 
 
-def spec_from_weight(weight_shape: Tuple[int, ...], stride: Any = 1, pad_mode: Any = "same",
-                     padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, group: Any = 1,
-                     has_bias: Any = False) -> Conv2dTransposeSpec:
+def spec_from_weight(
+    weight_shape: Tuple[int, ...],
+    stride: Any = 1,
+    pad_mode: Any = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: Any = 1,
+    has_bias: Any = False,
+) -> Conv2dTransposeSpec:
     """The spec of a functional call: the weight ``(C_in, C_out // group, kH, kW)`` gives the channels and kernel.
 
     Cached: validation runs once per distinct argument set, which every functional front end
@@ -580,11 +653,18 @@ def spec_from_weight(weight_shape: Tuple[int, ...], stride: Any = 1, pad_mode: A
         4
     """
     try:
-        args = (tuple(int(size) for size in weight_shape), stride, pad_mode, padding, output_padding,
-                dilation, group, has_bias)
+        args = (
+            tuple(int(size) for size in weight_shape),
+            stride,
+            pad_mode,
+            padding,
+            output_padding,
+            dilation,
+            group,
+            has_bias,
+        )
     except (TypeError, ValueError):
-        raise TypeError(f"weight must be an array with a shape of ints, got weight of shape "
-                        f"{weight_shape!r}") from None
+        raise TypeError(f"weight must be an array with a shape of ints, got weight of shape {weight_shape!r}") from None
     try:
         key = _typed(args)
         hash(key)

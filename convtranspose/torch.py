@@ -31,8 +31,7 @@ try:
     import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
-    raise ImportError("convtranspose.torch needs PyTorch: pip install 'convtranspose[torch]' "
-                      "(torch==2.13.0)") from exc
+    raise ImportError("convtranspose.torch needs PyTorch: pip install 'convtranspose[torch]' (torch==2.13.0)") from exc
 
 from ._engines import torch as engine
 from .dtypes import bfloat16, is_bfloat16
@@ -56,8 +55,10 @@ def _resolve(dtype: Any) -> Any:
     if dtype == torch.bfloat16:
         return "bfloat16"
     if dtype not in _NUMPY_OF:
-        raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got dtype={dtype} "
-                        f"({dtype} cannot be computed by a convolution layer)")
+        raise TypeError(
+            f"dtype must be float16, bfloat16, float32 or float64, got dtype={dtype} "
+            f"({dtype} cannot be computed by a convolution layer)"
+        )
     return _NUMPY_OF[dtype]
 
 
@@ -66,13 +67,13 @@ def _as_init(init: Any) -> Any:
     if not isinstance(init, torch.Tensor):
         return init
     init = init.detach().cpu()
-    if init.dtype == torch.bfloat16:   # NumPy's bfloat16 is ml_dtypes', which torch.numpy() does not make
+    if init.dtype == torch.bfloat16:  # NumPy's bfloat16 is ml_dtypes', which torch.numpy() does not make
         return init.float().numpy().astype(bfloat16())
     return init.numpy().copy()
 
 
 def _to_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
-    if is_bfloat16(array.dtype):   # exact through float32
+    if is_bfloat16(array.dtype):  # exact through float32
         return torch.from_numpy(array.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
     return torch.from_numpy(array).to(device=device)
 
@@ -83,8 +84,9 @@ def _describe_init(init: Any) -> str:
     return repr(init)
 
 
-def check_call(spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor,
-               bias: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+def check_call(
+    spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor, bias: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Check a call's tensors against ``spec``; returns them contiguous (NCHW order).
 
     A strided or channels-last view is copied here (``Tensor.contiguous``, differentiable and a
@@ -113,23 +115,28 @@ def check_call(spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor,
     if not symbolic:
         _check_kernel_limits(spec, x_shape, itemsize)
     if weight.dtype not in _COMPUTED:
-        raise TypeError(f"weight must have dtype float16, bfloat16, float32 or float64, got weight of "
-                        f"dtype {weight.dtype}")
+        raise TypeError(
+            f"weight must have dtype float16, bfloat16, float32 or float64, got weight of dtype {weight.dtype}"
+        )
     if x.dtype != weight.dtype:
-        raise TypeError(f"x must have the parameters' dtype {weight.dtype}, got x of dtype {x.dtype}; "
-                        f"convert it with x.to({weight.dtype})")
+        raise TypeError(
+            f"x must have the parameters' dtype {weight.dtype}, got x of dtype {x.dtype}; "
+            f"convert it with x.to({weight.dtype})"
+        )
     if bias is not None and bias.dtype != weight.dtype:
         raise TypeError(f"bias must have the weight's dtype {weight.dtype}, got bias of dtype {bias.dtype}")
     if x.device != weight.device:
-        raise ValueError(f"x must be on the parameters' device {weight.device}, got x on {x.device}; "
-                         f"move it with x.to('{weight.device}')")
+        raise ValueError(
+            f"x must be on the parameters' device {weight.device}, got x on {x.device}; "
+            f"move it with x.to('{weight.device}')"
+        )
     if bias is not None and bias.device != weight.device:
         raise ValueError(f"bias must be on the weight's device {weight.device}, got bias on {bias.device}")
     return x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
 
 
 # PyTorch's convolution kernels hold a stride and a dilation in 32 bits (CPU and cuDNN alike).
-_INT32_MAX = 2 ** 31 - 1
+_INT32_MAX = 2**31 - 1
 
 
 def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> None:
@@ -141,16 +148,28 @@ def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], it
     """
     for name, values in (("stride", spec.kernel_strides(x_shape)), ("dilation", spec.kernel_dilations)):
         if max(values) > _INT32_MAX:
-            raise ValueError(f"{name}={getattr(spec, name)} is past 2**31 - 1, the largest {name} PyTorch's "
-                             f"convolution kernels take (the NumPy engine, convtranspose.conv2d_transpose, "
-                             f"has no such limit)")
-    spec.check_memory(x_shape, engine.kernel_output_shape(spec, x_shape), itemsize,
-                      "the torch engine's uncropped kernel output")
+            raise ValueError(
+                f"{name}={getattr(spec, name)} is past 2**31 - 1, the largest {name} PyTorch's "
+                f"convolution kernels take (the NumPy engine, convtranspose.conv2d_transpose, "
+                f"has no such limit)"
+            )
+    spec.check_memory(
+        x_shape, engine.kernel_output_shape(spec, x_shape), itemsize, "the torch engine's uncropped kernel output"
+    )
 
 
-def conv2d_transpose(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
-                     stride: Any = 1, pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0,
-                     dilation: Any = 1, group: int = 1) -> torch.Tensor:
+def conv2d_transpose(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> torch.Tensor:
     """MindSpore's 2-D transposed convolution on tensors, differentiable by autograd.
 
     Args:
@@ -179,8 +198,9 @@ def conv2d_transpose(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     """
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor, got weight of type {type(weight).__name__}")
-    spec = spec_from_weight(tuple(weight.shape), stride, pad_mode, padding, output_padding, dilation,
-                            group, bias is not None)
+    spec = spec_from_weight(
+        tuple(weight.shape), stride, pad_mode, padding, output_padding, dilation, group, bias is not None
+    )
     return engine.forward(*check_call(spec, x, weight, bias), spec)
 
 
@@ -240,17 +260,43 @@ class Conv2dTranspose(nn.Module):
         True
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 pad_mode: str = "same", padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
-                 group: int = 1, has_bias: bool = False, weight_init: Any = None, bias_init: Any = None,
-                 dtype: Any = torch.float32, device: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        dtype: Any = torch.float32,
+        device: Any = None,
+    ) -> None:
         super().__init__()
-        self._build_args = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-                                stride=stride, pad_mode=pad_mode, padding=padding,
-                                output_padding=output_padding, dilation=dilation, group=group,
-                                has_bias=has_bias, dtype=_resolve(dtype), with_bfloat16=True)
-        built = build_parameters(**self._build_args, weight_init=_as_init(weight_init),
-                                 bias_init=_as_init(bias_init) if has_bias is True else bias_init)
+        self._build_args = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
+            dtype=_resolve(dtype),
+            with_bfloat16=True,
+        )
+        built = build_parameters(
+            **self._build_args,
+            weight_init=_as_init(weight_init),
+            bias_init=_as_init(bias_init) if has_bias is True else bias_init,
+        )
         spec = self.spec = built.spec
         self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
         self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
@@ -295,14 +341,16 @@ class Conv2dTranspose(nn.Module):
             True
         """
         if not isinstance(module, nn.ConvTranspose2d):
-            raise TypeError(f"module must be a torch.nn.ConvTranspose2d, got module of type "
-                            f"{type(module).__name__}")
+            raise TypeError(f"module must be a torch.nn.ConvTranspose2d, got module of type {type(module).__name__}")
         if isinstance(module.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("module is a lazy ConvTranspose2d whose weight is not initialised yet; "
-                             "call it once on an input first")
+            raise ValueError(
+                "module is a lazy ConvTranspose2d whose weight is not initialised yet; call it once on an input first"
+            )
         if module.padding_mode != "zeros":
-            raise ValueError(f"module must use padding_mode='zeros' (the only mode of a transposed "
-                             f"convolution), got padding_mode={module.padding_mode!r}")
+            raise ValueError(
+                f"module must use padding_mode='zeros' (the only mode of a transposed "
+                f"convolution), got padding_mode={module.padding_mode!r}"
+            )
         pads = []
         for axis, pad, extra in zip(("height", "width"), module.padding, module.output_padding):
             if extra > pad:
@@ -311,12 +359,23 @@ class Conv2dTranspose(nn.Module):
                     f"on the {axis} axis PyTorch computes {extra - pad} row(s) past the end of the full "
                     f"transposed convolution (they receive the bias), which MindSpore's 'pad' mode cannot "
                     f"express (its crop cannot be negative and its output_padding rows are zeros without "
-                    f"bias); this needs output_padding <= padding on each axis")
+                    f"bias); this needs output_padding <= padding on each axis"
+                )
             pads += [pad, pad - extra]
         weight = module.weight.detach()
-        net = cls(module.in_channels, module.out_channels, tuple(module.kernel_size), stride=tuple(module.stride),
-                  pad_mode="pad", padding=tuple(pads), dilation=tuple(module.dilation), group=module.groups,
-                  has_bias=module.bias is not None, dtype=weight.dtype, device=weight.device)
+        net = cls(
+            module.in_channels,
+            module.out_channels,
+            tuple(module.kernel_size),
+            stride=tuple(module.stride),
+            pad_mode="pad",
+            padding=tuple(pads),
+            dilation=tuple(module.dilation),
+            group=module.groups,
+            has_bias=module.bias is not None,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
         with torch.no_grad():
             net.weight.copy_(weight)
             if module.bias is not None:
@@ -351,9 +410,15 @@ class Conv2dTranspose(nn.Module):
         """The MindSpore arguments that differ from their defaults (canonical forms)."""
         spec = self.spec
         parts = [f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}"]
-        for name, default in (("stride", (1, 1)), ("pad_mode", "same"), ("padding", (0, 0, 0, 0)),
-                              ("output_padding", (0, 0)), ("dilation", (1, 1)), ("group", 1),
-                              ("has_bias", False)):
+        for name, default in (
+            ("stride", (1, 1)),
+            ("pad_mode", "same"),
+            ("padding", (0, 0, 0, 0)),
+            ("output_padding", (0, 0)),
+            ("dilation", (1, 1)),
+            ("group", 1),
+            ("has_bias", False),
+        ):
             value = getattr(spec, name)
             if value != default:
                 parts.append(f"{name}={value!r}")

@@ -13,7 +13,7 @@ import numpy as np
 
 import convtranspose as ct
 
-DEFAULT_FIGURE = "build/demo_pad_modes.png"   # build/ is git-ignored
+DEFAULT_FIGURE = "build/demo_pad_modes.png"  # build/ is git-ignored
 
 
 def shapes_table() -> None:
@@ -23,11 +23,19 @@ def shapes_table() -> None:
     print(header)
     print("-" * len(header))
     for mode, kernel, stride, dilation, padding in [
-            ("same", 3, 1, 1, 0), ("same", 4, 2, 1, 0), ("same", 1, 3, 1, 0),
-            ("valid", 3, 1, 1, 0), ("valid", 5, 2, 1, 0), ("valid", 3, 2, 2, 0),
-            ("pad", 4, 2, 1, 1), ("pad", 3, 2, 1, (1, 0, 2, 1)), ("pad", 3, 1, 2, 2)]:
-        layer = ct.Conv2dTranspose(2, 4, kernel, stride=stride, pad_mode=mode, padding=padding,
-                                   dilation=dilation, has_bias=True)
+        ("same", 3, 1, 1, 0),
+        ("same", 4, 2, 1, 0),
+        ("same", 1, 3, 1, 0),
+        ("valid", 3, 1, 1, 0),
+        ("valid", 5, 2, 1, 0),
+        ("valid", 3, 2, 2, 0),
+        ("pad", 4, 2, 1, 1),
+        ("pad", 3, 2, 1, (1, 0, 2, 1)),
+        ("pad", 3, 1, 2, 2),
+    ]:
+        layer = ct.Conv2dTranspose(
+            2, 4, kernel, stride=stride, pad_mode=mode, padding=padding, dilation=dilation, has_bias=True
+        )
         y = layer(x)
         layer.backward(np.ones_like(y))
         print(f"{mode:<9} {kernel:>6} {stride:>6} {dilation:>8} {str(padding):>13}  {y.shape}")
@@ -41,13 +49,16 @@ def pad_mode_outputs():
     tent = np.array([0.5, 1.0, 0.5])
     weight = np.outer(tent, tent).reshape(1, 1, 3, 3)
     bias = 0.1
-    runs = [("'same'", dict(pad_mode="same")),
-            ("'valid'", dict(pad_mode="valid")),
-            ("'pad', padding=1,\noutput_padding=1", dict(pad_mode="pad", padding=1, output_padding=1))]
+    runs = [
+        ("'same'", dict(pad_mode="same")),
+        ("'valid'", dict(pad_mode="valid")),
+        ("'pad', padding=1,\noutput_padding=1", dict(pad_mode="pad", padding=1, output_padding=1)),
+    ]
     outputs = []
     for label, kwargs in runs:
-        layer = ct.Conv2dTranspose(1, 1, 3, stride=2, has_bias=True, weight_init=weight,
-                                   bias_init=np.array([bias]), dtype=np.float64, **kwargs)
+        layer = ct.Conv2dTranspose(
+            1, 1, 3, stride=2, has_bias=True, weight_init=weight, bias_init=np.array([bias]), dtype=np.float64, **kwargs
+        )
         outputs.append((label, layer(image)[0, 0]))
     return image[0, 0], bias, outputs
 
@@ -65,19 +76,27 @@ def write_figure(path: Path) -> bool:
     image, bias, outputs = pad_mode_outputs()
     vmax = max(out.max() for _, out in outputs)
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.9), gridspec_kw={"width_ratios": [4, 8, 9, 8]})
-    panels = [("input x (4x4)", image)] + [(f"{label} -> {out.shape[0]}x{out.shape[1]}", out)
-                                            for label, out in outputs]
+    panels = [("input x (4x4)", image)] + [(f"{label} -> {out.shape[0]}x{out.shape[1]}", out) for label, out in outputs]
     for ax, (title, data) in zip(axes, panels):
         shown = ax.imshow(data, cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(data.shape[1]))
         ax.set_yticks(range(data.shape[0]))
         ax.tick_params(labelsize=7)
-    axes[3].text(0.5, -0.2, "last row and column: output_padding, exact 0 (no bias)",
-                 transform=axes[3].transAxes, ha="center", va="top", fontsize=8)
+    axes[3].text(
+        0.5,
+        -0.2,
+        "last row and column: output_padding, exact 0 (no bias)",
+        transform=axes[3].transAxes,
+        ha="center",
+        va="top",
+        fontsize=8,
+    )
     fig.colorbar(shown, ax=axes, fraction=0.015, pad=0.02)
-    fig.suptitle(f"Conv2dTranspose(1, 1, 3, stride=2), weight = 3x3 tent, bias {bias}: the same input in "
-                 f"each pad_mode", fontsize=11)
+    fig.suptitle(
+        f"Conv2dTranspose(1, 1, 3, stride=2), weight = 3x3 tent, bias {bias}: the same input in each pad_mode",
+        fontsize=11,
+    )
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
@@ -85,15 +104,15 @@ def write_figure(path: Path) -> bool:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="The convtranspose demo.")
-    parser.add_argument("--out", default=DEFAULT_FIGURE,
-                        help=f"where to write the pad-mode figure (default {DEFAULT_FIGURE})")
+    parser.add_argument(
+        "--out", default=DEFAULT_FIGURE, help=f"where to write the pad-mode figure (default {DEFAULT_FIGURE})"
+    )
     opts = parser.parse_args(argv)
 
     ct.set_seed(0)
     net = ct.Conv2dTranspose(3, 64, 4, has_bias=False, weight_init="normal", pad_mode="pad")
     x = np.ones((1, 3, 16, 50), np.float32)
-    print("MindSpore's example: Conv2dTranspose(3, 64, 4, pad_mode='pad') on (1, 3, 16, 50) ->",
-          net(x).shape)
+    print("MindSpore's example: Conv2dTranspose(3, 64, 4, pad_mode='pad') on (1, 3, 16, 50) ->", net(x).shape)
     print()
     shapes_table()
     print()
@@ -102,9 +121,11 @@ def main(argv=None) -> None:
     if write_figure(path):
         print(f"figure of the three pad modes written to {path}")
     else:
-        print("matplotlib is not installed, so no figure was drawn. For the figure of the three pad modes "
-              "side by side: pip install -e '.[demo]' (in this project's venv: .venv/bin/pip install -e "
-              "'.[demo]'), then run the demo again.")
+        print(
+            "matplotlib is not installed, so no figure was drawn. For the figure of the three pad modes "
+            "side by side: pip install -e '.[demo]' (in this project's venv: .venv/bin/pip install -e "
+            "'.[demo]'), then run the demo again."
+        )
     print("The guide, with figures of every rule: docs/README.md")
 
 

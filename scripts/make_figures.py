@@ -35,6 +35,7 @@ DPI = 110
 
 # ------------------------------------------------------------------ computing with the library
 
+
 def tap_matrix(kernel, stride, n, *, dilation=1, pad_mode="valid", padding=(0, 0)):
     """``M[i, r]`` = the tap that carries input row ``i`` to output row ``r``, or -1.
 
@@ -47,8 +48,7 @@ def tap_matrix(kernel, stride, n, *, dilation=1, pad_mode="valid", padding=(0, 0
     for i in range(n):
         x = np.zeros((1, 1, n, 1))
         x[0, 0, i, 0] = 1.0
-        y = ct.conv2d_transpose(x, weight, stride=(stride, 1), pad_mode=pad_mode, padding=pad,
-                                dilation=(dilation, 1))
+        y = ct.conv2d_transpose(x, weight, stride=(stride, 1), pad_mode=pad_mode, padding=pad, dilation=(dilation, 1))
         rows.append(y[0, 0, :, 0])
     values = np.array(rows)
     taps = np.rint(values).astype(int) - 1
@@ -88,6 +88,7 @@ def locate_window(window, full):
 
 # ------------------------------------------------------------------ drawing helpers
 
+
 def _plt():
     try:
         import matplotlib
@@ -95,6 +96,7 @@ def _plt():
         sys.exit("matplotlib is not installed: pip install -e '.[demo]'")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": DPI})
     return plt
 
@@ -109,6 +111,7 @@ def _save(fig, out, name):
 
 def _cell(ax, x, y, color, text="", *, hatch=None, text_color="white", edge="white", size=9):
     from matplotlib.patches import Rectangle
+
     ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=color, edgecolor=edge, lw=1.5, hatch=hatch))
     if text:
         ax.text(x, y, text, ha="center", va="center", color=text_color, fontsize=size)
@@ -135,7 +138,7 @@ def draw_taps(ax, taps, *, first_label="output row", window=None):
             else:
                 _cell(ax, r, i, "#F4F4F4")
     counts = (taps >= 0).sum(axis=0)
-    for r in range(length):   # a summary row: how many taps add up in each output row
+    for r in range(length):  # a summary row: how many taps add up in each output row
         _cell(ax, r, n, "white", str(counts[r]), text_color="black", edge="#BBBBBB")
     ax.set_yticks(list(range(n)) + [n])
     ax.set_yticklabels([f"x row {i}" for i in range(n)] + ["taps summed"])
@@ -146,14 +149,18 @@ def draw_taps(ax, taps, *, first_label="output row", window=None):
 
 # ------------------------------------------------------------------ the figures
 
+
 def fig_scatter(plt, out):
     kernel, stride, n = 4, 2, 4
     taps = full_matrix(kernel, stride, n)
     fig, ax = plt.subplots(figsize=(8.2, 3.2))
     draw_taps(ax, taps, first_label="row of the full (uncropped) result")
-    ax.set_title(f"Input row i reaches rows i*stride + t*dilation through tap w[t]\n"
-                 f"kernel {kernel}, stride {stride}, dilation 1, H = {n}: "
-                 f"full length (H-1)*stride + k_eff = {taps.shape[1]}", loc="left")
+    ax.set_title(
+        f"Input row i reaches rows i*stride + t*dilation through tap w[t]\n"
+        f"kernel {kernel}, stride {stride}, dilation 1, H = {n}: "
+        f"full length (H-1)*stride + k_eff = {taps.shape[1]}",
+        loc="left",
+    )
     return _save(fig, out, "scatter")
 
 
@@ -166,10 +173,14 @@ def fig_dilation(plt, out):
         draw_taps(ax, taps, first_label="row of the full result")
         ax.set_xlim(-0.5, length - 0.5)
         k_eff = dilation * (kernel - 1) + 1
-        ax.set_title(f"dilation {dilation}: taps {dilation} row{'s' if dilation > 1 else ''} apart, "
-                     f"k_eff = {dilation}*({kernel}-1)+1 = {k_eff}, full length {taps.shape[1]}", loc="left")
-    fig.suptitle(f"Dilation spreads the taps (kernel {kernel}, stride {stride}, H = {n})", x=0.02, ha="left",
-                 fontsize=12)
+        ax.set_title(
+            f"dilation {dilation}: taps {dilation} row{'s' if dilation > 1 else ''} apart, "
+            f"k_eff = {dilation}*({kernel}-1)+1 = {k_eff}, full length {taps.shape[1]}",
+            loc="left",
+        )
+    fig.suptitle(
+        f"Dilation spreads the taps (kernel {kernel}, stride {stride}, H = {n})", x=0.02, ha="left", fontsize=12
+    )
     fig.tight_layout()
     return _save(fig, out, "dilation")
 
@@ -178,14 +189,19 @@ def fig_pad_modes(plt, out):
     kernel, stride, n = 5, 2, 3
     full = full_matrix(kernel, stride, n)
     length = full.shape[1]
-    modes = [("'valid'", dict(pad_mode="valid"), f"H*s + max(k_eff - s, 0) = {n * stride + kernel - stride}"),
-             ("'same'", dict(pad_mode="same"), f"H*s = {n * stride}; odd extra crop at the bottom"),
-             ("'pad', top 2, bottom 1", dict(pad_mode="pad", padding=(2, 1)),
-              f"(H-1)*s + k_eff - top - bottom = {length - 3}")]
+    modes = [
+        ("'valid'", dict(pad_mode="valid"), f"H*s + max(k_eff - s, 0) = {n * stride + kernel - stride}"),
+        ("'same'", dict(pad_mode="same"), f"H*s = {n * stride}; odd extra crop at the bottom"),
+        (
+            "'pad', top 2, bottom 1",
+            dict(pad_mode="pad", padding=(2, 1)),
+            f"(H-1)*s + k_eff - top - bottom = {length - 3}",
+        ),
+    ]
     fig, ax = plt.subplots(figsize=(8.6, 3.4))
     n_rows = len(modes) + 1
     _grid_axes(ax, length, n_rows)
-    for c in range(length):   # top strip: the full result, labelled by the taps that reach each row
+    for c in range(length):  # top strip: the full result, labelled by the taps that reach each row
         sources = "\n".join(f"x{i}*w{full[i, c]}" for i in range(n) if full[i, c] >= 0)
         _cell(ax, c, 0, "#6C6C6C", str(c), size=10)
         ax.text(c, -0.6, sources, ha="center", va="bottom", fontsize=7.5, color="#444444")
@@ -198,15 +214,24 @@ def fig_pad_modes(plt, out):
             else:
                 _cell(ax, c, row, GREY, hatch="///", edge="white")
         cut_top, cut_bottom = offset, length - (offset + len(positions))
-        ax.text(length - 0.3, row, f"  crop {cut_top} top, {cut_bottom} bottom -> {len(positions)} rows\n  = {rule}",
-                va="center", ha="left", fontsize=8.5)
+        ax.text(
+            length - 0.3,
+            row,
+            f"  crop {cut_top} top, {cut_bottom} bottom -> {len(positions)} rows\n  = {rule}",
+            va="center",
+            ha="left",
+            fontsize=8.5,
+        )
     ax.set_yticks(range(n_rows))
     ax.set_yticklabels(["full result"] + [m[0] for m in modes])
     ax.set_xticks([])
     ax.set_ylim(n_rows - 0.5, -1.9)
-    ax.set_title(f"What each pad_mode keeps of the full result (kernel {kernel}, stride {stride}, H = {n})\n"
-                 f"above each full row: the input rows and taps summed into it; grey hatched: cropped",
-                 loc="left", pad=4)
+    ax.set_title(
+        f"What each pad_mode keeps of the full result (kernel {kernel}, stride {stride}, H = {n})\n"
+        f"above each full row: the input rows and taps summed into it; grey hatched: cropped",
+        loc="left",
+        pad=4,
+    )
     return _save(fig, out, "pad_modes")
 
 
@@ -218,12 +243,15 @@ def fig_output_padding(plt, out):
     ours = ct.conv2d_transpose(x, w, b, stride=stride, pad_mode="pad", padding=pad, output_padding=op)[0, 0]
     # PyTorch's output_padding rows are rows of the full result: crop `pad` at the top/left
     # and only `pad - op` at the bottom/right, then add the bias everywhere.
-    torch_like = ct.conv2d_transpose(x, w, b, stride=stride, pad_mode="pad",
-                                     padding=(pad, pad - op, pad, pad - op))[0, 0]
-    try:   # where PyTorch is installed, check that claim against PyTorch itself
+    torch_like = ct.conv2d_transpose(x, w, b, stride=stride, pad_mode="pad", padding=(pad, pad - op, pad, pad - op))[
+        0, 0
+    ]
+    try:  # where PyTorch is installed, check that claim against PyTorch itself
         import torch
-        ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
-                                                   stride=stride, padding=pad, output_padding=op)[0, 0].numpy()
+
+        ref = torch.nn.functional.conv_transpose2d(
+            torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=stride, padding=pad, output_padding=op
+        )[0, 0].numpy()
         if not np.allclose(ref, torch_like):
             raise AssertionError("PyTorch's output_padding rows are not what this figure says")
     except ImportError:
@@ -231,22 +259,34 @@ def fig_output_padding(plt, out):
     fig, axes = plt.subplots(1, 2, figsize=(8.6, 4.4))
     vmax = max(ours.max(), torch_like.max())
     for ax, data, title in [
-            (axes[0], ours, "convtranspose / MindSpore\nlast row and column: exact 0, no bias"),
-            (axes[1], torch_like, "nn.ConvTranspose2d, same arguments\nlast row and column: computed + bias")]:
+        (axes[0], ours, "convtranspose / MindSpore\nlast row and column: exact 0, no bias"),
+        (axes[1], torch_like, "nn.ConvTranspose2d, same arguments\nlast row and column: computed + bias"),
+    ]:
         ax.imshow(data, cmap="Blues", vmin=-0.6, vmax=vmax)
         size = data.shape[0]
         for i in range(size):
             for j in range(size):
-                ax.text(j, i, f"{data[i, j]:g}", ha="center", va="center", fontsize=9,
-                        color="white" if data[i, j] > 0.6 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if data[i, j] > 0.6 * vmax else "black",
+                )
         from matplotlib.patches import Rectangle
+
         ax.add_patch(Rectangle((-0.5, size - 1.5), size, 1, fill=False, edgecolor="#C44E52", lw=2.5))
         ax.add_patch(Rectangle((size - 1.5, -0.5), 1, size, fill=False, edgecolor="#C44E52", lw=2.5))
         ax.set_title(title)
         ax.set_xticks(range(size))
         ax.set_yticks(range(size))
-    fig.suptitle(f"output_padding={op} (x = ones {n}x{n}, weight = ones {kernel}x{kernel}, bias {bias}, "
-                 f"stride {stride}, pad_mode='pad', padding={pad})", fontsize=10.5)
+    fig.suptitle(
+        f"output_padding={op} (x = ones {n}x{n}, weight = ones {kernel}x{kernel}, bias {bias}, "
+        f"stride {stride}, pad_mode='pad', padding={pad})",
+        fontsize=10.5,
+    )
     fig.tight_layout()
     return _save(fig, out, "output_padding")
 
@@ -288,8 +328,9 @@ def fig_groups(plt, out):
         ax.xaxis.tick_top()
         kind = " (depthwise)" if group == cin == cout else ""
         ax.set_title(f"group={group}{kind}: weight {(cin, cout // group)}", y=-0.16)
-    fig.suptitle("Which weight entry links each input channel to each output channel "
-                 "(one colour per group)", fontsize=11)
+    fig.suptitle(
+        "Which weight entry links each input channel to each output channel (one colour per group)", fontsize=11
+    )
     fig.tight_layout()
     return _save(fig, out, "groups")
 
@@ -301,27 +342,45 @@ def fig_short_kernel(plt, out):
     if not np.array_equal(taps, tap_matrix(kernel, stride, n, pad_mode="valid")):
         raise AssertionError("'same' and 'valid' were expected to agree when kernel <= stride")
     positions, offset = locate_window(taps, full)
-    values = ct.conv2d_transpose(np.ones((1, 1, n, 1)), np.ones((1, 1, kernel, 1)), np.array([bias]),
-                                 stride=(stride, 1), pad_mode="same")[0, 0, :, 0]
+    values = ct.conv2d_transpose(
+        np.ones((1, 1, n, 1)), np.ones((1, 1, kernel, 1)), np.array([bias]), stride=(stride, 1), pad_mode="same"
+    )[0, 0, :, 0]
     length = taps.shape[1]
     fig, ax = plt.subplots(figsize=(8.2, 3.6))
     draw_taps(ax, taps, first_label="output row ('same' and 'valid' give the same here)")
     ax.set_ylim(n + 1.5, -0.5)
     for r in range(length):
         empty = not (taps[:, r] >= 0).any()
-        _cell(ax, r, n + 1, BIAS_ONLY if empty else "#DDE8F5", f"{values[r]:g}", text_color="black",
-              edge="#BBBBBB")
+        _cell(ax, r, n + 1, BIAS_ONLY if empty else "#DDE8F5", f"{values[r]:g}", text_color="black", edge="#BBBBBB")
         if positions[r] >= full.shape[1]:
-            ax.annotate("appended:\nbias only", (r, n + 1.5), (r, n + 2.6), ha="center", va="top", fontsize=8,
-                        arrowprops=dict(arrowstyle="-", color="#888888"), annotation_clip=False)
+            ax.annotate(
+                "appended:\nbias only",
+                (r, n + 1.5),
+                (r, n + 2.6),
+                ha="center",
+                va="top",
+                fontsize=8,
+                arrowprops=dict(arrowstyle="-", color="#888888"),
+                annotation_clip=False,
+            )
     ax.set_yticks(list(range(n + 2)))
     ax.set_yticklabels([f"x row {i}" for i in range(n)] + ["taps summed", f"y (x=1, w=1, bias {bias})"])
     ax.axvline(full.shape[1] - 0.5, color="#C44E52", lw=2, ls="--")
-    ax.text(full.shape[1] - 0.6, -0.65, f"end of the full result ({full.shape[1]} rows)", ha="right",
-            va="bottom", color="#C44E52", fontsize=8.5)
-    ax.set_title(f"Kernel {kernel} < stride {stride} (H = {n}): rows that no tap reaches (yellow) hold only "
-                 f"the bias;\nthe window H*stride = {length} is one row longer than the full result",
-                 loc="left", pad=22)
+    ax.text(
+        full.shape[1] - 0.6,
+        -0.65,
+        f"end of the full result ({full.shape[1]} rows)",
+        ha="right",
+        va="bottom",
+        color="#C44E52",
+        fontsize=8.5,
+    )
+    ax.set_title(
+        f"Kernel {kernel} < stride {stride} (H = {n}): rows that no tap reaches (yellow) hold only "
+        f"the bias;\nthe window H*stride = {length} is one row longer than the full result",
+        loc="left",
+        pad=22,
+    )
     return _save(fig, out, "short_kernel")
 
 
@@ -337,8 +396,9 @@ FIGURES = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"figures to draw (default: all of {', '.join(FIGURES)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"figures to draw (default: all of {', '.join(FIGURES)})"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="folder (default docs/figures)")
     opts = parser.parse_args(argv)
     unknown = [name for name in opts.names if name not in FIGURES]

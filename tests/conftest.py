@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, settings
 
 # Property tests: a few hundred examples by default; `make fuzz` selects the 'fuzz' profile
 # (10,000 a property). Deadlines are off: first calls compile (torch, XLA) and the machine is shared.
-settings.register_profile("default", max_examples=200, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=10_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "fuzz", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Examples each property ran to completion, by test id. `make fuzz` sets this variable to a folder:
@@ -32,11 +32,13 @@ _EXAMPLES: "collections.Counter[str]" = collections.Counter()
 
 def counted(check):
     """Count the examples a property's inner function runs to the end (apply it under ``@given``)."""
+
     @functools.wraps(check)
     def run(*args, **kwargs):
         result = check(*args, **kwargs)
         _EXAMPLES[os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]] += 1
         return result
+
     return run
 
 
@@ -90,8 +92,9 @@ def golden_path(name: str) -> Path:
 def load_golden(name: str):
     """``(configs, arrays)`` of a golden .npz (configs: list of constructor kwargs with tuples)."""
     data = np.load(golden_path(name))
-    configs = [{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-               for cfg in json.loads(str(data["configs"]))]
+    configs = [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()} for cfg in json.loads(str(data["configs"]))
+    ]
     return configs, data
 
 
@@ -116,8 +119,10 @@ def assert_close(got, ref, tol: float, label: str) -> None:
     bound = tol + tol * np.abs(ref.astype(np.float64))
     if err.size and not np.all(err <= bound):
         worst = np.unravel_index(np.argmax(err - bound), err.shape)
-        raise AssertionError(f"{label}: {int(np.sum(err > bound))} of {err.size} elements off; worst at "
-                             f"{worst}: got {got[worst]}, reference {ref[worst]}")
+        raise AssertionError(
+            f"{label}: {int(np.sum(err > bound))} of {err.size} elements off; worst at "
+            f"{worst}: got {got[worst]}, reference {ref[worst]}"
+        )
 
 
 def geometry(cfg):
@@ -131,6 +136,7 @@ def geometry(cfg):
 # forward_backward(cfg, x, w, b, g) -> {'y', 'dx', 'dw'[, 'db']} as ndarrays, where the
 # gradients are those of sum(y * g); float64() -> a context in which the engine holds float64.
 
+
 class _Adapter:
     def float64(self):
         """A block in which float64 arrays exist (every engine but JAX's, which needs x64 on)."""
@@ -142,6 +148,7 @@ class NumpyAdapter(_Adapter):
 
     def __init__(self):
         import convtranspose
+
         self.ct = convtranspose
 
     def construct(self, **kwargs):

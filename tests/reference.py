@@ -58,8 +58,9 @@ def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0
     *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     oph, opw = _pairs(output_padding)
     out = np.zeros((x.shape[0], w.shape[1] * group, lh + oph, lw + opw))
-    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(x.shape, w.shape, stride, pad_mode, padding,
-                                                               dilation, group):
+    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(
+        x.shape, w.shape, stride, pad_mode, padding, dilation, group
+    ):
         out[:, out_ch, r, c] += x[:, ci, i, j] * w[ci, co, kh, kw]
     if b is not None:
         out[:, :, :lh, :lw] += np.asarray(b, np.float64)[:, None, None]
@@ -71,8 +72,9 @@ def backward(x, w, g, stride=1, pad_mode="same", padding=0, output_padding=0, di
     x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
     *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     dx, dw = np.zeros_like(x), np.zeros_like(w)
-    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(x.shape, w.shape, stride, pad_mode, padding,
-                                                               dilation, group):
+    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(
+        x.shape, w.shape, stride, pad_mode, padding, dilation, group
+    ):
         up = g[:, out_ch, r, c]
         dx[:, ci, i, j] += up * w[ci, co, kh, kw]
         dw[ci, co, kh, kw] += np.dot(up, x[:, ci, i, j])

@@ -22,8 +22,18 @@ import convtranspose as ct
 
 from conftest import counted, geometry
 
-CFG = dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 3), pad_mode="pad",
-           padding=(1, 0, 2, 1), output_padding=(1, 2), dilation=(1, 2), group=2, has_bias=True)
+CFG = dict(
+    in_channels=4,
+    out_channels=6,
+    kernel_size=(3, 2),
+    stride=(2, 3),
+    pad_mode="pad",
+    padding=(1, 0, 2, 1),
+    output_padding=(1, 2),
+    dilation=(1, 2),
+    group=2,
+    has_bias=True,
+)
 X_SHAPE = (2, 4, 5, 7)
 
 
@@ -60,6 +70,7 @@ def refused(call, exc_type, name):
 
 
 # ---------------------------------------------------------------------------- refusals
+
 
 @pytest.mark.parametrize("shape", [(4, 5, 7), (1, 2, 4, 5, 7), (5, 7), (4,), ()])
 def test_a_wrong_rank_is_a_value_error_naming_x(layer_engine, shape):
@@ -98,6 +109,7 @@ def test_a_bfloat16_tensor_into_a_float32_torch_layer_is_a_type_error():
     torch = pytest.importorskip("torch")
     pytest.importorskip("convtranspose.torch")
     from conftest import ADAPTERS
+
     engine = ADAPTERS["torch"]()
     net = make_layer(engine)
     refused(lambda: net(torch.ones(X_SHAPE, dtype=torch.bfloat16)), TypeError, "x")
@@ -106,12 +118,19 @@ def test_a_bfloat16_tensor_into_a_float32_torch_layer_is_a_type_error():
 def other_arrays(engine):
     """Inputs that are not the engine's array type: lists, tuples, scalars, None, other frameworks'."""
     x = x_of()
-    values = {"list": x.tolist(), "tuple": tuple(x.tolist()), "float": 1.5, "None": None, "str": "x",
-              "nested list of arrays": [x[0], x[1]]}
+    values = {
+        "list": x.tolist(),
+        "tuple": tuple(x.tolist()),
+        "float": 1.5,
+        "None": None,
+        "str": "x",
+        "nested list of arrays": [x[0], x[1]],
+    }
     if engine.name != "numpy":
         values["ndarray"] = x
     try:
         import torch
+
         if engine.name != "torch":
             values["tensor"] = torch.from_numpy(x)
     except ImportError:
@@ -119,6 +138,7 @@ def other_arrays(engine):
     if engine.name == "torch":
         try:
             import jax.numpy as jnp
+
             values["jax array"] = jnp.asarray(x)
         except ImportError:
             pass
@@ -169,10 +189,12 @@ def test_functional_arrays_of_different_dtypes_are_type_errors_naming_the_array(
 
 # ---------------------------------------------------------------------------- devices (torch)
 
+
 def test_a_tensor_on_another_device_is_a_value_error_naming_it():
     torch = pytest.importorskip("torch")
     module = pytest.importorskip("convtranspose.torch")
     from conftest import ADAPTERS
+
     net = make_layer(ADAPTERS["torch"]())
     x = torch.from_numpy(x_of())
     refused(lambda: net(x.to("meta")), ValueError, "x")
@@ -184,6 +206,7 @@ def test_a_tensor_on_another_device_is_a_value_error_naming_it():
 
 
 # ---------------------------------------------------------------------------- views and copies
+
 
 def numpy_views(x):
     """``label -> array`` equal to ``x`` in value but not in memory layout or flags."""
@@ -209,9 +232,11 @@ def torch_views(torch, x):
     t = torch.from_numpy(x)
     wide = torch.zeros(x.shape[:3] + (2 * x.shape[3],), dtype=t.dtype)
     wide[..., ::2] = t
-    views = {"channels-last": t.contiguous(memory_format=torch.channels_last),
-             "transposed storage": t.transpose(2, 3).contiguous().transpose(2, 3),
-             "every other column": wide[..., ::2]}
+    views = {
+        "channels-last": t.contiguous(memory_format=torch.channels_last),
+        "transposed storage": t.transpose(2, 3).contiguous().transpose(2, 3),
+        "every other column": wide[..., ::2],
+    }
     if x.shape[0] and np.all(x == x[:1]):
         views["zero batch stride"] = t[:1].expand(*x.shape)
     return views
@@ -242,11 +267,9 @@ def check_numpy_views(x, w, b, g, cfg):
         same_result("numpy", "x", label, layer(view), (want_y, want_grads[0]))
     for label, view in numpy_views(w).items():
         same_result("numpy", "weight", label, (ct.conv2d_transpose(x, view, b, **kwargs),), (want_y,))
-        same_result("numpy", "weight", label, ct.conv2d_transpose_backward(x, view, g, **kwargs),
-                    want_grads)
+        same_result("numpy", "weight", label, ct.conv2d_transpose_backward(x, view, g, **kwargs), want_grads)
     for label, view in numpy_views(g).items():
-        same_result("numpy", "grad_output", label, ct.conv2d_transpose_backward(x, w, view, **kwargs),
-                    want_grads)
+        same_result("numpy", "grad_output", label, ct.conv2d_transpose_backward(x, w, view, **kwargs), want_grads)
 
 
 def check_torch_views(x, w, b, g, cfg):
@@ -295,8 +318,7 @@ def check_jax_views(x, w, b, g, cfg):
             if view.dtype.isnative:
                 same_result("jax", viewed, label, run(*args, g), want)
             else:  # against the copy taken the same way (a closed-over array compiles differently)
-                same_result("jax", viewed, label, run_closed_over(*args, g, viewed),
-                            run_closed_over(x, w, g, viewed))
+                same_result("jax", viewed, label, run_closed_over(*args, g, viewed), run_closed_over(x, w, g, viewed))
 
 
 VIEW_CHECKS = {"numpy": check_numpy_views, "torch": check_torch_views, "jax": check_jax_views}
@@ -322,6 +344,7 @@ def test_views_and_copies_give_bitwise_the_same_results(name):
 
 
 # ---------------------------------------------------------------------------- NaN and inf
+
 
 def sprinkle(rng, array, fraction):
     """A copy with about ``fraction`` of its entries NaN, inf or -inf."""
@@ -384,8 +407,9 @@ def test_nan_and_inf_propagate_as_in_the_oracle(engine):
         op = cfg["output_padding"]
         op_h, op_w = op if isinstance(op, tuple) else (op, op)
         y = got["y"]
-        assert not np.any(y[:, :, y.shape[2] - op_h:]) and not np.any(y[..., y.shape[3] - op_w:]), \
+        assert not np.any(y[:, :, y.shape[2] - op_h :]) and not np.any(y[..., y.shape[3] - op_w :]), (
             f"{engine.name}: output_padding rows are not exact zeros"
+        )
 
     check()
 
@@ -395,9 +419,9 @@ def test_nan_and_inf_propagate_as_in_the_oracle(engine):
 # (label, x shape, kernel, geometry): a stride or dilation past 2**63 that changes nothing (one
 # input row; a one-tap kernel), and a one-row axis whose 'same' window extends past the kernel.
 UNNEEDED_HUGE = [
-    ("dilation 2**63, one tap", (1, 2, 3, 4), (1, 3), dict(dilation=(2 ** 63, 1))),
-    ("dilation 10**30, one tap", (2, 2, 3, 4), (2, 1), dict(dilation=(2, 10 ** 30), pad_mode="valid")),
-    ("stride 2**70, one row", (1, 2, 1, 4), (2, 3), dict(stride=(2 ** 70, 2), pad_mode="pad", padding=(0, 1, 1, 0))),
+    ("dilation 2**63, one tap", (1, 2, 3, 4), (1, 3), dict(dilation=(2**63, 1))),
+    ("dilation 10**30, one tap", (2, 2, 3, 4), (2, 1), dict(dilation=(2, 10**30), pad_mode="valid")),
+    ("stride 2**70, one row", (1, 2, 1, 4), (2, 3), dict(stride=(2**70, 2), pad_mode="pad", padding=(0, 1, 1, 0))),
     ("stride 4, one row, 'same' extension", (2, 2, 1, 3), (2, 2), dict(stride=(4, 1), pad_mode="same")),
 ]
 
@@ -407,8 +431,14 @@ def test_a_stride_or_dilation_that_changes_nothing_may_be_any_size(engine, label
     """Found by `make fuzz`: torch and XLA took dilation 2**63 of a one-tap kernel into their 64-bit
     arguments and overflowed; every engine now passes such a value on as 1."""
     rng = np.random.default_rng(3)
-    cfg = dict(dict(stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1),
-               in_channels=x_shape[1], out_channels=2, kernel_size=kernel, has_bias=True, **geometry_kwargs)
+    cfg = dict(
+        dict(stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1),
+        in_channels=x_shape[1],
+        out_channels=2,
+        kernel_size=kernel,
+        has_bias=True,
+        **geometry_kwargs,
+    )
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal((x_shape[1], 2) + kernel).astype(np.float32)
     b = rng.standard_normal(2).astype(np.float32)
@@ -419,12 +449,18 @@ def test_a_stride_or_dilation_that_changes_nothing_may_be_any_size(engine, label
 
 
 @pytest.mark.parametrize("name", FUNCTIONALS)
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(stride=(2 ** 63, 1), pad_mode="pad", padding=(2 ** 64, 0, 0, 0)),
-     ("stride=(9223372036854775808, 1)", "2**63 - 1")),
-    (dict(dilation=(1, 2 ** 64)), ("dilation=(1, 18446744073709551616)", "2**63 - 1")),
-    (dict(stride=(2 ** 62, 1), pad_mode="pad", padding=(2 ** 63 - 1, 0, 0, 0)), ("stride=", "padding=", "2**63 - 1")),
-], ids=["stride 2**63", "dilation 2**64", "a full length past 2**63 cropped to 3 rows"])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (
+            dict(stride=(2**63, 1), pad_mode="pad", padding=(2**64, 0, 0, 0)),
+            ("stride=(9223372036854775808, 1)", "2**63 - 1"),
+        ),
+        (dict(dilation=(1, 2**64)), ("dilation=(1, 18446744073709551616)", "2**63 - 1")),
+        (dict(stride=(2**62, 1), pad_mode="pad", padding=(2**63 - 1, 0, 0, 0)), ("stride=", "padding=", "2**63 - 1")),
+    ],
+    ids=["stride 2**63", "dilation 2**64", "a full length past 2**63 cropped to 3 rows"],
+)
 def test_sizes_past_64_bits_are_refused_naming_the_arguments(name, kwargs, words):
     convert, call = functional(name)
     x, w = convert(np.ones((1, 2, 3, 3), np.float32)), convert(np.ones((2, 2, 2, 3), np.float32))
@@ -437,11 +473,16 @@ def test_sizes_past_64_bits_are_refused_naming_the_arguments(name, kwargs, words
 
 # (label, x shape, weight shape, geometry, words one of which the message must contain)
 ABSURD_CALLS = [
-    ("stride 10**6", (1, 1, 100, 100), (1, 1, 3, 3), dict(stride=10 ** 6), ("output", "stride")),
-    ("kernel 10**5 dilated 10**5", (1, 1, 1000, 1000), (1, 1, 1, 10 ** 5),
-     dict(dilation=(1, 10 ** 5), pad_mode="valid"), ("output", "dilation")),
+    ("stride 10**6", (1, 1, 100, 100), (1, 1, 3, 3), dict(stride=10**6), ("output", "stride")),
+    (
+        "kernel 10**5 dilated 10**5",
+        (1, 1, 1000, 1000),
+        (1, 1, 1, 10**5),
+        dict(dilation=(1, 10**5), pad_mode="valid"),
+        ("output", "dilation"),
+    ),
     ("a 10**12-element output", (1, 1, 1000, 1000), (1, 1, 1, 1), dict(stride=1000), ("output",)),
-    ("a 10**12-element batch", (10 ** 4, 1, 10, 10), (1, 1, 2, 2), dict(stride=1000), ("output",)),
+    ("a 10**12-element batch", (10**4, 1, 10, 10), (1, 1, 2, 2), dict(stride=1000), ("output",)),
 ]
 
 
@@ -449,6 +490,7 @@ def refused_fast(call, words, label, numpy_memory=False):
     """``call`` raises a ValueError containing one of ``words`` within 2 s, allocating < 64 MiB (NumPy)."""
     import time
     import tracemalloc
+
     if numpy_memory:
         tracemalloc.start()
     start = time.perf_counter()
@@ -461,7 +503,7 @@ def refused_fast(call, words, label, numpy_memory=False):
         if numpy_memory:
             tracemalloc.stop()
     assert elapsed < 2, f"{label}: refused only after {elapsed:.1f} s"
-    assert peak < 64 * 2 ** 20, f"{label}: {peak / 2 ** 20:.0f} MiB allocated before refusing"
+    assert peak < 64 * 2**20, f"{label}: {peak / 2**20:.0f} MiB allocated before refusing"
     assert any(word in str(info.value) for word in words), f"{label}: the message names none of {words}: {info.value}"
 
 
@@ -473,12 +515,17 @@ def test_an_absurd_functional_call_fails_fast_before_allocating(name, label, x_s
     refused_fast(lambda: call(x, w, None, **kwargs), words, f"{name} {label}", numpy_memory=name == "numpy")
     if name == "numpy":
         g = np.ones((1,), np.float32)
-        refused_fast(lambda: ct.conv2d_transpose_backward(np.asarray(x), np.asarray(w), g, **kwargs), words,
-                     f"numpy backward {label}", numpy_memory=True)
+        refused_fast(
+            lambda: ct.conv2d_transpose_backward(np.asarray(x), np.asarray(w), g, **kwargs),
+            words,
+            f"numpy backward {label}",
+            numpy_memory=True,
+        )
     if name == "jax":  # under jit the check runs while tracing
         import functools
 
         import jax
+
         jitted = jax.jit(functools.partial(call, bias=None, **kwargs))
         refused_fast(lambda: jitted(x, w), words, f"jitted jax {label}")
 
@@ -487,18 +534,32 @@ def test_an_absurd_functional_call_fails_fast_before_allocating(name, label, x_s
 def test_an_absurd_layer_call_fails_fast_before_allocating(layer_engine, label, x_shape, w_shape, kwargs, words):
     net = layer_engine.construct(in_channels=1, out_channels=1, kernel_size=w_shape[2:], weight_init="ones", **kwargs)
     x = native(layer_engine, np.ones(x_shape, np.float32))
-    refused_fast(lambda: layer_engine.call(net, x), words, f"{layer_engine.name} layer {label}",
-                 numpy_memory=layer_engine.name == "numpy")
+    refused_fast(
+        lambda: layer_engine.call(net, x),
+        words,
+        f"{layer_engine.name} layer {label}",
+        numpy_memory=layer_engine.name == "numpy",
+    )
 
 
-@pytest.mark.parametrize("kwargs", [dict(kernel_size=10 ** 5), dict(kernel_size=(1, 10 ** 12)),
-                                    dict(in_channels=10 ** 6, out_channels=10 ** 6),
-                                    dict(in_channels=2 ** 40, out_channels=2 ** 40, group=2 ** 40)],
-                         ids=["kernel 10**5", "kernel 10**12", "10**12 weights", "group 2**40"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=10**5),
+        dict(kernel_size=(1, 10**12)),
+        dict(in_channels=10**6, out_channels=10**6),
+        dict(in_channels=2**40, out_channels=2**40, group=2**40),
+    ],
+    ids=["kernel 10**5", "kernel 10**12", "10**12 weights", "group 2**40"],
+)
 def test_an_absurd_layer_fails_fast_at_construction(layer_engine, kwargs):
     args = dict(dict(in_channels=1, out_channels=1, kernel_size=3), **kwargs)
-    refused_fast(lambda: layer_engine.construct(**args), ("kernel_size", "in_channels", "out_channels"),
-                 f"{layer_engine.name} constructor {kwargs}", numpy_memory=layer_engine.name == "numpy")
+    refused_fast(
+        lambda: layer_engine.construct(**args),
+        ("kernel_size", "in_channels", "out_channels"),
+        f"{layer_engine.name} constructor {kwargs}",
+        numpy_memory=layer_engine.name == "numpy",
+    )
 
 
 HUGE_KERNEL_SCRIPT = """
@@ -562,9 +623,11 @@ def test_the_jax_backward_of_a_huge_stride_cropped_to_a_small_window_costs_what_
     and out of memory near 2**31). Its tap slices now read the window itself."""
     import subprocess
     import sys
+
     pytest.importorskip("jax")
-    result = subprocess.run([sys.executable, "-c", JAX_HUGE_STRIDE_SCRIPT, str(10 ** 7)], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_HUGE_STRIDE_SCRIPT, str(10**7)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     grown_mib = int(result.stdout.split()[-1])
     assert grown_mib < 64, f"a call with a 4x2 output raised the peak memory by {grown_mib} MiB"
@@ -578,9 +641,11 @@ def test_a_huge_dilated_kernel_with_one_tap_in_the_window_costs_what_its_output_
     """
     import subprocess
     import sys
+
     functional(name)  # skips when the engine is absent
-    result = subprocess.run([sys.executable, "-c", HUGE_KERNEL_SCRIPT, name, "32", str(10 ** 5)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", HUGE_KERNEL_SCRIPT, name, "32", str(10**5)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     grown_mib = int(result.stdout.split()[-1])
     assert grown_mib < 64, f"{name}: a call with a 32x32 output raised the peak memory by {grown_mib} MiB"

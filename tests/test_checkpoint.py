@@ -39,6 +39,7 @@ APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.p
 # Golden data
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def golden() -> Path:
     """The golden ckpt folder (conftest's rule: skips locally, fails in CI, when it is missing)."""
@@ -55,7 +56,7 @@ def expected(golden):
 @pytest.fixture(scope="module")
 def params(expected):
     """The network's parameters by name, as MindSpore had them."""
-    return {k[len("param/"):]: v for k, v in expected.items() if k.startswith("param/")}
+    return {k[len("param/") :]: v for k, v in expected.items() if k.startswith("param/")}
 
 
 def _assert_same_arrays(got, ref):
@@ -70,6 +71,7 @@ def _assert_same_arrays(got, ref):
 # ---------------------------------------------------------------------------------------------
 # An independent protobuf encoder, for hand-made files
 # ---------------------------------------------------------------------------------------------
+
 
 def _uvarint(n: int) -> bytes:
     """Varint of any non-negative int (more than 64 bits gives an over-long varint, on purpose)."""
@@ -134,7 +136,7 @@ def _st_header(data: bytes) -> dict:
 def _st_parts(data: bytes):
     """``(header as a dict, the bytes after it)`` of safetensors bytes."""
     size = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + size]), data[8 + size:]
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
 
 
 def _variety_file() -> bytes:
@@ -187,6 +189,7 @@ def _refused(path: Path, *fragments: str) -> CheckpointError:
 # Files MindSpore wrote
 # ---------------------------------------------------------------------------------------------
 
+
 def test_decoder_ckpt_loads_params_and_append_dict(golden, params):
     arrays = ckpt.load(golden / "decoder.ckpt")
     assert list(arrays) == [*params, *APPEND_DICT]
@@ -207,8 +210,9 @@ def test_loaded_arrays_are_writable_copies(golden):
     assert ckpt.load(golden / "decoder.ckpt")["up1.weight"].any()
 
 
-@pytest.mark.parametrize("name, crc", [("decoder.ckpt", False), ("decoder_fp16.ckpt", False),
-                                       ("decoder_crc.ckpt", True)])
+@pytest.mark.parametrize(
+    "name, crc", [("decoder.ckpt", False), ("decoder_fp16.ckpt", False), ("decoder_crc.ckpt", True)]
+)
 def test_resave_is_byte_identical(golden, tmp_path, name, crc):
     original = (golden / name).read_bytes()
     out = tmp_path / name
@@ -240,18 +244,34 @@ def test_encrypted_file_is_refused(golden):
 # Reading: types, scalars, slices, str
 # ---------------------------------------------------------------------------------------------
 
+
 def test_variety_file(tmp_path):
     arrays = ckpt.load(_write(tmp_path / "v.ckpt", _variety_file()))
     _assert_same_arrays(arrays, VARIETY_EXPECTED)
     assert str(arrays["opt"]) == "adam" and arrays["opt"].shape == ()
 
 
-@pytest.mark.parametrize("type_name, dtype", [
-    ("Int8", "i1"), ("Int16", "<i2"), ("Int32", "<i4"), ("Int64", "<i8"),
-    ("UInt8", "u1"), ("UInt16", "<u2"), ("UInt32", "<u4"), ("UInt64", "<u8"),
-    ("Uint8", "u1"), ("Uint16", "<u2"), ("Uint32", "<u4"), ("Uint64", "<u8"),
-    ("Float16", "<f2"), ("Float32", "<f4"), ("Float64", "<f8"), ("Bool", "?"),
-])
+@pytest.mark.parametrize(
+    "type_name, dtype",
+    [
+        ("Int8", "i1"),
+        ("Int16", "<i2"),
+        ("Int32", "<i4"),
+        ("Int64", "<i8"),
+        ("UInt8", "u1"),
+        ("UInt16", "<u2"),
+        ("UInt32", "<u4"),
+        ("UInt64", "<u8"),
+        ("Uint8", "u1"),
+        ("Uint16", "<u2"),
+        ("Uint32", "<u4"),
+        ("Uint64", "<u8"),
+        ("Float16", "<f2"),
+        ("Float32", "<f4"),
+        ("Float64", "<f8"),
+        ("Bool", "?"),
+    ],
+)
 def test_every_tensor_type_reads(tmp_path, type_name, dtype):
     ref = (np.arange(12) % 2 == 1) if dtype == "?" else np.arange(12).astype(dtype)
     ref = ref.reshape(3, 4)
@@ -260,8 +280,10 @@ def test_every_tensor_type_reads(tmp_path, type_name, dtype):
 
 
 @pytest.mark.parametrize("dims", [[], [0]], ids=["no-dims-2.x", "dims0-1.x"])
-@pytest.mark.parametrize("type_name, value", [("Int64", np.int64(5)), ("Float32", np.float32(0.25)),
-                                              ("Bool", np.bool_(True)), ("Float64", np.float64(-2.5))])
+@pytest.mark.parametrize(
+    "type_name, value",
+    [("Int64", np.int64(5)), ("Float32", np.float32(0.25)), ("Bool", np.bool_(True)), ("Float64", np.float64(-2.5))],
+)
 def test_both_scalar_encodings(tmp_path, dims, type_name, value):
     out = ckpt.load(_write(tmp_path / "s.ckpt", _record("s", dims, type_name, value.tobytes())))["s"]
     assert out.shape == () and out.dtype == value.dtype and out == value
@@ -343,6 +365,7 @@ def test_crc_on_hand_made_file(tmp_path):
 # Writing
 # ---------------------------------------------------------------------------------------------
 
+
 def _random(rng, code, shape=(2, 3, 2)):
     """Random values of NumPy type ``code``: bools, small ints, or normal floats."""
     if code == "?":
@@ -354,8 +377,10 @@ def _random(rng, code, shape=(2, 3, 2)):
 
 def test_round_trip_every_dtype(tmp_path):
     rng = np.random.default_rng(1)
-    arrays = {f"a.{code}": _random(rng, code)
-              for code in ["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "?"]}
+    arrays = {
+        f"a.{code}": _random(rng, code)
+        for code in ["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "?"]
+    }
     arrays["scalar"] = np.float64(2.5)
     arrays["zero-size"] = np.zeros((3, 0, 2), np.int32)
     arrays["text"] = "sgd"
@@ -368,9 +393,13 @@ def test_python_bool_is_stored_as_bool(tmp_path):
     # bool is a subclass of int: a writer that tests int first stores True as Int64 1
     arrays = {"flag": True, "off": False, "np": np.bool_(True), "zero-d": np.array(False), "n": 1}
     ckpt.save(tmp_path / "b.ckpt", arrays)
-    expected = (_record("flag", [], "Bool", b"\x01") + _record("off", [], "Bool", b"\x00")
-                + _record("np", [], "Bool", b"\x01") + _record("zero-d", [], "Bool", b"\x00")
-                + _record("n", [], "Int64", (1).to_bytes(8, "little")))
+    expected = (
+        _record("flag", [], "Bool", b"\x01")
+        + _record("off", [], "Bool", b"\x00")
+        + _record("np", [], "Bool", b"\x01")
+        + _record("zero-d", [], "Bool", b"\x00")
+        + _record("n", [], "Int64", (1).to_bytes(8, "little"))
+    )
     assert (tmp_path / "b.ckpt").read_bytes() == expected
     back = ckpt.load(tmp_path / "b.ckpt")
     for name in ["flag", "off", "np", "zero-d"]:
@@ -396,8 +425,9 @@ def test_big_endian_and_strided_inputs_are_written_little_endian_c_order(tmp_pat
     back = ckpt.load(tmp_path / "x.ckpt")
     for name, value in arrays.items():
         assert back[name].dtype == np.dtype("<f4") and np.array_equal(back[name], value), name
-    expected = b"".join(_record(k, list(np.shape(v)), "Float32", np.ascontiguousarray(v, "<f4").tobytes())
-                        for k, v in arrays.items())
+    expected = b"".join(
+        _record(k, list(np.shape(v)), "Float32", np.ascontiguousarray(v, "<f4").tobytes()) for k, v in arrays.items()
+    )
     assert (tmp_path / "x.ckpt").read_bytes() == expected
 
 
@@ -408,7 +438,7 @@ def test_large_tensors_are_sliced_like_mindspore(tmp_path, monkeypatch):
     ref = np.arange(50, dtype=np.float32).reshape(5, 10)  # 200 bytes -> 64 + 64 + 64 + 8
     raw = ref.tobytes()
     ckpt.save(tmp_path / "s.ckpt", {"big": ref, "small": np.ones(3, np.int8)})
-    expected = b"".join(_record("big", [5, 10], "Float32", raw[i:i + 64]) for i in range(0, 200, 64))
+    expected = b"".join(_record("big", [5, 10], "Float32", raw[i : i + 64]) for i in range(0, 200, 64))
     expected += _record("small", [3], "Int8", b"\x01\x01\x01")
     assert (tmp_path / "s.ckpt").read_bytes() == expected
     _assert_same_arrays(ckpt.load(tmp_path / "s.ckpt"), {"big": ref, "small": np.ones(3, np.int8)})
@@ -421,15 +451,18 @@ def test_crc_written_over_all_bytes(tmp_path):
     assert (tmp_path / "crc.ckpt").read_bytes() == _with_crc((tmp_path / "plain.ckpt").read_bytes())
 
 
-@pytest.mark.parametrize("arrays, error, fragment", [
-    ({1: np.zeros(2)}, TypeError, "names must be str"),
-    ({"c": np.zeros(2, np.complex64)}, TypeError, "complex64"),
-    ({"o": np.array([object()])}, TypeError, "object"),
-    ({"s": np.array(["a", "b"])}, TypeError, "one string"),
-    ({"b": np.array([b"x"])}, TypeError, "cannot be stored"),
-    ({"big": 1 << 63}, ValueError, "Int64"),
-    ({"bad\ud800": 1}, ValueError, "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "arrays, error, fragment",
+    [
+        ({1: np.zeros(2)}, TypeError, "names must be str"),
+        ({"c": np.zeros(2, np.complex64)}, TypeError, "complex64"),
+        ({"o": np.array([object()])}, TypeError, "object"),
+        ({"s": np.array(["a", "b"])}, TypeError, "one string"),
+        ({"b": np.array([b"x"])}, TypeError, "cannot be stored"),
+        ({"big": 1 << 63}, ValueError, "Int64"),
+        ({"bad\ud800": 1}, ValueError, "UTF-8"),
+    ],
+)
 def test_save_refuses_what_a_checkpoint_cannot_hold(tmp_path, arrays, error, fragment):
     path = tmp_path / "x.ckpt"
     with pytest.raises(error, match=fragment):
@@ -541,8 +574,11 @@ def test_dims_disagree_with_content(tmp_path):
     assert error.tensor == "up1.weight"
 
 
-@pytest.mark.parametrize("dims", [[1 << 40, 1 << 40], [(1 << 63) - 1, 2], [0, 1 << 62, 1 << 62], [3] * 60],
-                         ids=["2^80-items", "int64-max", "zero-times-huge", "3^60"])
+@pytest.mark.parametrize(
+    "dims",
+    [[1 << 40, 1 << 40], [(1 << 63) - 1, 2], [0, 1 << 62, 1 << 62], [3] * 60],
+    ids=["2^80-items", "int64-max", "zero-times-huge", "3^60"],
+)
 def test_huge_dims_never_allocate(tmp_path, dims):
     _refused(_write(tmp_path / "h.ckpt", _record("h", dims, "Float64", b"\0" * 16)), "dims", "'h'")
 
@@ -574,35 +610,42 @@ def test_length_larger_than_the_file(tmp_path):
 
 
 def test_unknown_and_unsupported_tensor_types(tmp_path):
-    _refused(_write(tmp_path / "u.ckpt", _record("w", [1], "Float33", b"\0" * 4)),
-             "unknown tensor_type 'Float33'", "'w'")
+    _refused(
+        _write(tmp_path / "u.ckpt", _record("w", [1], "Float33", b"\0" * 4)), "unknown tensor_type 'Float33'", "'w'"
+    )
     _refused(_write(tmp_path / "u.ckpt", _record("q", [2], "Int4", b"\x12")), "Int4", "not supported")
     _refused(_write(tmp_path / "u.ckpt", _record("r", [0], "random_op", b"\0")), "unknown tensor_type")
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (b"\x08\x01", "not a readable checkpoint"),                                   # varint at top level
-    (GOOD + b"\x0d\0\0\0\0", "not a Checkpoint record"),                          # 32-bit at top level
-    (_ld(1, b"\x08\x05" + _ld(2, _tensor([1], "Int8", b"\0"))), "bad Value record"),   # tag as varint
-    (_ld(1, _ld(1, b"w") + b"\x10\x01"), "bad Value record"),                     # tensor as varint
-    (_ld(1, _ld(1, b"w") + _ld(2, b"\x09" + b"\0" * 8 + _ld(2, b"Int8") + _ld(3, b""))), "bad TensorProto"),
-    (_ld(1, _ld(1, b"w") + _ld(2, b"\x10\x01" + _ld(3, b""))), "bad TensorProto"),  # tensor_type as varint
-    (_ld(1, _ld(1, b"w") + _ld(2, _ld(2, b"Int8") + b"\x18\x00")), "bad TensorProto"),  # content as varint
-    (_ld(1, _ld(1, b"w") + _ld(2, _tensor([1], "Int8", b"\0") + _ld(9, b""))), "unexpected field 9"),
-    (_ld(1, _ld(1, b"w") + b"\x1b\x1c"), "start-group"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"\x08\x01", "not a readable checkpoint"),  # varint at top level
+        (GOOD + b"\x0d\0\0\0\0", "not a Checkpoint record"),  # 32-bit at top level
+        (_ld(1, b"\x08\x05" + _ld(2, _tensor([1], "Int8", b"\0"))), "bad Value record"),  # tag as varint
+        (_ld(1, _ld(1, b"w") + b"\x10\x01"), "bad Value record"),  # tensor as varint
+        (_ld(1, _ld(1, b"w") + _ld(2, b"\x09" + b"\0" * 8 + _ld(2, b"Int8") + _ld(3, b""))), "bad TensorProto"),
+        (_ld(1, _ld(1, b"w") + _ld(2, b"\x10\x01" + _ld(3, b""))), "bad TensorProto"),  # tensor_type as varint
+        (_ld(1, _ld(1, b"w") + _ld(2, _ld(2, b"Int8") + b"\x18\x00")), "bad TensorProto"),  # content as varint
+        (_ld(1, _ld(1, b"w") + _ld(2, _tensor([1], "Int8", b"\0") + _ld(9, b""))), "unexpected field 9"),
+        (_ld(1, _ld(1, b"w") + b"\x1b\x1c"), "start-group"),
+    ],
+)
 def test_wrong_wire_types(tmp_path, data, fragment):
     _refused(_write(tmp_path / "w.ckpt", data), fragment)
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (_ld(1, _ld(2, _tensor([1], "Int8", b"\0"))), "no tensor name"),
-    (_ld(1, _ld(1, b"w")), "no TensorProto"),
-    (_ld(1, _ld(1, b"w") + _ld(2, b"\x08\x01" + _ld(3, b"\0"))), "no tensor_type"),
-    (_ld(1, _ld(1, b"w") + _ld(2, b"\x08\x01" + _ld(2, b"Int8"))), "no tensor_content"),
-    (_ld(1, _ld(1, b"w") + _ld(1, b"v") + _ld(2, _tensor([1], "Int8", b"\0"))), "bad Value record"),
-    (_ld(1, _ld(1, b"w") + _ld(3, b"")), "map parameters"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (_ld(1, _ld(2, _tensor([1], "Int8", b"\0"))), "no tensor name"),
+        (_ld(1, _ld(1, b"w")), "no TensorProto"),
+        (_ld(1, _ld(1, b"w") + _ld(2, b"\x08\x01" + _ld(3, b"\0"))), "no tensor_type"),
+        (_ld(1, _ld(1, b"w") + _ld(2, b"\x08\x01" + _ld(2, b"Int8"))), "no tensor_content"),
+        (_ld(1, _ld(1, b"w") + _ld(1, b"v") + _ld(2, _tensor([1], "Int8", b"\0"))), "bad Value record"),
+        (_ld(1, _ld(1, b"w") + _ld(3, b"")), "map parameters"),
+    ],
+)
 def test_missing_or_repeated_fields(tmp_path, data, fragment):
     _refused(_write(tmp_path / "m.ckpt", data), fragment)
 
@@ -624,8 +667,11 @@ def test_slices_must_agree_and_names_must_not_repeat(tmp_path):
     _refused(_write(tmp_path / "s.ckpt", a + a + a), "need 8 bytes", "holds 12")
 
 
-@pytest.mark.parametrize("data", [b"PK\x03\x04 a zip file", b"\x89HDF\r\n\x1a\n", b"hello world", b"\xff" * 64],
-                         ids=["zip", "hdf5", "text", "ff"])
+@pytest.mark.parametrize(
+    "data",
+    [b"PK\x03\x04 a zip file", b"\x89HDF\r\n\x1a\n", b"hello world", b"\xff" * 64],
+    ids=["zip", "hdf5", "text", "ff"],
+)
 def test_other_files_are_not_checkpoints(tmp_path, data):
     _refused(_write(tmp_path / "o.ckpt", data), "not a readable checkpoint", "may be encrypted")
 
@@ -642,8 +688,9 @@ def test_a_missing_file_is_an_os_error(tmp_path):
 SEEDS = ("decoder.ckpt", "decoder_fp16.ckpt", "decoder_crc.ckpt", "variety", "variety+crc")
 _POS = st.integers(0, 1 << 16)
 _VARINTS = st.one_of(
-    st.sampled_from([0, 1, 2, 7, 127, 128, 3072, 4253, (1 << 31) - 1, 1 << 32, (1 << 63) - 1, 1 << 63,
-                     (1 << 64) - 1, 1 << 64]),
+    st.sampled_from(
+        [0, 1, 2, 7, 127, 128, 3072, 4253, (1 << 31) - 1, 1 << 32, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 64]
+    ),
     st.integers(0, 1 << 72),  # beyond 64 bits: over-long varints too
 )
 _MUTATION = st.one_of(
@@ -655,8 +702,13 @@ _MUTATION = st.one_of(
     st.tuples(st.just("varint"), _POS, _VARINTS, st.booleans()),
 )
 # derandomize: the same examples on every run, so CI is reproducible and needs no example database
-_FUZZ = {"derandomize": True, "deadline": None, "database": None, "print_blob": False,
-         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
+_FUZZ = {
+    "derandomize": True,
+    "deadline": None,
+    "database": None,
+    "print_blob": False,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
 
 
 @pytest.fixture(scope="module")
@@ -682,16 +734,16 @@ def _mutate(data: bytes, ops) -> bytes:
         elif kind == "set" and n:
             buf[pos % n] = args[0]
         elif kind == "truncate":
-            del buf[pos % (n + 1):]
+            del buf[pos % (n + 1) :]
         elif kind == "insert":
             at = pos % (n + 1)
             buf[at:at] = args[0]
         elif kind == "delete" and n:
             at = pos % n
-            del buf[at:at + args[0]]
+            del buf[at : at + args[0]]
         elif kind == "varint":
             at, encoded = pos % (n + 1), _uvarint(args[0])
-            buf[at:at + (len(encoded) if args[1] else 0)] = encoded  # overwrite or insert
+            buf[at : at + (len(encoded) if args[1] else 0)] = encoded  # overwrite or insert
     return bytes(buf)
 
 
@@ -711,7 +763,7 @@ def _load_or_refuse(path: Path) -> None:
         assert isinstance(name, str) and isinstance(value, np.ndarray)
         assert value.nbytes <= path.stat().st_size  # never more data than the file holds
     again = path.with_name("again" + path.suffix)
-    for crc in ([False, True] if arrays else [True]):  # no entries: only a CRC makes a file
+    for crc in [False, True] if arrays else [True]:  # no entries: only a CRC makes a file
         ckpt.save(again, arrays, crc_check=crc)
         written = again.read_bytes()
         back = ckpt.load(again)
@@ -757,8 +809,28 @@ def test_every_single_bit_flip(seeds, fuzz_path, seed):
 # Fuzzing safetensors: the JSON header is mutated as text (its length prefix kept right, so the
 # mutants get past the first check), then the whole file as bytes.
 
-_JSON_TOKENS = [b'"', b",", b"{", b"}", b"[", b"]", b":", b"0", b"-1", b"1e3", b"null", b'"w"', b'"dtype"',
-                b'"F8_E4M3"', b'"BF16"', b'"BOOL"', b'"F4"', b'"C64"', b'"__metadata__"', b'"crc_num"']
+_JSON_TOKENS = [
+    b'"',
+    b",",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b"0",
+    b"-1",
+    b"1e3",
+    b"null",
+    b'"w"',
+    b'"dtype"',
+    b'"F8_E4M3"',
+    b'"BF16"',
+    b'"BOOL"',
+    b'"F4"',
+    b'"C64"',
+    b'"__metadata__"',
+    b'"crc_num"',
+]
 _HEADER_MUTATION = st.one_of(_MUTATION, st.tuples(st.just("insert"), _POS, st.sampled_from(_JSON_TOKENS)))
 ST_SEEDS = ("decoder.safetensors", "variety.safetensors", "variety+crc.safetensors")
 
@@ -776,8 +848,15 @@ def _st_variety(crc: bool) -> bytes:
         "f.empty": np.zeros((0, 3), np.float32),
         "g.u16": np.array([1, 65535], np.uint16),
     }
-    names = {"bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "bool": "BOOL",
-             "int64": "I64", "float32": "F32", "uint16": "U16"}
+    names = {
+        "bfloat16": "BF16",
+        "float8_e4m3fn": "F8_E4M3",
+        "float8_e5m2": "F8_E5M2",
+        "bool": "BOOL",
+        "int64": "I64",
+        "float32": "F32",
+        "uint16": "U16",
+    }
     metadata = {"format": "ms"}
     if crc:  # computed here, with zlib, from the format's description
         value = 0
@@ -790,8 +869,11 @@ def _st_variety(crc: bool) -> bytes:
 @pytest.fixture(scope="module")
 def st_seeds(golden):
     pytest.importorskip("safetensors")
-    return {"decoder.safetensors": (golden / "decoder.safetensors").read_bytes(),
-            "variety.safetensors": _st_variety(crc=False), "variety+crc.safetensors": _st_variety(crc=True)}
+    return {
+        "decoder.safetensors": (golden / "decoder.safetensors").read_bytes(),
+        "variety.safetensors": _st_variety(crc=False),
+        "variety+crc.safetensors": _st_variety(crc=True),
+    }
 
 
 def test_safetensors_fuzz_seeds_load(st_seeds, tmp_path):
@@ -801,14 +883,17 @@ def test_safetensors_fuzz_seeds_load(st_seeds, tmp_path):
 
 
 @settings(max_examples=300, **_FUZZ)
-@given(seed=st.sampled_from(ST_SEEDS), header_ops=st.lists(_HEADER_MUTATION, max_size=3),
-       raw_ops=st.lists(_MUTATION, max_size=2))
+@given(
+    seed=st.sampled_from(ST_SEEDS),
+    header_ops=st.lists(_HEADER_MUTATION, max_size=3),
+    raw_ops=st.lists(_MUTATION, max_size=2),
+)
 def test_fuzz_safetensors(st_seeds, fuzz_path, seed, header_ops, raw_ops):
     data = st_seeds[seed]
     size = int.from_bytes(data[:8], "little")
-    head = _mutate(data[8:8 + size], header_ops)
+    head = _mutate(data[8 : 8 + size], header_ops)
     path = fuzz_path.with_suffix(".safetensors")
-    path.write_bytes(_mutate(len(head).to_bytes(8, "little") + head + data[8 + size:], raw_ops))
+    path.write_bytes(_mutate(len(head).to_bytes(8, "little") + head + data[8 + size :], raw_ops))
     try:
         arrays = ckpt.load(path)
     except CheckpointError as exc:
@@ -829,13 +914,46 @@ def test_fuzz_safetensors(st_seeds, fuzz_path, seed, header_ops, raw_ops):
 # (a name twice, a dtype no MindSpore checkpoint holds, a size that disagrees with the shape, a wrong
 # crc_num) or none; a flawed file must be refused, a sound one must load with exactly its bytes.
 
-_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
-                "I64": 8, "U64": 8, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
-                "F8_E8M0": 1}
-_ST_NUMPY_NAME = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
-                  "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
-                  "U64": "uint64", "F64": "float64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-                  "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E8M0": "float8_e8m0fnu"}
+_ST_ITEMSIZE = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3FNUZ": 1,
+    "F8_E5M2FNUZ": 1,
+    "F8_E8M0": 1,
+}
+_ST_NUMPY_NAME = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "I16": "int16",
+    "U16": "uint16",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I32": "int32",
+    "U32": "uint32",
+    "F32": "float32",
+    "I64": "int64",
+    "U64": "uint64",
+    "F64": "float64",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",
+}
 _ST_UNSUPPORTED = {"C64": 8, "F4": 1, "F6_E2M3": 1}  # item sizes are not what matters: these are refused
 
 
@@ -861,8 +979,11 @@ def _st_case(draw):
         crc = 0
         for name, _, _, data in sorted(entries, key=lambda e: e[0]):
             crc = zlib.crc32(data, zlib.crc32(name.encode(), crc))
-        metadata = {"format": {"format": "ms"}, "crc": {"format": "ms", "crc_num": str(crc)},
-                    "bad crc": {"crc_num": str(crc ^ 1)}}[metadata]
+        metadata = {
+            "format": {"format": "ms"},
+            "crc": {"format": "ms", "crc_num": str(crc)},
+            "bad crc": {"crc_num": str(crc ^ 1)},
+        }[metadata]
         flaws |= {"crc"} if metadata.get("crc_num") == str(crc ^ 1) else set()
     return _st_file(entries, metadata), flaws, {e[0]: e[1:] for e in entries}
 
@@ -906,6 +1027,7 @@ def _check_generated(fuzz_path: Path, case) -> None:
 # ---------------------------------------------------------------------------------------------
 # safetensors
 # ---------------------------------------------------------------------------------------------
+
 
 def test_mindspore_safetensors_matches_ckpt(golden, params):
     pytest.importorskip("safetensors")
@@ -967,12 +1089,17 @@ def test_safetensors_crc(golden, tmp_path, params):
 
 def test_bad_safetensors_file(tmp_path):
     pytest.importorskip("safetensors")
-    _refused(_write(tmp_path / "b.safetensors", b"\x10\0\0\0\0\0\0\0{\"a\":1}"), "not a readable safetensors file")
+    _refused(_write(tmp_path / "b.safetensors", b'\x10\0\0\0\0\0\0\0{"a":1}'), "not a readable safetensors file")
     _refused(_write(tmp_path / "b.safetensors", GOOD), "not a readable safetensors file")
 
 
-FLOAT8 = [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"), ("F8_E4M3FNUZ", "float8_e4m3fnuz"),
-          ("F8_E5M2FNUZ", "float8_e5m2fnuz"), ("F8_E8M0", "float8_e8m0fnu")]
+FLOAT8 = [
+    ("F8_E4M3", "float8_e4m3fn"),
+    ("F8_E5M2", "float8_e5m2"),
+    ("F8_E4M3FNUZ", "float8_e4m3fnuz"),
+    ("F8_E5M2FNUZ", "float8_e5m2fnuz"),
+    ("F8_E8M0", "float8_e8m0fnu"),
+]
 
 
 @pytest.mark.parametrize("stored, ml_name", FLOAT8, ids=[s for s, _ in FLOAT8])
@@ -1006,8 +1133,9 @@ def test_safetensors_float8_without_ml_dtypes_says_what_to_install(tmp_path, mon
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("stored, shape, nbytes", [("F4", (4,), 2), ("F6_E2M3", (4,), 3), ("C64", (2,), 16),
-                                                   ("Q7", (1,), 1)])
+@pytest.mark.parametrize(
+    "stored, shape, nbytes", [("F4", (4,), 2), ("F6_E2M3", (4,), 3), ("C64", (2,), 16), ("Q7", (1,), 1)]
+)
 def test_safetensors_unsupported_dtypes_are_refused_by_name(tmp_path, stored, shape, nbytes):
     pytest.importorskip("safetensors")
     path = _write(tmp_path / "u.safetensors", _st_file([("w", stored, shape, bytes(nbytes))]))
@@ -1036,8 +1164,14 @@ def test_bfloat16_loads_in_a_fresh_process(tmp_path):
     st_path = _write(tmp_path / "b.safetensors", _st_file([("w", "BF16", (2,), raw)]))
     ckpt_path = _write(tmp_path / "b.ckpt", _record("w", [2], "BFloat16", raw))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", BF16_FRESH, str(st_path), str(ckpt_path)], capture_output=True,
-                         text=True, env=env, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", BF16_FRESH, str(st_path), str(ckpt_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["bfloat16 [1.5, -2.0]"] * 2
 
@@ -1046,14 +1180,18 @@ def _f32(value) -> bytes:
     return np.float32(value).tobytes()
 
 
-@pytest.mark.parametrize("entries, safetensors_alone", [
-    # the same entry twice: safetensors alone loads it without a word
-    ([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))], "loads"),
-    # a second entry that changes the dtype: safetensors alone keeps the last
-    ([("w", "F32", (1,), _f32(1.0)), ("w", "I32", (1,), b"", (0, 4))], "loads"),
-    # two different tensors under one name: safetensors alone says only "invalid offset"
-    ([("w", "F32", (1,), _f32(1.0)), ("v", "F32", (1,), _f32(2.0)), ("w", "F32", (1,), _f32(3.0))], "refuses"),
-], ids=["same-entry", "other-dtype", "other-data"])
+@pytest.mark.parametrize(
+    "entries, safetensors_alone",
+    [
+        # the same entry twice: safetensors alone loads it without a word
+        ([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))], "loads"),
+        # a second entry that changes the dtype: safetensors alone keeps the last
+        ([("w", "F32", (1,), _f32(1.0)), ("w", "I32", (1,), b"", (0, 4))], "loads"),
+        # two different tensors under one name: safetensors alone says only "invalid offset"
+        ([("w", "F32", (1,), _f32(1.0)), ("v", "F32", (1,), _f32(2.0)), ("w", "F32", (1,), _f32(3.0))], "refuses"),
+    ],
+    ids=["same-entry", "other-dtype", "other-data"],
+)
 def test_safetensors_repeated_tensor_is_refused_like_ckpt(tmp_path, entries, safetensors_alone):
     safetensors = pytest.importorskip("safetensors")
     data = _st_file(entries)
@@ -1067,11 +1205,15 @@ def test_safetensors_repeated_tensor_is_refused_like_ckpt(tmp_path, entries, saf
 
 def test_safetensors_repeated_metadata_is_refused(tmp_path):
     pytest.importorskip("safetensors")
-    text = '{"__metadata__":{"crc_num":"1"},"__metadata__":{"format":"ms"},' \
-           '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    text = (
+        '{"__metadata__":{"crc_num":"1"},"__metadata__":{"format":"ms"},'
+        '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    )
     head = text.encode() + b" " * (-len(text) % 8)
-    _refused(_write(tmp_path / "m.safetensors", len(head).to_bytes(8, "little") + head + _f32(1.0)),
-             "'__metadata__' appears twice")
+    _refused(
+        _write(tmp_path / "m.safetensors", len(head).to_bytes(8, "little") + head + _f32(1.0)),
+        "'__metadata__' appears twice",
+    )
 
 
 def test_safetensors_repeated_field_in_an_entry_is_refused(tmp_path):
@@ -1079,8 +1221,10 @@ def test_safetensors_repeated_field_in_an_entry_is_refused(tmp_path):
     body = _f32(1.0)
     text = '{"w":{"dtype":"I32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
     head = text.encode() + b" " * (-len(text) % 8)
-    _refused(_write(tmp_path / "r.safetensors", len(head).to_bytes(8, "little") + head + body),
-             "key 'dtype' appears twice in the header entry 'w'")
+    _refused(
+        _write(tmp_path / "r.safetensors", len(head).to_bytes(8, "little") + head + body),
+        "key 'dtype' appears twice in the header entry 'w'",
+    )
 
 
 def test_safetensors_bool_bytes_other_than_one_read_as_true(tmp_path):
@@ -1094,8 +1238,20 @@ def test_safetensors_bool_bytes_other_than_one_read_as_true(tmp_path):
 def test_safetensors_every_plain_dtype_matches_ckpt(tmp_path):
     pytest.importorskip("safetensors")
     rng = np.random.default_rng(2)
-    codes = {"I8": "i1", "I16": "<i2", "I32": "<i4", "I64": "<i8", "U8": "u1", "U16": "<u2", "U32": "<u4",
-             "U64": "<u8", "F16": "<f2", "F32": "<f4", "F64": "<f8", "BOOL": "?"}
+    codes = {
+        "I8": "i1",
+        "I16": "<i2",
+        "I32": "<i4",
+        "I64": "<i8",
+        "U8": "u1",
+        "U16": "<u2",
+        "U32": "<u4",
+        "U64": "<u8",
+        "F16": "<f2",
+        "F32": "<f4",
+        "F64": "<f8",
+        "BOOL": "?",
+    }
     ref = {f"t.{name}": _random(rng, code) for name, code in codes.items()}
     data = _st_file([(name, name[2:], value.shape, value.tobytes()) for name, value in ref.items()])
     _assert_same_arrays(ckpt.load(_write(tmp_path / "p.safetensors", data)), {k: ref[k] for k in sorted(ref)})
@@ -1113,6 +1269,7 @@ def test_safetensors_missing_says_how_to_install(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+
 
 def test_cli_inspect(golden, capsys):
     assert ckpt.main(["inspect", str(golden / "decoder.ckpt")]) == 0
@@ -1141,8 +1298,9 @@ def _bad_files(tmp_path: Path) -> dict:
     files = {"empty": _write(tmp_path / "empty.ckpt", b""), "directory": tmp_path / "folder.ckpt"}
     files["directory"].mkdir()
     if importlib.util.find_spec("safetensors") is not None:
-        files["duplicate"] = _write(tmp_path / "dup.safetensors",
-                                    _st_file([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))]))
+        files["duplicate"] = _write(
+            tmp_path / "dup.safetensors", _st_file([("w", "F32", (1,), _f32(1.0)), ("w", "F32", (1,), b"", (0, 4))])
+        )
         files["F4"] = _write(tmp_path / "f4.safetensors", _st_file([("w", "F4", (2,), b"\0")]))
     return files
 
@@ -1168,8 +1326,14 @@ def test_cli_float8_safetensors_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "convtranspose.ckpt", *map(str, args)], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "convtranspose.ckpt", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
 
     shown = cli("inspect", path)
     assert shown.returncode == 0, shown.stderr
@@ -1184,12 +1348,24 @@ def test_cli_convert_as_a_module(golden, tmp_path):
     pytest.importorskip("safetensors")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "d.safetensors"
-    run = subprocess.run([sys.executable, "-m", "convtranspose.ckpt", "convert", str(golden / "decoder.ckpt"),
-                          str(out)], capture_output=True, text=True, env=env, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "convtranspose.ckpt", "convert", str(golden / "decoder.ckpt"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert "wrote" in run.stdout and out.exists()
-    bad = subprocess.run([sys.executable, "-m", "convtranspose.ckpt", "inspect", str(golden / "decoder_enc.ckpt")],
-                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "convtranspose.ckpt", "inspect", str(golden / "decoder_enc.ckpt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "encrypted" in bad.stderr
 
 
@@ -1204,6 +1380,7 @@ def test_cli_convert_warns_about_str_entries(tmp_path, capsys):
 # The decoder network, end to end (needs the NumPy layer: Conv2dTranspose, load_parameters,
 # parameters_dict)
 # ---------------------------------------------------------------------------------------------
+
 
 def _decoder(expected, arrays):
     """The three layers of make_ckpts.py's Decoder, loaded from ``arrays`` by prefix."""

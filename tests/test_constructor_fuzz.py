@@ -69,8 +69,10 @@ def max_examples(names):
 @contextlib.contextmanager
 def time_limit(seconds):
     """Fail (instead of hanging) when the block runs longer than ``seconds``."""
+
     def expired(signum, frame):
         raise AssertionError(f"still running after {seconds} s: a hang")
+
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -99,13 +101,67 @@ def random_case(text, flips):
 
 def odd_values():
     """Values of the wrong kind for nearly every argument, and edge values of the right kind."""
-    pool = [None, True, False, 0, -1, -3, 10 ** 12, 2 ** 63, 10 ** 400, -(10 ** 400), 0.0, 1.0, 2.5, -1.0,
-            float("nan"), float("inf"), -float("inf"), 1 + 0j, b"same", "", "3", "same ", "float32",
-            [], [2], [1, 2], [1, 2, 3, 4], (), (2,), (1, 2, 3), ((1, 2), (3, 4)), (1, (2, 3)), (1.0, 2.0),
-            (True, 1), (np.int64(2), 2), (2, -1), (0, 0), (1, 1, 1, -1), (1, 1, 1, 1.5), (10 ** 400, 1),
-            np.int64(3), np.int32(2), np.uint8(1), np.float32(2.0), np.float64(1.0), np.bool_(True),
-            np.array(3), np.array(2.0), np.array([1, 2]), np.array([[1, 2], [3, 4]]), Index(3), Index(-1),
-            object(), {1: 2}, {"same"}, range(2), slice(1), int, np.float32]
+    pool = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        -3,
+        10**12,
+        2**63,
+        10**400,
+        -(10**400),
+        0.0,
+        1.0,
+        2.5,
+        -1.0,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        1 + 0j,
+        b"same",
+        "",
+        "3",
+        "same ",
+        "float32",
+        [],
+        [2],
+        [1, 2],
+        [1, 2, 3, 4],
+        (),
+        (2,),
+        (1, 2, 3),
+        ((1, 2), (3, 4)),
+        (1, (2, 3)),
+        (1.0, 2.0),
+        (True, 1),
+        (np.int64(2), 2),
+        (2, -1),
+        (0, 0),
+        (1, 1, 1, -1),
+        (1, 1, 1, 1.5),
+        (10**400, 1),
+        np.int64(3),
+        np.int32(2),
+        np.uint8(1),
+        np.float32(2.0),
+        np.float64(1.0),
+        np.bool_(True),
+        np.array(3),
+        np.array(2.0),
+        np.array([1, 2]),
+        np.array([[1, 2], [3, 4]]),
+        Index(3),
+        Index(-1),
+        object(),
+        {1: 2},
+        {"same"},
+        range(2),
+        slice(1),
+        int,
+        np.float32,
+    ]
     if torch is not None:
         pool += [torch.tensor(3), torch.tensor([1, 2]), torch.tensor(2.0), torch.float32]
     if jnp is not None:
@@ -126,19 +182,26 @@ def arg_values(name, odd):
     small = st.integers(1, 6)
     if not odd:
         return {
-            "in_channels": st.integers(1, 6), "out_channels": st.integers(1, 6),
+            "in_channels": st.integers(1, 6),
+            "out_channels": st.integers(1, 6),
             "group": st.sampled_from([1, 1, 2, 3]),
-            "kernel_size": pair_of(small), "stride": pair_of(small), "dilation": pair_of(small),
+            "kernel_size": pair_of(small),
+            "stride": pair_of(small),
+            "dilation": pair_of(small),
             # mostly what every mode takes, else values that need 'pad' or lie out of range
-            "padding": st.one_of(st.sampled_from([0, (0, 0, 0, 0)]), st.integers(0, 3),
-                                 st.tuples(*[st.integers(0, 3)] * 4)),
-            "output_padding": st.one_of(st.sampled_from([0, (0, 0)]), st.integers(-1, 5),
-                                        st.tuples(st.integers(-1, 5), st.integers(-1, 5))),
+            "padding": st.one_of(
+                st.sampled_from([0, (0, 0, 0, 0)]), st.integers(0, 3), st.tuples(*[st.integers(0, 3)] * 4)
+            ),
+            "output_padding": st.one_of(
+                st.sampled_from([0, (0, 0)]), st.integers(-1, 5), st.tuples(st.integers(-1, 5), st.integers(-1, 5))
+            ),
             "pad_mode": st.one_of(st.sampled_from(MODES), st.sampled_from(MODES), MODE_STRINGS),
             "has_bias": st.booleans(),
         }[name]
     with_odd_item = {
-        "kernel_size": st.tuples(small, ODD), "stride": st.tuples(ODD, small), "dilation": st.tuples(small, ODD),
+        "kernel_size": st.tuples(small, ODD),
+        "stride": st.tuples(ODD, small),
+        "dilation": st.tuples(small, ODD),
         "padding": st.tuples(st.integers(0, 2), ODD, st.integers(0, 2), st.integers(0, 2)),
         "output_padding": st.tuples(ODD, st.integers(0, 1)),
     }.get(name, ODD)
@@ -152,14 +215,16 @@ def odd_names(draw, names):
 
 # ---------------------------------------------------------------------------- the model
 
+
 def is_int(value, low=None):
     return type(value) is int and (low is None or value >= low)
 
 
 def is_ints(value, size, low=None):
     """An int, or a tuple of ``size`` ints, each >= low."""
-    return is_int(value, low) or (type(value) is tuple and len(value) == size
-                                  and all(is_int(item, low) for item in value))
+    return is_int(value, low) or (
+        type(value) is tuple and len(value) == size and all(is_int(item, low) for item in value)
+    )
 
 
 def as_tuple(value, size):
@@ -167,20 +232,60 @@ def as_tuple(value, size):
 
 
 # dtypes: (value, fault?) for every layer, numpy forms and names only (engine-specific ones apart)
-DTYPES = [(np.float32, False), (np.float16, False), ("float16", False), ("Float32", False),
-          ("mindspore.float16", False), ("HALF", False), (np.dtype("float32"), False), ("fp32", False),
-          (None, True), (np.int32, True), ("int8", True), (np.complex64, True), ("complex64", True),
-          ("bogus", True), (3, True), (True, True), (["float32"], True), (object(), True), ("", True)]
+DTYPES = [
+    (np.float32, False),
+    (np.float16, False),
+    ("float16", False),
+    ("Float32", False),
+    ("mindspore.float16", False),
+    ("HALF", False),
+    (np.dtype("float32"), False),
+    ("fp32", False),
+    (None, True),
+    (np.int32, True),
+    ("int8", True),
+    (np.complex64, True),
+    ("complex64", True),
+    ("bogus", True),
+    (3, True),
+    (True, True),
+    (["float32"], True),
+    (object(), True),
+    ("", True),
+]
 # initializers: (value, fault for a 4-D weight?, fault for a 1-D bias?); arrays are drawn apart
-INITS = [(None, False, False), ("normal", False, False), ("NORMAL", False, False), ("Uniform", False, False),
-         ("zeros", False, False), ("ONES", False, False), ("truncatedNormal", False, False),
-         ("xavier_uniform", False, True), ("HeNormal", False, True), ("he_uniform", False, True),
-         ("constant", True, True), ("", True, True), ("identity", True, True), ("sparse", True, True),
-         ("truncated_normal", True, True), ("bogus", True, True), (0, False, False), (-2.5, False, False),
-         (True, False, False), (np.float32(0.5), False, False), (np.int64(3), False, False),
-         (10 ** 400, True, True), (1e300, True, True), ([1.0], True, True), ((1.0,), True, True),
-         (object(), True, True), (Index(1), True, True), (init.Normal(0.02), False, False),
-         (init.Constant(2), False, False), (init.XavierUniform(), False, True)]
+INITS = [
+    (None, False, False),
+    ("normal", False, False),
+    ("NORMAL", False, False),
+    ("Uniform", False, False),
+    ("zeros", False, False),
+    ("ONES", False, False),
+    ("truncatedNormal", False, False),
+    ("xavier_uniform", False, True),
+    ("HeNormal", False, True),
+    ("he_uniform", False, True),
+    ("constant", True, True),
+    ("", True, True),
+    ("identity", True, True),
+    ("sparse", True, True),
+    ("truncated_normal", True, True),
+    ("bogus", True, True),
+    (0, False, False),
+    (-2.5, False, False),
+    (True, False, False),
+    (np.float32(0.5), False, False),
+    (np.int64(3), False, False),
+    (10**400, True, True),
+    (1e300, True, True),
+    ([1.0], True, True),
+    ((1.0,), True, True),
+    (object(), True, True),
+    (Index(1), True, True),
+    (init.Normal(0.02), False, False),
+    (init.Constant(2), False, False),
+    (init.XavierUniform(), False, True),
+]
 
 
 def init_values(shape, kind, odd):
@@ -191,10 +296,15 @@ def init_values(shape, kind, odd):
     """
     named = [(entry[0], entry[kind]) for entry in INITS]
     if shape is not None:  # else the initializer is never reached
-        named += [(np.full(shape, 0.5, np.float32), False), (np.full(shape, 0.5, np.float64), False),
-                  (np.ones(shape, np.int32), True), (np.ones(shape, bool), True),
-                  (np.ones(shape, np.complex64), True), (np.ones(shape + (1,), np.float32), True),
-                  (np.ones((), np.float32), True)]
+        named += [
+            (np.full(shape, 0.5, np.float32), False),
+            (np.full(shape, 0.5, np.float64), False),
+            (np.ones(shape, np.int32), True),
+            (np.ones(shape, bool), True),
+            (np.ones(shape, np.complex64), True),
+            (np.ones(shape + (1,), np.float32), True),
+            (np.ones((), np.float32), True),
+        ]
     return st.sampled_from([entry for entry in named if entry[1] == odd or (odd and kind == 2)])
 
 
@@ -269,8 +379,8 @@ def call_faults(args, x_shape, itemsize):
     return kernel_argument_faults(args, x_shape, INT64_MAX)
 
 
-INT64_MAX = 2 ** 63 - 1  # what MindSpore's kernels (and XLA's) take
-ENGINE_LARGEST = {"torch": 2 ** 31 - 1}  # PyTorch's convolutions hold strides and dilations in 32 bits
+INT64_MAX = 2**63 - 1  # what MindSpore's kernels (and XLA's) take
+ENGINE_LARGEST = {"torch": 2**31 - 1}  # PyTorch's convolutions hold strides and dilations in 32 bits
 
 
 def kernel_argument_faults(args, x_shape, largest):
@@ -278,8 +388,9 @@ def kernel_argument_faults(args, x_shape, largest):
     input row, a dilation between two or more taps (any other one changes nothing)."""
     faults = set()
     kernel = as_tuple(args["kernel_size"], 2)
-    for stride, dilation, taps, rows in zip(as_tuple(args["stride"], 2), as_tuple(args["dilation"], 2),
-                                            kernel, x_shape[2:]):
+    for stride, dilation, taps, rows in zip(
+        as_tuple(args["stride"], 2), as_tuple(args["dilation"], 2), kernel, x_shape[2:]
+    ):
         if rows > 1 and stride > largest:
             faults.add("stride")
         if taps > 1 and dilation > largest:
@@ -295,19 +406,25 @@ def engine_faults(name, args, x_shape):
 def expected_shape(args, x_shape):
     """The output shape by the oracle's geometry (tests/reference.py), output_padding added."""
     weight_shape = weight_shape_of(args)
-    *_, (rows, cols) = reference._geometry(x_shape, weight_shape, as_tuple(args["stride"], 2),
-                                           args["pad_mode"], args["padding"], as_tuple(args["dilation"], 2))
+    *_, (rows, cols) = reference._geometry(
+        x_shape,
+        weight_shape,
+        as_tuple(args["stride"], 2),
+        args["pad_mode"],
+        args["padding"],
+        as_tuple(args["dilation"], 2),
+    )
     op_h, op_w = as_tuple(args["output_padding"], 2)
     return (x_shape[0], args["out_channels"], rows + op_h, cols + op_w)
 
 
 def check_refusal(exc, faults, where):
     """A clean refusal: TypeError or ValueError whose message names an argument at fault."""
-    assert isinstance(exc, (TypeError, ValueError)), \
+    assert isinstance(exc, (TypeError, ValueError)), (
         f"{where}: {type(exc).__name__} is neither a TypeError nor a ValueError: {exc}"
+    )
     message = str(exc)
-    assert any(name in message for name in faults), \
-        f"{where}: the message names none of {sorted(faults)}: {message}"
+    assert any(name in message for name in faults), f"{where}: the message names none of {sorted(faults)}: {message}"
 
 
 def outcome(exc):
@@ -316,8 +433,18 @@ def outcome(exc):
 
 # ---------------------------------------------------------------------------- constructors
 
-ARG_NAMES = ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding",
-             "output_padding", "dilation", "group", "has_bias")
+ARG_NAMES = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "pad_mode",
+    "padding",
+    "output_padding",
+    "dilation",
+    "group",
+    "has_bias",
+)
 
 
 @st.composite
@@ -330,7 +457,7 @@ def constructor_arguments(draw):
         args["in_channels"] = args["group"] * draw(st.integers(1, 3), label="in_channels // group")
         args["out_channels"] = args["group"] * draw(st.integers(1, 3), label="out_channels // group")
     shape = weight_shape_of(args)
-    if shape is not None and math.prod(shape) > 10 ** 6:
+    if shape is not None and math.prod(shape) > 10**6:
         shape = None  # refused for its size before any initializer runs: no array to draw
     weight_init, weight_fault = draw(init_values(shape, 1, "weight_init" in odd), label="weight_init")
     bias_shape = None if shape is None else (args["out_channels"],)
@@ -411,8 +538,9 @@ def test_the_three_constructors_agree():
         kwargs, faults = case
         outcomes = {engine.name: construct_and_call(engine, kwargs, faults) for engine in engines}
         x_shape = None if faults else (1, kwargs["in_channels"], 3, 3)
-        assert len(set(agreeing(outcomes, kwargs, x_shape).values())) <= 1, \
+        assert len(set(agreeing(outcomes, kwargs, x_shape).values())) <= 1, (
             f"the constructors disagree on {kwargs}: {outcomes}"
+        )
 
     check()
 
@@ -427,11 +555,14 @@ def agreeing(outcomes, args, x_shape):
 
 # ---------------------------------------------------------------------------- functional forms
 
+
 def functional(name):
     """``call(x, weight, bias, **geometry) -> ndarray`` of one functional form (skips when absent)."""
     if name == "numpy":
+
         def call(x, weight, bias, **kwargs):
             return ct.conv2d_transpose(x, weight, bias, **kwargs)
+
         return call
     if name == "torch":
         module = pytest.importorskip("convtranspose.torch")
@@ -440,12 +571,17 @@ def functional(name):
             wrap = torch.from_numpy
             y = module.conv2d_transpose(wrap(x), wrap(weight), None if bias is None else wrap(bias), **kwargs)
             return y.numpy()
+
         return call
     module = pytest.importorskip("convtranspose.jax")
 
     def call(x, weight, bias, **kwargs):
-        return np.asarray(module.conv2d_transpose(jnp.asarray(x), jnp.asarray(weight),
-                                                  None if bias is None else jnp.asarray(bias), **kwargs))
+        return np.asarray(
+            module.conv2d_transpose(
+                jnp.asarray(x), jnp.asarray(weight), None if bias is None else jnp.asarray(bias), **kwargs
+            )
+        )
+
     return call
 
 
@@ -460,16 +596,24 @@ def functional_arguments(draw):
     group = kwargs["group"] if is_int(kwargs["group"], 1) and kwargs["group"] <= 3 else draw(st.integers(1, 3))
     cig, cog = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    weight = np.random.default_rng(draw(st.integers(0, 99))).standard_normal(
-        (group * cig + draw(st.sampled_from([0, 0, 0, 1])), cog) + kernel).astype(np.float32)
+    weight = (
+        np.random.default_rng(draw(st.integers(0, 99)))
+        .standard_normal((group * cig + draw(st.sampled_from([0, 0, 0, 1])), cog) + kernel)
+        .astype(np.float32)
+    )
     has_bias = draw(st.booleans())
     bias = np.ones(group * cog if draw(st.integers(0, 9)) else group * cog + 1, np.float32) if has_bias else None
     faults = geometry_faults(kwargs)
     if "group" not in faults and weight.shape[0] % kwargs["group"]:
         faults |= {"group", "weight"}
     x = np.ones((1, weight.shape[0], 3, 3), np.float32)
-    args = dict(kwargs, in_channels=weight.shape[0], out_channels=cog * kwargs["group"]
-                if is_int(kwargs["group"], 1) else cog, kernel_size=kernel, has_bias=has_bias)
+    args = dict(
+        kwargs,
+        in_channels=weight.shape[0],
+        out_channels=cog * kwargs["group"] if is_int(kwargs["group"], 1) else cog,
+        kernel_size=kernel,
+        has_bias=has_bias,
+    )
     later = set()
     if not faults:
         later = call_faults(args, x.shape, 4)
@@ -526,13 +670,15 @@ def test_the_three_functional_forms_agree():
     def check(case):
         outcomes = {name: functional_outcome(name, call, *case) for name, call in calls.items()}
         x, *_, faults, args = case
-        assert len(set(agreeing(outcomes, args, None if faults else x.shape).values())) <= 1, \
+        assert len(set(agreeing(outcomes, args, None if faults else x.shape).values())) <= 1, (
             f"the functional forms disagree on {case[3]}: {outcomes}"
+        )
 
     check()
 
 
 # ---------------------------------------------------------------------------- found by fuzzing
+
 
 def test_a_complex_numpy_scalar_initializer_is_refused():
     """It was cast to float, dropping its imaginary part (a Python complex was refused)."""

@@ -19,12 +19,42 @@ import convtranspose as ct
 from conftest import geometry
 
 CONFIGS = [
-    dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 3), pad_mode="pad", padding=(1, 0, 2, 1),
-         output_padding=(1, 2), dilation=(1, 2), group=2, has_bias=True),
-    dict(in_channels=3, out_channels=5, kernel_size=4, stride=2, pad_mode="same", padding=0, output_padding=0,
-         dilation=1, group=1, has_bias=False),
-    dict(in_channels=6, out_channels=6, kernel_size=(5, 3), stride=(1, 4), pad_mode="valid", padding=0,
-         output_padding=0, dilation=(2, 1), group=6, has_bias=True),
+    dict(
+        in_channels=4,
+        out_channels=6,
+        kernel_size=(3, 2),
+        stride=(2, 3),
+        pad_mode="pad",
+        padding=(1, 0, 2, 1),
+        output_padding=(1, 2),
+        dilation=(1, 2),
+        group=2,
+        has_bias=True,
+    ),
+    dict(
+        in_channels=3,
+        out_channels=5,
+        kernel_size=4,
+        stride=2,
+        pad_mode="same",
+        padding=0,
+        output_padding=0,
+        dilation=1,
+        group=1,
+        has_bias=False,
+    ),
+    dict(
+        in_channels=6,
+        out_channels=6,
+        kernel_size=(5, 3),
+        stride=(1, 4),
+        pad_mode="valid",
+        padding=0,
+        output_padding=0,
+        dilation=(2, 1),
+        group=6,
+        has_bias=True,
+    ),
 ]
 THREADS = 4
 ROUNDS = 3
@@ -48,8 +78,9 @@ def assert_same_bits(results, label):
         for name in first:
             a, b = np.asarray(first[name]), np.asarray(other[name])
             assert a.dtype == b.dtype and a.shape == b.shape, f"{label} {name}"
-            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), \
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), (
                 f"{label}: {name} of call {index} differs from call 0 (max |diff| {np.abs(a - b).max()})"
+            )
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["pad", "same", "valid-depthwise"])
@@ -62,8 +93,19 @@ def test_repeated_calls_give_bitwise_the_same_results(engine, cfg):
 def test_numpy_chunked_and_threaded_batches_are_deterministic():
     """A depthwise batch large enough for the NumPy engine's thread pool, in one-image chunks."""
     from convtranspose._engines import numpy as engine
-    cfg = dict(in_channels=16, out_channels=16, kernel_size=3, stride=2, pad_mode="pad", padding=(1, 2, 0, 1),
-               output_padding=1, dilation=1, group=16, has_bias=True)
+
+    cfg = dict(
+        in_channels=16,
+        out_channels=16,
+        kernel_size=3,
+        stride=2,
+        pad_mode="pad",
+        padding=(1, 2, 0, 1),
+        output_padding=1,
+        dilation=1,
+        group=16,
+        has_bias=True,
+    )
     x, w, b, g = case(cfg, batch=12, size=(40, 40))
     kwargs = geometry(cfg)
     whole = {"y": ct.conv2d_transpose(x, w, b, **kwargs)}
@@ -76,7 +118,7 @@ def test_numpy_chunked_and_threaded_batches_are_deterministic():
             run.update(zip(("dx", "dw", "db"), ct.conv2d_transpose_backward(x, w, g, **kwargs)))
             runs.append(run)
     finally:
-        engine.set_chunk_bytes(64 * 2 ** 20)
+        engine.set_chunk_bytes(64 * 2**20)
     assert_same_bits(runs, "numpy in one-image chunks")
     for name in whole:  # chunking changes the order of the float32 batch sums of dw and db only
         scale = np.abs(whole[name]).max()
@@ -84,6 +126,7 @@ def test_numpy_chunked_and_threaded_batches_are_deterministic():
 
 
 # ---------------------------------------------------------------------------- threads
+
 
 def in_threads(task, inputs):
     """``task`` over ``inputs`` from THREADS threads at once, all released together."""
@@ -138,6 +181,7 @@ def numpy_task(cfg):
         x, w, b, g = arrays
         dx, dw, db = ct.conv2d_transpose_backward(x, w, g, **kwargs)
         return {"y": ct.conv2d_transpose(x, w, b, **kwargs), "dx": dx, "dw": dw, "db": db}
+
     return task
 
 
@@ -154,6 +198,7 @@ def torch_task(cfg):
         out = {"y": y.detach().numpy()}
         out.update(zip(("dx", "dw", "db"), (t.numpy() for t in grads)))
         return out
+
     return task
 
 
@@ -171,6 +216,7 @@ def jax_task(cfg):
         out = {"y": np.asarray(y)}
         out.update(zip(("dx", "dw", "db"), (np.asarray(t) for t in vjp(g))))
         return out
+
     return task
 
 

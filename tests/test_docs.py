@@ -31,15 +31,30 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 PYTHON_TAGS = {"python", "py", "python3"}
 # Packages a page may need that `pip install -e .` does not bring.
-OPTIONAL = {"torch", "jax", "flax", "optax", "keras", "tensorflow", "matplotlib", "safetensors", "ml_dtypes",
-            "onnx", "onnxruntime", "onnxscript", "convtranspose.torch", "convtranspose.jax", "convtranspose.flax"}
+OPTIONAL = {
+    "torch",
+    "jax",
+    "flax",
+    "optax",
+    "keras",
+    "tensorflow",
+    "matplotlib",
+    "safetensors",
+    "ml_dtypes",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "convtranspose.torch",
+    "convtranspose.jax",
+    "convtranspose.flax",
+}
 # Copied into each page's folder from ../shared/golden/ckpt (see the module docstring).
 CKPT_FILES = ("decoder.ckpt", "decoder_fp16.ckpt", "decoder.safetensors", "expected.npz")
 
 
 class Block(NamedTuple):
     page: Path
-    line: int      # 1-based line of the first code line
+    line: int  # 1-based line of the first code line
     lang: str
     code: str
 
@@ -63,7 +78,7 @@ def blocks(page: Path) -> List[Block]:
             # a fence indented by n spaces strips up to n spaces from its lines (CommonMark)
             line = lines[i]
             strip = len(line) - len(line.lstrip(" "))
-            body.append(line[min(indent, strip):])
+            body.append(line[min(indent, strip) :])
             i += 1
         found.append(Block(page, start + 1, match["info"].lower(), "\n".join(body) + "\n"))
         i += 1
@@ -93,7 +108,7 @@ def _missing_optional(code: str) -> List[str]:
             if candidate in OPTIONAL and candidate not in missing:
                 try:
                     found = importlib.util.find_spec(candidate) is not None
-                except ImportError:   # the parent package itself is missing
+                except ImportError:  # the parent package itself is missing
                     found = False
                 if not found:
                     missing.append(candidate)
@@ -114,7 +129,8 @@ def page_folder(tmp_path, monkeypatch):
                 shutil.copy(source / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     from convtranspose import initializer
-    monkeypatch.setattr(initializer, "_rng", initializer._rng)   # undo a ct.set_seed() of a page
+
+    monkeypatch.setattr(initializer, "_rng", initializer._rng)  # undo a ct.set_seed() of a page
     numpy_state = np.random.get_state()
     environ = dict(os.environ)
     torch_state = sys.modules["torch"].random.get_rng_state() if "torch" in sys.modules else None
@@ -125,7 +141,7 @@ def page_folder(tmp_path, monkeypatch):
     np.random.set_state(numpy_state)
     os.environ.clear()
     os.environ.update(environ)
-    if torch_state is not None:   # a page's torch.manual_seed must not reach later tests
+    if torch_state is not None:  # a page's torch.manual_seed must not reach later tests
         sys.modules["torch"].random.set_rng_state(torch_state)
     if "jax" in sys.modules:
         sys.modules["jax"].config.update("jax_enable_x64", bool(jax_x64))
@@ -153,15 +169,18 @@ def test_page_code_runs(page, page_folder):
             pytest.fail(message)
         pytest.skip(message)
     namespace = {"__name__": "__docs__"}
-    skipped, unavailable = [], set()    # names only a skipped block would have defined
+    skipped, unavailable = [], set()  # names only a skipped block would have defined
     for block in code_blocks:
         bound, read = _names(block.code)
         missing = _missing_optional(block.code)
         needs = sorted((read - bound) & unavailable)
         if missing or needs:
             unavailable |= bound
-            why = f"needs {', '.join(missing)} (not installed)" if missing else \
-                f"uses {', '.join(needs)} from a skipped block"
+            why = (
+                f"needs {', '.join(missing)} (not installed)"
+                if missing
+                else f"uses {', '.join(needs)} from a skipped block"
+            )
             skipped.append(f"line {block.line} {why}")
             continue
         unavailable -= bound
@@ -169,8 +188,10 @@ def test_page_code_runs(page, page_folder):
         compiled = compile("\n" * (block.line - 1) + block.code, str(page), "exec")
         exec(compiled, namespace)
     if skipped:
-        pytest.skip(f"{_label(page)}: ran {len(code_blocks) - len(skipped)} of {len(code_blocks)} python blocks; "
-                    f"skipped {'; '.join(skipped)}")
+        pytest.skip(
+            f"{_label(page)}: ran {len(code_blocks) - len(skipped)} of {len(code_blocks)} python blocks; "
+            f"skipped {'; '.join(skipped)}"
+        )
 
 
 def test_pages_have_python_blocks():
@@ -188,8 +209,10 @@ def test_python_blocks_parse():
             try:
                 ast.parse(block.code)
             except SyntaxError as exc:
-                pytest.fail(f"{_label(page)}:{block.line + (exc.lineno or 1) - 1}: a python block that does not "
-                            f"parse ({exc.msg}); mark a signature block as text, not python")
+                pytest.fail(
+                    f"{_label(page)}:{block.line + (exc.lineno or 1) - 1}: a python block that does not "
+                    f"parse ({exc.msg}); mark a signature block as text, not python"
+                )
 
 
 _LINK = re.compile(r"!?\[[^\]]*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -219,15 +242,16 @@ def test_relative_links_resolve():
     broken = []
     for page in PAGES:
         # an HTML comment (a placeholder GitHub does not show) is blanked, keeping line numbers
-        text = re.sub(r"<!--.*?-->", lambda m: re.sub(r"[^\n]", " ", m[0]), page.read_text(encoding="utf-8"),
-                      flags=re.S)
+        text = re.sub(
+            r"<!--.*?-->", lambda m: re.sub(r"[^\n]", " ", m[0]), page.read_text(encoding="utf-8"), flags=re.S
+        )
         for match in _LINK.finditer(text):
             target = match["target"]
             if re.match(r"^[a-z][a-z0-9+.-]*:", target):
-                continue    # a URL
+                continue  # a URL
             file_part, _, anchor = target.partition("#")
             path = (page.parent / file_part).resolve() if file_part else page
-            line = text[:match.start()].count("\n") + 1
+            line = text[: match.start()].count("\n") + 1
             if not path.exists():
                 broken.append(f"{_label(page)}:{line}: {target} (no such file)")
             elif anchor and path.suffix == ".md" and anchor not in anchors(path):
@@ -242,6 +266,7 @@ def test_anchor_slugs_follow_github():
 
 def anchors_of(text: str) -> set:
     import tempfile
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "page.md"
         path.write_text(text, encoding="utf-8")
@@ -254,7 +279,7 @@ def test_every_figure_is_used_and_drawn_by_the_script():
     script = (ROOT / "scripts" / "make_figures.py").read_text(encoding="utf-8")
     drawn = set(re.findall(r'^    "(\w+)": fig_\w+,$', script, re.M))
     assert drawn, "no FIGURES table found in scripts/make_figures.py"
-    on_disk = {p.stem for p in figures.glob("*.png")} - {"performance"}   # the benchmark plot: bench.py
+    on_disk = {p.stem for p in figures.glob("*.png")} - {"performance"}  # the benchmark plot: bench.py
     assert on_disk == drawn, f"docs/figures {sorted(on_disk)} != drawn by the script {sorted(drawn)}"
     shown = "".join(p.read_text(encoding="utf-8") for p in PAGES)
     unused = [name for name in sorted(drawn) if f"figures/{name}.png" not in shown]
@@ -263,18 +288,24 @@ def test_every_figure_is_used_and_drawn_by_the_script():
 
 def test_block_extraction_handles_fences(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("text\n```python\nx = 1\n```\n\n````\n```python\nnot code\n```\n````\n"
-                    "~~~py\ny = x + 1\n~~~\n```text\nsignature(a, b=1, *, c)\n```\n", encoding="utf-8")
+    page.write_text(
+        "text\n```python\nx = 1\n```\n\n````\n```python\nnot code\n```\n````\n"
+        "~~~py\ny = x + 1\n~~~\n```text\nsignature(a, b=1, *, c)\n```\n",
+        encoding="utf-8",
+    )
     found = blocks(page)
     assert [(b.lang, b.line, b.code) for b in found] == [
-        ("python", 3, "x = 1\n"), ("", 7, "```python\nnot code\n```\n"), ("py", 12, "y = x + 1\n"),
-        ("text", 15, "signature(a, b=1, *, c)\n")]
+        ("python", 3, "x = 1\n"),
+        ("", 7, "```python\nnot code\n```\n"),
+        ("py", 12, "y = x + 1\n"),
+        ("text", 15, "signature(a, b=1, *, c)\n"),
+    ]
     assert [b.code for b in python_blocks(page)] == ["x = 1\n", "y = x + 1\n"]
 
 
 def test_missing_optional_module_is_detected():
     assert _missing_optional("import numpy as np\nimport convtranspose") == []
-    assert _missing_optional("import keras_but_not_really") == []          # not optional: let it fail
+    assert _missing_optional("import keras_but_not_really") == []  # not optional: let it fail
     assert _missing_optional("from convtranspose.not_an_engine import x") == []
     if importlib.util.find_spec("no_such_optional_pkg") is None:
         OPTIONAL.add("no_such_optional_pkg")
@@ -301,13 +332,13 @@ def test_demo_writes_the_pad_mode_figure(tmp_path, capsys):
 
 
 def test_demo_without_matplotlib_says_how_to_get_the_figure(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     out = tmp_path / "modes.png"
     _load_demo().main(["--out", str(out)])
     printed = capsys.readouterr().out
     assert not out.exists()
     assert "pip install -e '.[demo]'" in printed
-    assert "(1, 64, 19, 53)" in printed          # the rest of the demo still ran
+    assert "(1, 64, 19, 53)" in printed  # the rest of the demo still ran
 
 
 def test_demo_figure_data_follows_the_pad_modes():
@@ -315,8 +346,8 @@ def test_demo_figure_data_follows_the_pad_modes():
     shapes = [out.shape for _, out in outputs]
     assert shapes == [(8, 8), (9, 9), (8, 8)]
     padded = outputs[2][1]
-    assert (padded[-1] == 0).all() and (padded[:, -1] == 0).all()      # output_padding: exact zeros
-    assert np.isclose(padded[:-1, :-1].min(), bias)                    # the window holds the bias
+    assert (padded[-1] == 0).all() and (padded[:, -1] == 0).all()  # output_padding: exact zeros
+    assert np.isclose(padded[:-1, :-1].min(), bias)  # the window holds the bias
 
 
 def test_printed_inspect_table_is_what_the_command_prints(page_folder, capsys):
@@ -324,6 +355,7 @@ def test_printed_inspect_table_is_what_the_command_prints(page_folder, capsys):
     if not (page_folder / "decoder.ckpt").exists():
         pytest.skip("golden checkpoints missing")
     from convtranspose import ckpt
+
     assert ckpt.main(["inspect", "decoder.ckpt"]) == 0
     printed = capsys.readouterr().out
     shown = [b.code for b in blocks(ROOT / "docs" / "from-mindspore.md") if b.code.startswith("name ")]

@@ -66,8 +66,21 @@ def run_case(engine, case):
     return net, y
 
 
-_ARGUMENTS = ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding",
-              "output_padding", "dilation", "group", "has_bias", "weight_init", "bias_init", "dtype")
+_ARGUMENTS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "pad_mode",
+    "padding",
+    "output_padding",
+    "dilation",
+    "group",
+    "has_bias",
+    "weight_init",
+    "bias_init",
+    "dtype",
+)
 _PAIRS = ("kernel_size", "stride", "dilation", "output_padding")
 
 
@@ -82,12 +95,14 @@ def _keyword(name):
     The value may be echoed as given (its repr) or as the spec normalises it: an int given for
     a pair argument reads ``(v, v)``, an int padding ``(v, v, v, v)``.
     """
+
     def requirement(case, kwargs):
         value = kwargs[name]
         forms = [repr(value)]
         if type(value) is int and name in _PAIRS + ("padding",):
             forms.append(repr((value,) * (4 if name == "padding" else 2)))
         return name, [f"{name}={form}" for form in forms]
+
     return requirement
 
 
@@ -115,6 +130,7 @@ def _parameters_dtype(case, kwargs):
 def _array_shape(name):
     def requirement(case, kwargs):
         return name, [repr(kwargs[name].shape)]
+
     return requirement
 
 
@@ -130,6 +146,7 @@ def _unknown_keyword(case, kwargs):
 def _missing_keyword(name):
     def requirement(case, kwargs):
         return name, [repr(name)]
+
     return requirement
 
 
@@ -139,8 +156,10 @@ def _missing_keyword(name):
 # last entry reads the argument from the id's prefix ('stride_tuple_zero' -> stride).
 _FAULTS = [
     (r"out_not_divisible_by_group", _keywords("out_channels", "group")),
-    (r"both_not_divisible_by_group|group_larger_than_channels|prec_divisibility_before_weight_init",
-     _keywords("in_channels", "group")),
+    (
+        r"both_not_divisible_by_group|group_larger_than_channels|prec_divisibility_before_weight_init",
+        _keywords("in_channels", "group"),
+    ),
     (r"has_bias_bad_and_weight_bad|prec_weight_init_before_pad_mode", _keywords("weight_init")),
     (r"bad_pad_mode_and_padding", _keywords("pad_mode")),
     (r"prec_stride_before_padding", _keywords("stride")),
@@ -155,8 +174,10 @@ _FAULTS = [
     (r"pad_crop_", _keywords("padding")),
     (r"input_list", [_x_type]),
     (r"input_", [_x_shape]),
-    (r"dtype_float\d+_input_|dtype_float64_call_float32_input|weight_init_tensor_float64",
-     [_x_dtype, _parameters_dtype]),
+    (
+        r"dtype_float\d+_input_|dtype_float64_call_float32_input|weight_init_tensor_float64",
+        [_x_dtype, _parameters_dtype],
+    ),
     (r"bias_tensor_float16_weight_float32", [_bias_dtype, _parameters_dtype]),
     (r"weight_init_tensor_(wrong|transposed)_shape", [_array_shape("weight_init")]),
     (r"bias_init_tensor_(wrong_shape|scalar)", [_array_shape("bias_init")]),
@@ -186,10 +207,10 @@ def fault_of(case):
 def check_message(case, message):
     """The message names the argument at fault and echoes its value (see ``fault_of``)."""
     for name, texts in fault_of(case):
-        assert name is None or _named(name, message), \
-            f"{case['id']}: the message does not name {name}: {message!r}"
-        assert any(text in message for text in texts), \
+        assert name is None or _named(name, message), f"{case['id']}: the message does not name {name}: {message!r}"
+        assert any(text in message for text in texts), (
             f"{case['id']}: the message does not echo {' or '.join(texts)}: {message!r}"
+        )
 
 
 def raised_message(engine, case):
@@ -224,7 +245,8 @@ def check_extension(engine, case, net, y):
     dtype, weight_values, bias_values = _extension_expectations(case, kwargs)
     weight, bias = engine.weight_of(net), engine.bias_of(net)
     weight_shape = (kwargs["in_channels"], kwargs["out_channels"] // kwargs.get("group", 1)) + (
-        (kwargs["kernel_size"],) * 2 if isinstance(kwargs["kernel_size"], int) else kwargs["kernel_size"])
+        (kwargs["kernel_size"],) * 2 if isinstance(kwargs["kernel_size"], int) else kwargs["kernel_size"]
+    )
     assert weight.shape == weight_shape and weight.dtype == dtype, (weight.shape, weight.dtype)
     if weight_values is not None:
         np.testing.assert_array_equal(weight, weight_values)
@@ -279,8 +301,10 @@ def _crop_axis(kwargs, input_shape):
 
     Computed here from MINDSPORE_BEHAVIOR.md section 1, not from the library.
     """
+
     def pair(value):
         return value if isinstance(value, tuple) else (value, value)
+
     kernel, stride, dilation = (pair(kwargs.get(key, 1)) for key in ("kernel_size", "stride", "dilation"))
     padding = kwargs.get("padding", 0)
     padding = (padding,) * 4 if isinstance(padding, int) else padding
@@ -322,8 +346,10 @@ def test_every_error_case_says_which_argument_is_at_fault():
         faults = fault_of(case)
         assert faults, case["id"]
         for name, texts in faults:
-            assert name in (None, "x", "bias") or name in case["kwargs"] or case["id"] == "missing_kernel_size", \
-                (case["id"], name)
+            assert name in (None, "x", "bias") or name in case["kwargs"] or case["id"] == "missing_kernel_size", (
+                case["id"],
+                name,
+            )
             assert texts and all(texts), case["id"]
 
 

@@ -19,8 +19,7 @@ from convtranspose import ckpt  # noqa: E402
 from conftest import GOLDEN, assert_close, golden_path  # noqa: E402
 
 Conv2dTranspose = ct_flax.Conv2dTranspose
-ARGS = dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, pad_mode="pad", padding=1, group=2,
-            has_bias=True)
+ARGS = dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, pad_mode="pad", padding=1, group=2, has_bias=True)
 
 
 def _numpy_twin(net, dtype=np.float32):
@@ -32,6 +31,7 @@ def _numpy_twin(net, dtype=np.float32):
 
 
 # ---------------------------------------------------------------------------- construction
+
 
 def test_parameters_have_mindspore_shapes_and_defaults():
     net = Conv2dTranspose(**ARGS, rngs=nnx.Rngs(0))
@@ -72,8 +72,8 @@ def test_without_rngs_it_draws_like_the_numpy_layer():
 
 def _decode(value, key=None):
     """errors.json values: tuples for lists, arrays for Tensors (see make_errors.py)."""
-    if key == "dtype" and isinstance(value, str):   # a MindSpore dtype, written by its name
-        return getattr(np, value, value)             # NumPy has no bfloat16: the name itself
+    if key == "dtype" and isinstance(value, str):  # a MindSpore dtype, written by its name
+        return getattr(np, value, value)  # NumPy has no bfloat16: the name itself
     if isinstance(value, list):
         return tuple(_decode(item) for item in value)
     if isinstance(value, dict):
@@ -108,15 +108,15 @@ def test_constructor_raises_what_the_numpy_layer_raises():
     """Every errors.json argument list: the same exception and message, or both accept it."""
     cases = json.loads(golden_path("errors.json").read_text())
     compared = 0
-    with jax.enable_x64(True):   # float64 parameters are an extension both layers accept
+    with jax.enable_x64(True):  # float64 parameters are an extension both layers accept
         for case in cases:
             kwargs = {k: _decode(v, k) for k, v in case["kwargs"].items()}
             numpy_outcome = _outcome(lambda kwargs=kwargs: ct.Conv2dTranspose(**kwargs))
             flax_outcome = _outcome(lambda kwargs=kwargs: Conv2dTranspose(**kwargs, rngs=nnx.Rngs(0)))
             if numpy_outcome is not None and "bfloat16" in str(kwargs.get("dtype")).lower():
-                assert flax_outcome is None, case["id"]            # JAX has bfloat16, NumPy does not
+                assert flax_outcome is None, case["id"]  # JAX has bfloat16, NumPy does not
                 continue
-            if flax_outcome is not None:   # Flax computes bfloat16 too, and its dtype messages say so
+            if flax_outcome is not None:  # Flax computes bfloat16 too, and its dtype messages say so
                 flax_outcome = (flax_outcome[0], flax_outcome[1].replace("float16, bfloat16,", "float16,"))
             assert flax_outcome == numpy_outcome, case["id"]
             compared += 1
@@ -141,8 +141,9 @@ def test_jax_and_bfloat16_array_initializers_are_taken_and_keep_their_dtype():
     bfloat16 array in a bfloat16 layer."""
     net = Conv2dTranspose(2, 4, 3, weight_init=jnp.full((2, 4, 3, 3), 0.5), rngs=nnx.Rngs(0))
     assert net.weight[...].dtype == jnp.float32 and bool(jnp.all(net.weight[...] == 0.5))
-    bf16 = Conv2dTranspose(2, 4, 3, weight_init=jnp.ones((2, 4, 3, 3), jnp.bfloat16), has_bias=True,
-                           dtype="bfloat16", rngs=nnx.Rngs(0))
+    bf16 = Conv2dTranspose(
+        2, 4, 3, weight_init=jnp.ones((2, 4, 3, 3), jnp.bfloat16), has_bias=True, dtype="bfloat16", rngs=nnx.Rngs(0)
+    )
     assert bf16.weight[...].dtype == jnp.bfloat16 and bf16.bias[...].dtype == jnp.bfloat16
     assert bf16(jnp.ones((1, 2, 3, 3), jnp.bfloat16)).dtype == jnp.bfloat16
 
@@ -202,6 +203,7 @@ def test_call_errors_name_the_input():
 
 # ---------------------------------------------------------------------------- training
 
+
 def test_trains_with_optax_under_nnx_jit():
     teacher = Conv2dTranspose(**ARGS, rngs=nnx.Rngs(1))
     x = jnp.asarray(np.random.default_rng(2).standard_normal((8, 4, 5, 5)), jnp.float32)
@@ -213,6 +215,7 @@ def test_trains_with_optax_under_nnx_jit():
     def step(model, optimizer, x, target):
         def loss_fn(model):
             return jnp.mean((model(x) - target) ** 2)
+
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         optimizer.update(model, grads)
         return loss
@@ -236,12 +239,13 @@ def test_one_sgd_step_matches_the_numpy_layer():
 
     step(net, optimizer)
     y = twin(X)
-    twin.backward(2 * (y - target) / y.size)                     # d mean((y - t)^2) / dy
+    twin.backward(2 * (y - target) / y.size)  # d mean((y - t)^2) / dy
     assert_close(np.asarray(net.weight[...]), twin.weight.data - lr * twin.weight.grad, 1e-5, "weight after a step")
     assert_close(np.asarray(net.bias[...]), twin.bias.data - lr * twin.bias.grad, 1e-5, "bias after a step")
 
 
 # ---------------------------------------------------------------------------- MindSpore checkpoints
+
 
 class Decoder(nnx.Module):
     """make_ckpts.py's network: up1, ReLU, then blocks.0 and blocks.1."""
@@ -263,8 +267,10 @@ class Decoder(nnx.Module):
 
 
 def _configs(expected):
-    return [{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-            for cfg in json.loads(str(expected["configs"]))]
+    return [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+        for cfg in json.loads(str(expected["configs"]))
+    ]
 
 
 def test_mindspore_checkpoint_fills_the_modules_and_reproduces_its_output(tmp_path):
@@ -274,8 +280,9 @@ def test_mindspore_checkpoint_fills_the_modules_and_reproduces_its_output(tmp_pa
     net = Decoder(_configs(expected), nnx.Rngs(0))
     for prefix, layer in net.layers():
         layer.load_parameters(arrays, prefix)
-    assert_close(np.asarray(nnx.jit(lambda m, x: m(x))(net, jnp.asarray(expected["x"]))), expected["y"], 1e-4,
-                 "decoder output")
+    assert_close(
+        np.asarray(nnx.jit(lambda m, x: m(x))(net, jnp.asarray(expected["x"]))), expected["y"], 1e-4, "decoder output"
+    )
     # saved back: the same bytes MindSpore wrote (parameters, then its append_dict entries)
     saved = {}
     for prefix, layer in net.layers():
@@ -319,4 +326,4 @@ def test_expected_npz_parameters_equal_the_checkpoint():
     arrays = ckpt.load(GOLDEN / "ckpt" / "decoder.ckpt")
     for key in expected.files:
         if key.startswith("param/"):
-            np.testing.assert_array_equal(arrays[key[len("param/"):]], expected[key])
+            np.testing.assert_array_equal(arrays[key[len("param/") :]], expected[key])

@@ -18,9 +18,18 @@ def _as_ints(value):
     return tuple(int(item) for item in value) if isinstance(value, tuple) else int(value)
 
 
-@pytest.mark.parametrize("kwargs", [dict(stride=2.0), dict(stride=True), dict(stride=np.int64(2)),
-                                    dict(dilation=1.0), dict(padding=0.0), dict(output_padding=False),
-                                    dict(stride=(2, True))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(stride=2.0),
+        dict(stride=True),
+        dict(stride=np.int64(2)),
+        dict(dilation=1.0),
+        dict(padding=0.0),
+        dict(output_padding=False),
+        dict(stride=(2, True)),
+    ],
+)
 def test_rejected_types_stay_rejected_after_an_equal_valid_call(kwargs):
     """The spec cache must not let 2.0, True or np.int64(2) ride on the cached spec of 2."""
     ct.conv2d_transpose(X, W, pad_mode="pad", **{k: _as_ints(v) for k, v in kwargs.items()})
@@ -34,11 +43,14 @@ def test_group_errors_name_group_and_the_weight(group, match):
         ct.conv2d_transpose(X, W, group=group)
 
 
-@pytest.mark.parametrize("weight,error,match", [
-    ([[1.0]], TypeError, "weight"),
-    (np.ones((3, 1, 2), np.float32), ValueError, "4-D"),
-    (np.ones((3, 0, 2, 2), np.float32), ValueError, "empty"),
-])
+@pytest.mark.parametrize(
+    "weight,error,match",
+    [
+        ([[1.0]], TypeError, "weight"),
+        (np.ones((3, 1, 2), np.float32), ValueError, "4-D"),
+        (np.ones((3, 0, 2, 2), np.float32), ValueError, "empty"),
+    ],
+)
 def test_bad_weights(weight, error, match):
     with pytest.raises(error, match=match):
         ct.conv2d_transpose(X, weight)
@@ -65,21 +77,26 @@ def test_other_layouts_and_byte_orders_compute_the_same():
     x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     expected = ct.conv2d_transpose(x, w, stride=2)
-    for x_other, w_other in ((np.asfortranarray(x), np.asfortranarray(w)), (x[:, :, ::-1][:, :, ::-1], w),
-                             (x.astype(">f4"), w.astype(">f4"))):
+    for x_other, w_other in (
+        (np.asfortranarray(x), np.asfortranarray(w)),
+        (x[:, :, ::-1][:, :, ::-1], w),
+        (x.astype(">f4"), w.astype(">f4")),
+    ):
         np.testing.assert_array_equal(ct.conv2d_transpose(x_other, w_other, stride=2), expected)
     read_only = x.copy()
     read_only.setflags(write=False)
     np.testing.assert_array_equal(ct.conv2d_transpose(read_only, w, stride=2), expected)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(stride=10 ** 9), "one request may use"),
-                                          (dict(dilation=10 ** 18, pad_mode="valid"), "one request may use")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [(dict(stride=10**9), "one request may use"), (dict(dilation=10**18, pad_mode="valid"), "one request may use")],
+)
 def test_huge_outputs_are_refused_with_the_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ct.conv2d_transpose(X, W, **kwargs)
     with pytest.raises(ValueError, match="kernel_size"):
-        ct.Conv2dTranspose(1, 1, 2 ** 32)
+        ct.Conv2dTranspose(1, 1, 2**32)
 
 
 def test_replaced_parameters_are_checked_at_the_call():
@@ -96,6 +113,7 @@ def test_replaced_parameters_are_checked_at_the_call():
 
 
 # ---------------------------------------------------------------- byte order (issue 8, section 2.1)
+
 
 def _bits(array):
     """The array's bytes as unsigned ints of its width, for bit-exact comparisons."""
@@ -132,6 +150,7 @@ def test_dtype_errors_speak_of_native_dtypes():
 
 # ---------------------------------------------------------------- float16 (issue 8, section 3.4)
 
+
 def _exact_float16_case(rng):
     """A random geometry and float16 arrays whose products and sums float32 holds exactly.
 
@@ -153,8 +172,18 @@ def _exact_float16_case(rng):
         *_, windows = reference._geometry(x_shape, w_shape, stride, mode, padding, dilation)
         if min(windows) > 0:
             break
-    cfg = dict(in_channels=cin, out_channels=cout, kernel_size=kernel, stride=stride, pad_mode=mode,
-               padding=padding, output_padding=output_padding, dilation=dilation, group=group, has_bias=True)
+    cfg = dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=kernel,
+        stride=stride,
+        pad_mode=mode,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        group=group,
+        has_bias=True,
+    )
     x = (rng.integers(-64, 65, x_shape) / 64).astype(np.float16)
     w = (rng.integers(-64, 65, w_shape) / 128).astype(np.float16)
     b = rng.standard_normal(cout).astype(np.float16)
@@ -180,12 +209,14 @@ def test_float16_is_the_exact_result_rounded_then_the_bias_added_and_rounded_aga
         expected = dict(zip(("dx", "dw", "db"), reference.backward(x, w, g, **geometry)), y=expected_y)
         for name in ("y", "dx", "dw", "db"):
             assert got[name].dtype == np.float16, (index, name, got[name].dtype)
-            np.testing.assert_array_equal(got[name], expected[name].astype(np.float16),
-                                          err_msg=f"case {index}, {name}, {cfg}")
+            np.testing.assert_array_equal(
+                got[name], expected[name].astype(np.float16), err_msg=f"case {index}, {name}, {cfg}"
+            )
     assert double_rounding_mattered > 0  # the data tells double rounding from single rounding
 
 
 # ---------------------------------------------------------------- absurd sizes (issue 8, section 2.3)
+
 
 @pytest.fixture
 def memory_limit(monkeypatch):
@@ -194,7 +225,8 @@ def memory_limit(monkeypatch):
     The rule itself (half the physical memory) is tested in test_spec.py.
     """
     from convtranspose import spec
-    monkeypatch.setattr(spec, "MEMORY_LIMIT", min(spec.MEMORY_LIMIT, 16 * 2 ** 30))
+
+    monkeypatch.setattr(spec, "MEMORY_LIMIT", min(spec.MEMORY_LIMIT, 16 * 2**30))
     return spec.MEMORY_LIMIT
 
 
@@ -210,22 +242,22 @@ def refused_quickly(call):
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert elapsed < 1.0, f"took {elapsed:.2f} s"
-    assert peak < 2 ** 20, f"allocated {peak} bytes at the peak"
+    assert peak < 2**20, f"allocated {peak} bytes at the peak"
     return str(info.value)
 
 
 def test_an_absurd_output_is_refused_before_allocating(memory_limit):
     x, w = np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
-    message = refused_quickly(lambda: ct.conv2d_transpose(x, w, stride=10 ** 6))  # 'same': 10**12 elements
+    message = refused_quickly(lambda: ct.conv2d_transpose(x, w, stride=10**6))  # 'same': 10**12 elements
     for text in ("(1, 1, 1000000, 1000000)", "x of shape (1, 1, 1, 1)", "stride=(1000000, 1000000)", "GiB"):
         assert text in message, message
-    g = np.broadcast_to(np.zeros((1, 1, 1, 1), np.float32), (1, 1, 10 ** 6, 10 ** 6))  # costs nothing
-    message = refused_quickly(lambda: ct.conv2d_transpose_backward(x, w, g, stride=10 ** 6))
+    g = np.broadcast_to(np.zeros((1, 1, 1, 1), np.float32), (1, 1, 10**6, 10**6))  # costs nothing
+    message = refused_quickly(lambda: ct.conv2d_transpose_backward(x, w, g, stride=10**6))
     assert "stride=(1000000, 1000000)" in message and "GiB" in message, message
 
 
 def test_an_absurd_batch_is_refused_before_allocating(memory_limit):
-    x = np.broadcast_to(np.ones((1, 1, 1, 1), np.float32), (10 ** 8, 1, 10, 10))  # costs nothing
+    x = np.broadcast_to(np.ones((1, 1, 1, 1), np.float32), (10**8, 1, 10, 10))  # costs nothing
     w, b = np.ones((1, 1, 3, 3), np.float32), np.ones(1, np.float32)
     message = refused_quickly(lambda: ct.conv2d_transpose(x, w, b))
     for text in ("(100000000, 1, 10, 10)", "x of shape (100000000, 1, 10, 10)", "kernel_size=(3, 3)", "GiB"):
@@ -235,12 +267,15 @@ def test_an_absurd_batch_is_refused_before_allocating(memory_limit):
     assert net(x[:2]).shape == (2, 1, 10, 10)  # an ordinary batch of the same view still works
 
 
-@pytest.mark.parametrize("args,texts", [
-    ((1, 1, 10 ** 5), ["kernel_size=100000", "(1, 1, 100000, 100000)", "10000000000 elements"]),
-    ((2 ** 31, 1, 3), ["in_channels=2147483648", "(2147483648, 1, 3, 3)"]),
-    ((1, 2 ** 31, 3), ["out_channels=2147483648", "(1, 2147483648, 3, 3)"]),
-    ((4, 2 ** 40, (3, 1)), ["out_channels=1099511627776", "kernel_size=(3, 1)"]),
-])
+@pytest.mark.parametrize(
+    "args,texts",
+    [
+        ((1, 1, 10**5), ["kernel_size=100000", "(1, 1, 100000, 100000)", "10000000000 elements"]),
+        ((2**31, 1, 3), ["in_channels=2147483648", "(2147483648, 1, 3, 3)"]),
+        ((1, 2**31, 3), ["out_channels=2147483648", "(1, 2147483648, 3, 3)"]),
+        ((4, 2**40, (3, 1)), ["out_channels=1099511627776", "kernel_size=(3, 1)"]),
+    ],
+)
 def test_absurd_parameters_are_refused_before_allocating(memory_limit, args, texts):
     message = refused_quickly(lambda: ct.Conv2dTranspose(*args))
     assert "weight" in message and "GiB" in message, message

@@ -8,7 +8,7 @@ import pytest
 import convtranspose as ct
 from convtranspose import initializer as init
 
-SHAPE = (16, 64, 3, 3)          # fan_in = 64*9 = 576, fan_out = 16*9 = 144
+SHAPE = (16, 64, 3, 3)  # fan_in = 64*9 = 576, fan_out = 16*9 = 144
 FAN_IN, FAN_OUT = 576, 144
 
 
@@ -16,10 +16,29 @@ def draw(spec, shape=SHAPE, seed=0):
     return init.initializer(spec, shape, np.float64, rng=np.random.default_rng(seed))
 
 
-@pytest.mark.parametrize("name", ["HeUniform", "HEUNIFORM", "he_uniform", "heuniform", "xavierUniform",
-                                  "XAVIER_UNIFORM", "Normal", "TruncatedNormal", "Uniform", "One", "ONES",
-                                  "Zero", "zeros", "HeNormal", "xavier_normal", "Orthogonal", "Dirac",
-                                  "VarianceScaling"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HeUniform",
+        "HEUNIFORM",
+        "he_uniform",
+        "heuniform",
+        "xavierUniform",
+        "XAVIER_UNIFORM",
+        "Normal",
+        "TruncatedNormal",
+        "Uniform",
+        "One",
+        "ONES",
+        "Zero",
+        "zeros",
+        "HeNormal",
+        "xavier_normal",
+        "Orthogonal",
+        "Dirac",
+        "VarianceScaling",
+    ],
+)
 def test_registered_names_in_any_case(name):
     assert draw(name).shape == SHAPE
 
@@ -31,11 +50,15 @@ def test_unknown_names(name):
 
 
 def test_uniform_laws_reach_their_bounds():
-    cases = [("heuniform", math.sqrt(6 / FAN_IN)), ("xavieruniform", math.sqrt(6 / (FAN_IN + FAN_OUT))),
-             ("uniform", 0.07), ("variancescaling", math.sqrt(3 / FAN_IN)),
-             (init.HeUniform(1, "fan_out", "leaky_relu"), math.sqrt(3) / math.sqrt(FAN_OUT)),
-             (init.XavierUniform(gain=2), 2 * math.sqrt(6 / (FAN_IN + FAN_OUT))),
-             (init.VarianceScaling(1, "fan_avg", "uniform"), math.sqrt(3 / ((FAN_IN + FAN_OUT) / 2)))]
+    cases = [
+        ("heuniform", math.sqrt(6 / FAN_IN)),
+        ("xavieruniform", math.sqrt(6 / (FAN_IN + FAN_OUT))),
+        ("uniform", 0.07),
+        ("variancescaling", math.sqrt(3 / FAN_IN)),
+        (init.HeUniform(1, "fan_out", "leaky_relu"), math.sqrt(3) / math.sqrt(FAN_OUT)),
+        (init.XavierUniform(gain=2), 2 * math.sqrt(6 / (FAN_IN + FAN_OUT))),
+        (init.VarianceScaling(1, "fan_avg", "uniform"), math.sqrt(3 / ((FAN_IN + FAN_OUT) / 2))),
+    ]
     for spec, bound in cases:
         values = draw(spec)
         assert np.abs(values).max() <= bound, spec
@@ -45,11 +68,14 @@ def test_uniform_laws_reach_their_bounds():
 
 
 def test_normal_laws_have_their_std():
-    cases = [("normal", 0.01), ("henormal", math.sqrt(2 / FAN_IN)),
-             ("xaviernormal", math.sqrt(2 / (FAN_IN + FAN_OUT))),
-             (init.HeNormal(0, "fan_out", "tanh"), (5 / 3) / math.sqrt(FAN_OUT)),
-             (init.Normal(2.0, 5.0), 2.0),
-             (init.VarianceScaling(2, "fan_out", "untruncated_normal"), math.sqrt(2 / FAN_OUT))]
+    cases = [
+        ("normal", 0.01),
+        ("henormal", math.sqrt(2 / FAN_IN)),
+        ("xaviernormal", math.sqrt(2 / (FAN_IN + FAN_OUT))),
+        (init.HeNormal(0, "fan_out", "tanh"), (5 / 3) / math.sqrt(FAN_OUT)),
+        (init.Normal(2.0, 5.0), 2.0),
+        (init.VarianceScaling(2, "fan_out", "untruncated_normal"), math.sqrt(2 / FAN_OUT)),
+    ]
     for spec, std in cases:
         values = draw(spec)
         assert abs(values.std() - std) < 0.03 * std, spec
@@ -91,16 +117,22 @@ def test_orthogonal_and_dirac():
         draw(init.Dirac(groups=3), (4, 4, 3, 3))
 
 
-@pytest.mark.parametrize("spec", ["he_uniform", "xavier_normal", "orthogonal", "dirac", "identity",
-                                  init.Identity(), init.Sparse(0.1)])
+@pytest.mark.parametrize(
+    "spec", ["he_uniform", "xavier_normal", "orthogonal", "dirac", "identity", init.Identity(), init.Sparse(0.1)]
+)
 def test_shape_limited_initializers_refuse_a_bias(spec):
     with pytest.raises(ValueError):
         init.initializer(spec, (4,), name="bias_init")
 
 
 def test_bad_arguments_surface_when_applied():
-    bad = [init.Normal(sigma=-1.0), init.HeUniform(mode="fan_avg"), init.HeUniform(nonlinearity="gelu"),
-           init.HeUniform(negative_slope=True), init.VarianceScaling(distribution="cauchy")]
+    bad = [
+        init.Normal(sigma=-1.0),
+        init.HeUniform(mode="fan_avg"),
+        init.HeUniform(nonlinearity="gelu"),
+        init.HeUniform(negative_slope=True),
+        init.VarianceScaling(distribution="cauchy"),
+    ]
     for spec in bad:
         with pytest.raises(ValueError):
             ct.Conv2dTranspose(2, 2, 3, weight_init=spec)
@@ -119,6 +151,7 @@ def test_repr_shows_arguments():
 
 # ---------------------------------------------------------------- Dirac and Orthogonal values
 
+
 def _dirac_ones(shape, groups):
     """Positions of the ones MindSpore's Dirac writes: ``[g*opg + i, i, k//2 ...]``, i < min(opg, shape[1])."""
     per_group = shape[0] // groups
@@ -126,13 +159,16 @@ def _dirac_ones(shape, groups):
     return sorted((g * per_group + i, i) + centre for g in range(groups) for i in range(min(per_group, shape[1])))
 
 
-@pytest.mark.parametrize("shape,groups,expected", [
-    ((4, 2, 4, 2), 1, [(0, 0, 2, 1), (1, 1, 2, 1)]),                            # even kernels: centre k//2
-    ((4, 4, 4, 4), 2, [(0, 0, 2, 2), (1, 1, 2, 2), (2, 0, 2, 2), (3, 1, 2, 2)]),
-    ((2, 3, 6, 3), 1, [(0, 0, 3, 1), (1, 1, 3, 1)]),
-    ((3, 2, 4), 1, [(0, 0, 2), (1, 1, 2)]),                                     # 3-D and 5-D weights
-    ((2, 2, 2, 3, 4), 2, [(0, 0, 1, 1, 2), (1, 0, 1, 1, 2)]),
-])
+@pytest.mark.parametrize(
+    "shape,groups,expected",
+    [
+        ((4, 2, 4, 2), 1, [(0, 0, 2, 1), (1, 1, 2, 1)]),  # even kernels: centre k//2
+        ((4, 4, 4, 4), 2, [(0, 0, 2, 2), (1, 1, 2, 2), (2, 0, 2, 2), (3, 1, 2, 2)]),
+        ((2, 3, 6, 3), 1, [(0, 0, 3, 1), (1, 1, 3, 1)]),
+        ((3, 2, 4), 1, [(0, 0, 2), (1, 1, 2)]),  # 3-D and 5-D weights
+        ((2, 2, 2, 3, 4), 2, [(0, 0, 1, 1, 2), (1, 0, 1, 1, 2)]),
+    ],
+)
 def test_dirac_puts_its_ones_at_mindspores_centre_on_even_kernels(shape, groups, expected):
     assert _dirac_ones(shape, groups) == expected  # the rule above, spelt out by hand for each shape
     values = init.initializer(init.Dirac(groups=groups), shape, np.float32, name="weight_init")
@@ -174,17 +210,17 @@ def test_orthogonal_fixes_the_signs_of_the_qr_decomposition(shape, gain):
 # ---------------------------------------------------------------- overflow (issue 8, section 2.2)
 
 OVERFLOWING = [
-    ("weight_init", 10 ** 400, "weight_init=<an int of 401 digits>"),
-    ("weight_init", -10 ** 400, "weight_init=<a negative int of 401 digits>"),
-    ("weight_init", init.Constant(10 ** 400), "value=<an int of 401 digits>"),
-    ("weight_init", init.Normal(sigma=10 ** 400), "sigma=<an int of 401 digits>"),
-    ("weight_init", init.HeUniform(negative_slope=10 ** 400), "negative_slope=<an int of 401 digits>"),
+    ("weight_init", 10**400, "weight_init=<an int of 401 digits>"),
+    ("weight_init", -(10**400), "weight_init=<a negative int of 401 digits>"),
+    ("weight_init", init.Constant(10**400), "value=<an int of 401 digits>"),
+    ("weight_init", init.Normal(sigma=10**400), "sigma=<an int of 401 digits>"),
+    ("weight_init", init.HeUniform(negative_slope=10**400), "negative_slope=<an int of 401 digits>"),
     ("weight_init", init.Uniform(float("inf")), "scale=inf"),
-    ("weight_init", init.TruncatedNormal(sigma=10 ** 400), "sigma=<an int of 401 digits>"),
-    ("weight_init", init.XavierNormal(gain=10 ** 400), "gain=<an int of 401 digits>"),
-    ("weight_init", 10 ** 5000, "weight_init=<an int of 16610 bits>"),  # past Python's int printing
-    ("bias_init", 10 ** 400, "bias_init=<an int of 401 digits>"),
-    ("bias_init", init.Normal(mean=10 ** 400), "mean=<an int of 401 digits>"),
+    ("weight_init", init.TruncatedNormal(sigma=10**400), "sigma=<an int of 401 digits>"),
+    ("weight_init", init.XavierNormal(gain=10**400), "gain=<an int of 401 digits>"),
+    ("weight_init", 10**5000, "weight_init=<an int of 16610 bits>"),  # past Python's int printing
+    ("bias_init", 10**400, "bias_init=<an int of 401 digits>"),
+    ("bias_init", init.Normal(mean=10**400), "mean=<an int of 401 digits>"),
 ]
 
 
@@ -201,11 +237,12 @@ def test_initializer_overflow_is_a_value_error_naming_the_argument(layer_engine,
 
 
 def test_huge_ints_are_echoed_by_their_length():
-    assert repr(init.Constant(10 ** 400)) == "Constant(value=<an int of 401 digits>)"
-    assert repr(init.Normal(sigma=-10 ** 40, mean=10 ** 29)) == (
-        f"Normal(sigma=<a negative int of 41 digits>, mean={10 ** 29})")  # up to 30 digits: as written
+    assert repr(init.Constant(10**400)) == "Constant(value=<an int of 401 digits>)"
+    assert repr(init.Normal(sigma=-(10**40), mean=10**29)) == (
+        f"Normal(sigma=<a negative int of 41 digits>, mean={10**29})"
+    )  # up to 30 digits: as written
     with pytest.raises(ValueError, match=r"sigma must be >= 0, got sigma=<a negative int of 41 digits>$"):
-        init.initializer(init.Normal(sigma=-10 ** 40), (2, 2), name="weight_init")
+        init.initializer(init.Normal(sigma=-(10**40)), (2, 2), name="weight_init")
 
 
 def test_values_past_the_dtype_name_the_argument():

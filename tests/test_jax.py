@@ -44,8 +44,11 @@ ROUTE_SETS = {
 
 
 def _spec(cfg, has_bias):
-    return spec_from_weight((cfg["in_channels"], cfg["out_channels"] // cfg["group"]) + _pair(cfg["kernel_size"]),
-                            has_bias=has_bias, **geometry(cfg))
+    return spec_from_weight(
+        (cfg["in_channels"], cfg["out_channels"] // cfg["group"]) + _pair(cfg["kernel_size"]),
+        has_bias=has_bias,
+        **geometry(cfg),
+    )
 
 
 def _pair(value):
@@ -54,9 +57,11 @@ def _pair(value):
 
 def _forward_backward(spec, x, w, b, g, routes=None):
     """y and the gradients of sum(y * g), in one compiled function (one compile per case)."""
+
     def run(x, w, b, g):
         y, vjp = jax.vjp(lambda x, w, b: engine.forward(x, w, b, spec, routes), x, w, b)
         return y, vjp(g)
+
     y, (dx, dw, db) = jax.jit(run)(x, w, b, g)
     out = {"y": y, "dx": dx, "dw": dw}
     if b is not None:
@@ -102,6 +107,7 @@ def _check_golden(golden, index, tol, routes=None, label=""):
 
 # ---------------------------------------------------------------------------- every route vs MindSpore
 
+
 @pytest.mark.parametrize("routes", list(ROUTE_SETS), ids=list(ROUTE_SETS))
 def test_every_route_matches_mindspore(fp32_golden, routes):
     depthwise = routes.startswith("taps")
@@ -125,11 +131,13 @@ def test_every_route_on_every_golden_case(fp32_golden, routes):
 def test_chosen_routes_by_shape():
     dense = spec_from_weight((64, 32, 4, 4), stride=2, pad_mode="pad", padding=1)
     assert engine.choose_routes(dense, (8, 64, 16, 16)) == ("col2im", "conv", "conv")
-    assert engine.choose_routes(dense, (8, 64, 1, 1)).forward == "col2im_nhwc"   # many channels, short rows
+    assert engine.choose_routes(dense, (8, 64, 1, 1)).forward == "col2im_nhwc"  # many channels, short rows
     assert engine.choose_routes(spec_from_weight((8, 8, 3, 3), dilation=2), (1, 8, 9, 9)).forward == "col2im"
     assert engine.choose_routes(spec_from_weight((8, 8, 5, 5), dilation=2), (1, 8, 9, 9)).forward == "conv"
-    assert engine.choose_routes(spec_from_weight((8, 4, 2, 2), stride=2, pad_mode="valid"),
-                                (1, 8, 9, 9)).dweight == "im2col"                # taps never overlap
+    assert (
+        engine.choose_routes(spec_from_weight((8, 4, 2, 2), stride=2, pad_mode="valid"), (1, 8, 9, 9)).dweight
+        == "im2col"
+    )  # taps never overlap
     assert engine.choose_routes(spec_from_weight((8, 1, 3, 3), stride=2, group=8), (1, 8, 9, 9)) == ("taps",) * 3
     with pytest.raises(ValueError, match="unknown forward route 'fast'"):
         engine.forward(jnp.ones((1, 64, 2, 2)), jnp.ones((64, 32, 4, 4)), None, dense, ("fast", "conv", "conv"))
@@ -161,13 +169,19 @@ def test_float16_every_golden_case(fp16_golden):
 
 ORACLE_CASES = [
     # (x shape, weight shape, geometry): edge geometry the goldens sample rarely
-    ((2, 6, 5, 4), (6, 2, 3, 2), dict(stride=(3, 2), pad_mode="pad", padding=(2, 0, 1, 3), output_padding=(2, 1),
-                                       group=3)),
-    ((1, 4, 3, 5), (4, 3, 2, 3), dict(stride=4, pad_mode="same", dilation=(1, 2), group=2)),      # k_eff < s
-    ((2, 3, 4, 4), (3, 5, 1, 1), dict(stride=3, pad_mode="valid")),                              # 1x1 kernel
+    (
+        (2, 6, 5, 4),
+        (6, 2, 3, 2),
+        dict(stride=(3, 2), pad_mode="pad", padding=(2, 0, 1, 3), output_padding=(2, 1), group=3),
+    ),
+    ((1, 4, 3, 5), (4, 3, 2, 3), dict(stride=4, pad_mode="same", dilation=(1, 2), group=2)),  # k_eff < s
+    ((2, 3, 4, 4), (3, 5, 1, 1), dict(stride=3, pad_mode="valid")),  # 1x1 kernel
     ((2, 4, 4, 3), (4, 3, 3, 3), dict(stride=2, pad_mode="pad", padding=(4, 1, 0, 5), group=4)),  # multiplier 3
-    ((3, 4, 3, 3), (4, 2, 3, 3), dict(stride=1, pad_mode="pad", padding=(1, 2, 2, 1), dilation=3,
-                                       output_padding=(2, 1))),
+    (
+        (3, 4, 3, 3),
+        (4, 2, 3, 3),
+        dict(stride=1, pad_mode="pad", padding=(1, 2, 2, 1), dilation=3, output_padding=(2, 1)),
+    ),
 ]
 
 
@@ -188,7 +202,7 @@ def test_routes_match_the_float64_oracle(case):
     for name in names:
         got = _forward_backward(spec, *f32, None if name is None else ROUTE_SETS[name])
         for key, ref in zip(("y", "dx", "dw", "db"), (y_ref, dx_ref, dw_ref, db_ref)):
-            bound = 1e-4 * (1 + np.abs(ref).max())   # long float32 sums: scale by the largest value
+            bound = 1e-4 * (1 + np.abs(ref).max())  # long float32 sums: scale by the largest value
             err = np.abs(got[key] - ref).max(initial=0)
             assert err <= bound, f"route {name} case {case} {key}: max error {err:.2e} > {bound:.2e}"
 
@@ -199,10 +213,11 @@ def test_empty_inputs(x_shape):
     b = np.arange(6, dtype=np.float32)
     geo = dict(stride=2, pad_mode="valid")
     y_ref = ct.conv2d_transpose(np.zeros(x_shape, np.float32), w, b, **geo)
-    y, vjp = jax.vjp(lambda x, w, b: ct_jax.conv2d_transpose(x, w, b, **geo), jnp.zeros(x_shape), jnp.asarray(w),
-                     jnp.asarray(b))
+    y, vjp = jax.vjp(
+        lambda x, w, b: ct_jax.conv2d_transpose(x, w, b, **geo), jnp.zeros(x_shape), jnp.asarray(w), jnp.asarray(b)
+    )
     assert y.shape == y_ref.shape
-    np.testing.assert_array_equal(np.asarray(y), y_ref)                 # only the bias reaches these rows
+    np.testing.assert_array_equal(np.asarray(y), y_ref)  # only the bias reaches these rows
     dx, dw, db = vjp(jnp.ones(y.shape))
     assert dx.shape == x_shape and not np.any(np.asarray(dw))
     np.testing.assert_array_equal(np.asarray(db), np.full(6, y.size // 6, np.float32))
@@ -217,7 +232,7 @@ def test_output_padding_rows_get_no_bias_and_no_gradient():
     assert y.shape == (2, 2, 8, 8)
     assert not np.any(np.asarray(y)[:, :, 7, :]) and not np.any(np.asarray(y)[:, :, :, 7])
     g = np.zeros(y.shape, np.float32)
-    g[:, :, 7, :] = g[:, :, :, 7] = 1                                   # upstream gradient on those rows only
+    g[:, :, 7, :] = g[:, :, :, 7] = 1  # upstream gradient on those rows only
     dx, dw, db = vjp(jnp.asarray(g))
     assert not np.any(np.asarray(dx)) and not np.any(np.asarray(dw)) and not np.any(np.asarray(db))
 
@@ -230,8 +245,11 @@ GEO = dict(stride=2, pad_mode="pad", padding=(1, 0, 2, 1), output_padding=1, gro
 
 def _arrays(dtype=np.float32, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal(SHAPE).astype(dtype), rng.uniform(-0.5, 0.5, (4, 3, 3, 3)).astype(dtype),
-            rng.uniform(-0.5, 0.5, 6).astype(dtype))
+    return (
+        rng.standard_normal(SHAPE).astype(dtype),
+        rng.uniform(-0.5, 0.5, (4, 3, 3, 3)).astype(dtype),
+        rng.uniform(-0.5, 0.5, 6).astype(dtype),
+    )
 
 
 def test_jit_with_static_geometry_matches_numpy():
@@ -252,8 +270,9 @@ def test_vmap_over_a_leading_axis():
     for x, y in zip(xs, ys):
         assert_close(np.asarray(y), ct.conv2d_transpose(x, w, b, **GEO), FP32_TOL, "vmap")
     # per-example weight gradients: vmap of grad
-    grads = jax.vmap(jax.grad(lambda x, w: ct_jax.conv2d_transpose(x, w, b, **GEO).sum(), argnums=1),
-                     in_axes=(0, None))(xs, w)
+    grads = jax.vmap(
+        jax.grad(lambda x, w: ct_jax.conv2d_transpose(x, w, b, **GEO).sum(), argnums=1), in_axes=(0, None)
+    )(xs, w)
     for x, dw in zip(xs, grads):
         g = np.ones(ct.conv2d_transpose(x, w, b, **GEO).shape, np.float32)
         assert_close(np.asarray(dw), ct.conv2d_transpose_backward(x, w, g, **GEO)[1], FP32_TOL, "vmap grad")
@@ -265,14 +284,24 @@ def lax_reference(x, w, b, stride, pad_mode, padding, output_padding, group):
     cin, cog, kh, kw = w.shape
     rhs = w.reshape(group, cin // group, cog, kh, kw).transpose(0, 2, 1, 3, 4)
     rhs = rhs.reshape(group * cog, cin // group, kh, kw)
-    full = lax.conv_general_dilated(x, rhs[:, :, ::-1, ::-1], (1, 1), ((kh - 1, kh - 1), (kw - 1, kw - 1)),
-                                    lhs_dilation=(stride, stride), dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                    feature_group_count=group, precision=lax.Precision.HIGHEST)
-    (top, h_len), (left, w_len) = (reference.axis_window(n, k, stride, 1, pad_mode, *pads) for n, k, pads in
-                                   ((x.shape[2], kh, padding[:2]), (x.shape[3], kw, padding[2:])))
-    full = jnp.pad(full, ((0, 0), (0, 0), (0, max(0, top + h_len - full.shape[2])),
-                          (0, max(0, left + w_len - full.shape[3]))))
-    y = full[:, :, top:top + h_len, left:left + w_len] + b[:, None, None]
+    full = lax.conv_general_dilated(
+        x,
+        rhs[:, :, ::-1, ::-1],
+        (1, 1),
+        ((kh - 1, kh - 1), (kw - 1, kw - 1)),
+        lhs_dilation=(stride, stride),
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        feature_group_count=group,
+        precision=lax.Precision.HIGHEST,
+    )
+    (top, h_len), (left, w_len) = (
+        reference.axis_window(n, k, stride, 1, pad_mode, *pads)
+        for n, k, pads in ((x.shape[2], kh, padding[:2]), (x.shape[3], kw, padding[2:]))
+    )
+    full = jnp.pad(
+        full, ((0, 0), (0, 0), (0, max(0, top + h_len - full.shape[2])), (0, max(0, left + w_len - full.shape[3])))
+    )
+    y = full[:, :, top : top + h_len, left : left + w_len] + b[:, None, None]
     return jnp.pad(y, ((0, 0), (0, 0), (0, output_padding[0]), (0, output_padding[1])))
 
 
@@ -288,6 +317,7 @@ def test_grad_of_grad_matches_plain_autodiff():
 
         def inner(w):
             return jnp.sum(jax.grad(loss)(x, w) ** 2)
+
         return jax.grad(inner)(w), jax.jacrev(jax.jacrev(lambda b_: jnp.sum(conv(x, w, b_) ** 3)))(b)
 
     ours = second_order(lambda x, w, b: ct_jax.conv2d_transpose(x, w, b, **GEO))
@@ -299,15 +329,25 @@ def test_grad_of_grad_matches_plain_autodiff():
 
 def test_float64_check_grads_second_order():
     from jax.test_util import check_grads
+
     with jax.enable_x64(True):
         x, w, b = (jnp.asarray(a) for a in _arrays(np.float64, seed=2))
-        for geo, weight in ((GEO, w), (dict(stride=(1, 2), pad_mode="same", dilation=(2, 1)), w),
-                            (dict(stride=2, pad_mode="pad", padding=1, group=4), w[:, :1])):
-            bias = b[:weight.shape[1] * geo.get("group", 1)]
+        for geo, weight in (
+            (GEO, w),
+            (dict(stride=(1, 2), pad_mode="same", dilation=(2, 1)), w),
+            (dict(stride=2, pad_mode="pad", padding=1, group=4), w[:, :1]),
+        ):
+            bias = b[: weight.shape[1] * geo.get("group", 1)]
             y = ct_jax.conv2d_transpose(x, weight, bias, **geo)
             assert y.dtype == jnp.float64
-            check_grads(lambda x, w, b, geo=geo: ct_jax.conv2d_transpose(x, w, b, **geo), (x, weight, bias),
-                        order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
+            check_grads(
+                lambda x, w, b, geo=geo: ct_jax.conv2d_transpose(x, w, b, **geo),
+                (x, weight, bias),
+                order=2,
+                modes=("rev",),
+                atol=1e-6,
+                rtol=1e-6,
+            )
 
 
 def test_float16_gradients_are_float32_results_rounded_once():
@@ -334,10 +374,11 @@ def test_bfloat16_runs_in_float32_and_rounds():
     exact = ct.conv2d_transpose(x32, w32, b32, **GEO)
     # round(round(conv) + bias): one rounding (unit 2**-8) of the convolution, one of the sum
     err = np.abs(np.asarray(y, np.float32) - exact)
-    assert np.all(err <= 2 ** -8 * (np.abs(conv) + np.abs(exact)) * 1.01 + 1e-6)
+    assert np.all(err <= 2**-8 * (np.abs(conv) + np.abs(exact)) * 1.01 + 1e-6)
 
 
 # ---------------------------------------------------------------------------- errors
+
 
 def test_errors_name_the_argument():
     x, w, b = _arrays()
@@ -347,8 +388,11 @@ def test_errors_name_the_argument():
         ct_jax.conv2d_transpose(x.astype(np.float16), w, b, **GEO)
     with pytest.raises(TypeError, match=r"bias must have the weight's dtype float32"):
         ct_jax.conv2d_transpose(x, w, b.astype(np.float16), **GEO)
-    with pytest.raises(TypeError, match=r"weight must have dtype float16, bfloat16, float32 or float64, got "
-                                        r"weight of dtype int32"):
+    with pytest.raises(
+        TypeError,
+        match=r"weight must have dtype float16, bfloat16, float32 or float64, got "
+        r"weight of dtype int32",
+    ):
         ct_jax.conv2d_transpose(x.astype(np.int32), w.astype(np.int32), None, **GEO)
     with pytest.raises(ValueError, match=r"x must have in_channels=4 channels"):
         ct_jax.conv2d_transpose(x[:, :3], w, b, **GEO)
@@ -410,12 +454,13 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 def test_batch_sharded_over_four_host_devices_gives_the_unsharded_result():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], capture_output=True, text=True, cwd=ROOT,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDING_SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 4
-    for mode in ("Auto", "Explicit"):   # GSPMD's automatic axes, and jax.make_mesh's default
+    for mode in ("Auto", "Explicit"):  # GSPMD's automatic axes, and jax.make_mesh's default
         for name in ("dense", "depthwise", "dilated"):
             case = report[f"{mode} {name}"]
             assert case["y_devices"] == 4 and case["y_batch_sharded"] and case["dx_batch_sharded"], (mode, name, case)
@@ -424,6 +469,7 @@ def test_batch_sharded_over_four_host_devices_gives_the_unsharded_result():
 
 
 # ---------------------------------------------------------------------------- GPU
+
 
 def _gpu():
     try:
@@ -441,8 +487,11 @@ def test_gpu_matches_mindspore(fp32_golden, routes):
     for index in _covering_cases(configs, depthwise):
         cfg = configs[index]
         spec = _spec(cfg, cfg["has_bias"])
-        arrays = [data[f"{index}_{k}"] for k in "xwbg"] if cfg["has_bias"] else \
-            [data[f"{index}_x"], data[f"{index}_w"], None, data[f"{index}_g"]]
+        arrays = (
+            [data[f"{index}_{k}"] for k in "xwbg"]
+            if cfg["has_bias"]
+            else [data[f"{index}_x"], data[f"{index}_w"], None, data[f"{index}_g"]]
+        )
         on_gpu = [None if a is None else jax.device_put(a, device) for a in arrays]
         got = _forward_backward(spec, *on_gpu, ROUTE_SETS[routes])
         for name, value in got.items():
@@ -456,8 +505,10 @@ def test_gpu_float16_matches_mindspore(fp16_golden):
     for index in range(0, len(configs), 4):
         cfg = configs[index]
         b = data[f"{index}_b"] if cfg["has_bias"] else None
-        on_gpu = [None if a is None else jax.device_put(a, device)
-                  for a in (data[f"{index}_x"], data[f"{index}_w"], b, data[f"{index}_g"])]
+        on_gpu = [
+            None if a is None else jax.device_put(a, device)
+            for a in (data[f"{index}_x"], data[f"{index}_w"], b, data[f"{index}_g"])
+        ]
         got = _forward_backward(_spec(cfg, cfg["has_bias"]), *on_gpu)
         for name, value in got.items():
             assert_close(value, data[f"{index}_{name}"], FP16_TOL, f"gpu fp16 case {index} {name}")

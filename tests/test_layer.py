@@ -17,8 +17,7 @@ def test_the_pages_example():
 
 
 def test_all_thirteen_arguments_positionally():
-    net = ct.Conv2dTranspose(4, 6, (3, 2), (2, 1), "pad", (1, 0, 2, 1), 1, (1, 2), 2, True, "ones",
-                             "zeros", np.float64)
+    net = ct.Conv2dTranspose(4, 6, (3, 2), (2, 1), "pad", (1, 0, 2, 1), 1, (1, 2), 2, True, "ones", "zeros", np.float64)
     assert net.weight.shape == (4, 3, 3, 2) and net.bias.shape == (6,)
     assert net.weight.dtype == np.float64 and np.all(net.weight.data == 1)
 
@@ -38,8 +37,9 @@ def test_parameters_follow_mindspore():
 
 def test_backward_sets_gradients_of_the_last_call():
     rng = np.random.default_rng(0)
-    net = ct.Conv2dTranspose(2, 4, 3, stride=2, pad_mode="pad", padding=1, output_padding=1,
-                             has_bias=True, dtype=np.float64)
+    net = ct.Conv2dTranspose(
+        2, 4, 3, stride=2, pad_mode="pad", padding=1, output_padding=1, has_bias=True, dtype=np.float64
+    )
     x = rng.standard_normal((2, 2, 4, 5))
     y = net(x)
     g = rng.standard_normal(y.shape)
@@ -70,8 +70,9 @@ def test_set_data_keeps_shape_and_dtype():
         net.weight.set_data(np.ones((2, 2, 3, 2)))
 
 
-@pytest.mark.parametrize("dtype", [np.float16, "float16", "Float16", "mindspore.float16", np.dtype("float16"),
-                                   ct.float16])
+@pytest.mark.parametrize(
+    "dtype", [np.float16, "float16", "Float16", "mindspore.float16", np.dtype("float16"), ct.float16]
+)
 def test_dtype_forms(dtype):
     net = ct.Conv2dTranspose(2, 2, 3, has_bias=True, dtype=dtype)
     assert net.weight.dtype == np.float16 and net.bias.dtype == np.float16
@@ -125,12 +126,25 @@ def test_has_bias_false_ignores_bias_init():
 
 
 def test_repr_is_mindspores_with_output_padding():
-    net = ct.Conv2dTranspose(4, 8, (3, 2), stride=(2, 1), pad_mode="pad", padding=(1, 0, 2, 1),
-                             dilation=(1, 2), group=2, has_bias=True, weight_init="normal", bias_init="zeros")
-    assert repr(net) == ("Conv2dTranspose(input_channels=4, output_channels=8, kernel_size=(3, 2), "
-                         "stride=(2, 1), pad_mode=pad, padding=(1, 0, 2, 1), output_padding=0, "
-                         "dilation=(1, 2), group=2, has_bias=True, weight_init=normal, bias_init=zeros, "
-                         "format=NCHW)")
+    net = ct.Conv2dTranspose(
+        4,
+        8,
+        (3, 2),
+        stride=(2, 1),
+        pad_mode="pad",
+        padding=(1, 0, 2, 1),
+        dilation=(1, 2),
+        group=2,
+        has_bias=True,
+        weight_init="normal",
+        bias_init="zeros",
+    )
+    assert repr(net) == (
+        "Conv2dTranspose(input_channels=4, output_channels=8, kernel_size=(3, 2), "
+        "stride=(2, 1), pad_mode=pad, padding=(1, 0, 2, 1), output_padding=0, "
+        "dilation=(1, 2), group=2, has_bias=True, weight_init=normal, bias_init=zeros, "
+        "format=NCHW)"
+    )
 
 
 def test_pickle_round_trip_keeps_arguments_and_values():
@@ -174,6 +188,7 @@ def test_numpy_global_seed_also_reproduces_initialisation():
 
 # ---------------------------------------------------------------- copies, not shared arrays
 
+
 def test_set_data_stores_a_copy():
     net = ct.Conv2dTranspose(2, 2, 3)
     given = np.full((2, 2, 3, 3), 2.0, np.float32)  # already the parameter's dtype: no cast to hide behind
@@ -207,11 +222,14 @@ def test_parameters_dict_returns_copies():
     assert not np.shares_memory(net.parameters_dict()["weight"], net.weight.data)
 
 
-@pytest.mark.parametrize("bad_bias,error", [
-    (np.zeros(5, np.float32), ValueError),       # wrong shape
-    (np.zeros(4, np.float64), TypeError),        # wrong dtype
-    (None, KeyError),                            # missing
-])
+@pytest.mark.parametrize(
+    "bad_bias,error",
+    [
+        (np.zeros(5, np.float32), ValueError),  # wrong shape
+        (np.zeros(4, np.float64), TypeError),  # wrong dtype
+        (None, KeyError),  # missing
+    ],
+)
 def test_load_parameters_is_all_or_nothing(bad_bias, error):
     """The weight entry is fine and comes first; the bad bias after it must leave the weight alone."""
     net = ct.Conv2dTranspose(2, 4, 3, has_bias=True)
@@ -231,12 +249,14 @@ def test_a_refused_unexpected_bias_leaves_the_weight_alone():
     with pytest.raises(ValueError, match="has_bias=False"):
         net.load_parameters({"weight": np.full((2, 4, 3, 3), 9.0, np.float32), "bias": np.zeros(4, np.float32)})
     np.testing.assert_array_equal(net.weight.data, before)
-    net.load_parameters({"weight": np.full((2, 4, 3, 3), 9.0, np.float32), "bias": np.zeros(4, np.float32)},
-                        strict=False)
+    net.load_parameters(
+        {"weight": np.full((2, 4, 3, 3), 9.0, np.float32), "bias": np.zeros(4, np.float32)}, strict=False
+    )
     assert np.all(net.weight.data == 9)
 
 
 # ---------------------------------------------------------------- byte order (issue 8, section 2.1)
+
 
 def test_a_native_backward_works_after_a_big_endian_forward():
     rng = np.random.default_rng(0)
@@ -271,6 +291,7 @@ def test_parameters_load_from_big_endian_arrays_in_native_order():
 
 
 # ---------------------------------------------------------------- requires_grad (issue 8, section 2.6)
+
 
 @pytest.mark.parametrize("frozen", ["weight", "bias"])
 def test_requires_grad_false_leaves_the_gradient_untouched(frozen):

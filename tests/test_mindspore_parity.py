@@ -38,9 +38,18 @@ def _config(rng):
         padding = tuple(int(v) for v in rng.integers(0, 4, size=4))
         if rng.random() < 0.4:
             output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-    return dict(in_channels=cin, out_channels=cout, kernel_size=kernel, stride=stride, pad_mode=mode,
-                padding=padding, output_padding=output_padding, dilation=dilation, group=group,
-                has_bias=bool(rng.random() < 0.6))
+    return dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=kernel,
+        stride=stride,
+        pad_mode=mode,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        group=group,
+        has_bias=bool(rng.random() < 0.6),
+    )
 
 
 def _mindspore_case(cfg, x, w, b, g):
@@ -50,8 +59,9 @@ def _mindspore_case(cfg, x, w, b, g):
     if b is not None:
         net.bias.set_data(ms.Tensor(b))
     y = net(ms.Tensor(x)).asnumpy()
-    grad_fn = ms.grad(lambda xx: ms.ops.mul(net(xx), ms.Tensor(g)).sum(), grad_position=0,
-                      weights=net.trainable_params())
+    grad_fn = ms.grad(
+        lambda xx: ms.ops.mul(net(xx), ms.Tensor(g)).sum(), grad_position=0, weights=net.trainable_params()
+    )
     dx, dparams = grad_fn(ms.Tensor(x))
     return [y, dx.asnumpy(), dparams[0].asnumpy()] + ([dparams[1].asnumpy()] if b is not None else [])
 
@@ -62,18 +72,25 @@ def test_random_case_matches_live_mindspore(seed, dtype, tol):
     rng = np.random.default_rng(10_000 + seed)
     while True:
         cfg = _config(rng)
-        x = rng.standard_normal((int(rng.integers(1, 9)), cfg["in_channels"], int(rng.integers(1, 41)),
-                                 int(rng.integers(1, 41)))).astype(dtype)
+        x = rng.standard_normal(
+            (int(rng.integers(1, 9)), cfg["in_channels"], int(rng.integers(1, 41)), int(rng.integers(1, 41)))
+        ).astype(dtype)
         spec = ct.Conv2dTransposeSpec.from_args(**cfg)
         if min(plan.window_length(n) for plan, n in zip(spec.axes, x.shape[2:])) > 0:
             break
     w = rng.standard_normal(spec.weight_shape).astype(dtype)
     b = rng.standard_normal(spec.bias_shape).astype(dtype) if cfg["has_bias"] else None
     g = rng.standard_normal(spec.output_shape(x.shape)).astype(dtype)
-    ours = [ct.conv2d_transpose(x, w, b, **{k: cfg[k] for k in ("stride", "pad_mode", "padding",
-                                                                   "output_padding", "dilation", "group")})]
-    ours += list(ct.conv2d_transpose_backward(x, w, g, **{k: cfg[k] for k in (
-        "stride", "pad_mode", "padding", "output_padding", "dilation", "group")}))[:2 + (b is not None)]
+    ours = [
+        ct.conv2d_transpose(
+            x, w, b, **{k: cfg[k] for k in ("stride", "pad_mode", "padding", "output_padding", "dilation", "group")}
+        )
+    ]
+    ours += list(
+        ct.conv2d_transpose_backward(
+            x, w, g, **{k: cfg[k] for k in ("stride", "pad_mode", "padding", "output_padding", "dilation", "group")}
+        )
+    )[: 2 + (b is not None)]
     for name, got, ref in zip(("y", "dx", "dw", "db"), ours, _mindspore_case(cfg, x, w, b, g)):
         assert got.shape == ref.shape and got.dtype == ref.dtype, (name, cfg)
         bound = tol * (1 + np.abs(ref.astype(np.float64)).max(initial=0))
@@ -83,9 +100,23 @@ def test_random_case_matches_live_mindspore(seed, dtype, tol):
 
 def test_mindspore_loads_the_files_we_write(tmp_path):
     arrays = ckpt.load(GOLDEN / "ckpt" / "decoder.ckpt")
-    mixed = {t: (np.arange(6).reshape(2, 3) % 2).astype(t) for t in
-             ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float16", "float32", "float64", "bool")}
+    mixed = {
+        t: (np.arange(6).reshape(2, 3) % 2).astype(t)
+        for t in (
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float16",
+            "float32",
+            "float64",
+            "bool",
+        )
+    }
     for name, data, crc in (("plain.ckpt", arrays, False), ("crc.ckpt", arrays, True), ("mixed.ckpt", mixed, False)):
         ckpt.save(tmp_path / name, data, crc_check=crc)
         back = ms.load_checkpoint(str(tmp_path / name), crc_check=crc)
@@ -96,8 +127,9 @@ def test_mindspore_loads_the_files_we_write(tmp_path):
 
 def test_layers_saved_by_us_run_in_mindspore(tmp_path):
     expected = np.load(GOLDEN / "ckpt" / "expected.npz")
-    configs = [{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}
-               for c in json.loads(str(expected["configs"]))]
+    configs = [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in c.items()} for c in json.loads(str(expected["configs"]))
+    ]
     arrays = ckpt.load(GOLDEN / "ckpt" / "decoder.ckpt")
     prefixes = ("up1.", "blocks.0.", "blocks.1.")
     layers = [ct.Conv2dTranspose(**cfg) for cfg in configs]
@@ -112,8 +144,9 @@ def test_layers_saved_by_us_run_in_mindspore(tmp_path):
             super().__init__()
             self.up1 = ms.nn.Conv2dTranspose(**configs[0])
             self.act = ms.nn.ReLU()
-            self.blocks = ms.nn.SequentialCell([ms.nn.Conv2dTranspose(**configs[1]),
-                                                ms.nn.Conv2dTranspose(**configs[2])])
+            self.blocks = ms.nn.SequentialCell(
+                [ms.nn.Conv2dTranspose(**configs[1]), ms.nn.Conv2dTranspose(**configs[2])]
+            )
 
         def construct(self, x):
             return self.blocks(self.act(self.up1(x)))

@@ -37,8 +37,14 @@ def random_config(rng):
         padding = tuple(int(v) for v in rng.integers(0, 4, size=4))
         if rng.random() < 0.5:
             output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-    return dict(stride=stride, pad_mode=mode, padding=padding, output_padding=output_padding,
-                dilation=dilation, group=group), cin, cout, kernel
+    return (
+        dict(
+            stride=stride, pad_mode=mode, padding=padding, output_padding=output_padding, dilation=dilation, group=group
+        ),
+        cin,
+        cout,
+        kernel,
+    )
 
 
 def random_case(seed, dtype=np.float64):
@@ -46,8 +52,9 @@ def random_case(seed, dtype=np.float64):
     rng = np.random.default_rng(seed)
     while True:
         kwargs, cin, cout, kernel = random_config(rng)
-        x = rng.standard_normal((int(rng.integers(1, 4)), cin, int(rng.integers(1, 10)),
-                                 int(rng.integers(1, 10)))).astype(dtype)
+        x = rng.standard_normal(
+            (int(rng.integers(1, 4)), cin, int(rng.integers(1, 10)), int(rng.integers(1, 10)))
+        ).astype(dtype)
         w = rng.standard_normal((cin, cout // kwargs["group"]) + kernel).astype(dtype)
         b = rng.standard_normal(cout).astype(dtype)
         spec = ct.Conv2dTransposeSpec.from_args(cin, cout, kernel, **kwargs, has_bias=True)
@@ -56,8 +63,10 @@ def random_case(seed, dtype=np.float64):
             return kwargs, x, w, b
 
 
-@pytest.fixture(params=[(None, None), ("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phases")],
-                ids=["planned", "col2im", "col2im_nhwc", "phases"])
+@pytest.fixture(
+    params=[(None, None), ("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phases")],
+    ids=["planned", "col2im", "col2im_nhwc", "phases"],
+)
 def routes(request):
     """Run a test with the planner's choice and with every route forced."""
     with engine.forced_routes(*request.param):
@@ -128,7 +137,7 @@ def test_chunking_does_not_change_results(routes):
     try:
         chunked = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
     finally:
-        engine.set_chunk_bytes(64 * 2 ** 20)
+        engine.set_chunk_bytes(64 * 2**20)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
 
@@ -140,30 +149,33 @@ def test_output_padding_rows_are_exact_zeros_after_the_bias():
     y = ct.conv2d_transpose(x, w, b, stride=2, pad_mode="pad", padding=1, output_padding=1)
     assert y.shape == (1, 2, 6, 6)
     assert np.all(y[:, :, -1, :] == 0) and np.all(y[:, :, :, -1] == 0)
-    _, _, db = ct.conv2d_transpose_backward(x, w, np.ones_like(y), stride=2, pad_mode="pad",
-                                            padding=1, output_padding=1)
+    _, _, db = ct.conv2d_transpose_backward(
+        x, w, np.ones_like(y), stride=2, pad_mode="pad", padding=1, output_padding=1
+    )
     np.testing.assert_array_equal(db, [25, 25])  # the 5x5 window only
 
 
 def test_short_kernel_leaves_bias_only_rows():
     """'same', k=1, s=3: rows/cols 1, 2, 4, 5 get no tap, only the bias (MINDSPORE_PROBE 5.4)."""
     x = np.ones((1, 1, 2, 2), np.float32)
-    y = ct.conv2d_transpose(x, np.full((1, 1, 1, 1), 2.0, np.float32), np.array([0.5], np.float32),
-                            stride=3)
+    y = ct.conv2d_transpose(x, np.full((1, 1, 1, 1), 2.0, np.float32), np.array([0.5], np.float32), stride=3)
     expected = np.full((6, 6), 0.5, np.float32)
     expected[np.ix_([0, 3], [0, 3])] = 2.5
     np.testing.assert_array_equal(y[0, 0], expected)
 
 
-@pytest.mark.parametrize("shape,kwargs,out_shape,value", [
-    ((0, 2, 4, 4), dict(), (0, 2, 4, 4), None),
-    ((1, 2, 0, 4), dict(), (1, 2, 0, 4), None),
-    ((1, 2, 0, 4), dict(pad_mode="valid"), (1, 2, 2, 6), 1.0),
-    ((1, 2, 0, 4), dict(pad_mode="valid", stride=2), (1, 2, 1, 9), 1.0),
-    ((1, 2, 0, 0), dict(pad_mode="valid"), (1, 2, 2, 2), 1.0),
-    ((1, 2, 3, 0), dict(pad_mode="pad"), (1, 2, 5, 2), 1.0),
-    ((1, 2, 1, 1), dict(pad_mode="pad", padding=(3, 0, 0, 0)), (1, 2, 0, 3), None),
-])
+@pytest.mark.parametrize(
+    "shape,kwargs,out_shape,value",
+    [
+        ((0, 2, 4, 4), dict(), (0, 2, 4, 4), None),
+        ((1, 2, 0, 4), dict(), (1, 2, 0, 4), None),
+        ((1, 2, 0, 4), dict(pad_mode="valid"), (1, 2, 2, 6), 1.0),
+        ((1, 2, 0, 4), dict(pad_mode="valid", stride=2), (1, 2, 1, 9), 1.0),
+        ((1, 2, 0, 0), dict(pad_mode="valid"), (1, 2, 2, 2), 1.0),
+        ((1, 2, 3, 0), dict(pad_mode="pad"), (1, 2, 5, 2), 1.0),
+        ((1, 2, 1, 1), dict(pad_mode="pad", padding=(3, 0, 0, 0)), (1, 2, 0, 3), None),
+    ],
+)
 def test_empty_inputs_give_the_bias_only_rows_mindspore_gives(shape, kwargs, out_shape, value, routes):
     """N=0, H=0 and W=0 run; 'valid'/'pad' then keep the rows only the bias reaches."""
     w = np.ones((2, 2, 3, 3), np.float32)
@@ -190,8 +202,7 @@ def test_threaded_chunks_match_serial(monkeypatch):
     """Batch chunks spread over the thread pool give the serial result (disjoint writes)."""
     monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
     planned = engine.plan
-    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(
-        threads=True))
+    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
     for seed in range(5):
         kwargs, x, w, b = random_case(seed)
         x = np.concatenate([x] * 3)
@@ -199,8 +210,9 @@ def test_threaded_chunks_match_serial(monkeypatch):
         results = {}
         for workers in (1, 2):
             monkeypatch.setattr(engine, "_workers", workers)
-            results[workers] = ((ct.conv2d_transpose(x, w, b, **kwargs),)
-                                + ct.conv2d_transpose_backward(x, w, g, **kwargs))
+            results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(
+                x, w, g, **kwargs
+            )
         for serial, threaded in zip(results[1], results[2]):
             np.testing.assert_allclose(serial, threaded, rtol=1e-12, atol=1e-12)
 
@@ -225,7 +237,7 @@ def test_results_never_alias_the_kept_workspace(routes):
 
 def test_phases_that_no_tap_reaches_are_not_planned():
     """A huge stride plans one phase per tap, not one per stride row (memory follows the work)."""
-    plan = ct.spec.axis_plan(3, 10 ** 6, 1, "same", 0, 0, 0)
+    plan = ct.spec.axis_plan(3, 10**6, 1, "same", 0, 0, 0)
     phases = engine.axis_phases(plan, 1)
     assert [phase.taps for phase in phases] == [((0, 0),), ((1, 0),), ((2, 0),)]
     assert [phase.count for phase in phases] == [1, 1, 1]
@@ -233,6 +245,7 @@ def test_phases_that_no_tap_reaches_are_not_planned():
 
 def test_forced_routes_are_scoped_to_the_block_and_the_thread():
     import threading
+
     spec = ct.Conv2dTransposeSpec.from_args(2, 64, 3)
     automatic = engine.plan(spec, (1, 2, 64, 64))
     seen = {}
@@ -334,29 +347,31 @@ def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, ti
 
 # ---------------------------------------------------------------- the budget's unsplittable units
 
+
 def unit_bytes(route, spec, x_shape, itemsize):
     """Upper bound of the unit a route cannot split, from the module docstring's list."""
     _, cin, h, w = x_shape
     cout, k = spec.out_channels, spec.kernel_size[0] * spec.kernel_size[1]
     _, _, win_h, win_w = spec.window_shape(x_shape)
     units = {
-        "col2im": k * h * w + win_h * win_w,                   # one output channel of one image
-        "col2im_nhwc": cin * h * w + cout * (k * h * w + win_h * win_w),   # one image
-        "phases": (cin * k + 2 * cout) * win_w,                 # one window row of one phase
-        "im2col": w * (cout * k + 2 * cin),                     # one input row
-        "phases_backward": win_w * (cout + 2 * k * cin),        # one window row of one phase
+        "col2im": k * h * w + win_h * win_w,  # one output channel of one image
+        "col2im_nhwc": cin * h * w + cout * (k * h * w + win_h * win_w),  # one image
+        "phases": (cin * k + 2 * cout) * win_w,  # one window row of one phase
+        "im2col": w * (cout * k + 2 * cin),  # one input row
+        "phases_backward": win_w * (cout + 2 * k * cin),  # one window row of one phase
     }
     return units[route] * itemsize
 
 
-@pytest.mark.parametrize("budget", [1, 4 * 2 ** 10, 64 * 2 ** 10])
+@pytest.mark.parametrize("budget", [1, 4 * 2**10, 64 * 2**10])
 @pytest.mark.parametrize("seed", range(12))
 def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, restored_budget):
     """Whatever the budget, a route's buffers fit it, or hold one unsplittable unit."""
     kwargs, x, w, b = random_case(seed, np.float32)
     x = np.concatenate([x] * 4)
-    spec = ct.Conv2dTransposeSpec.from_args(x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs,
-                                            has_bias=True)
+    spec = ct.Conv2dTransposeSpec.from_args(
+        x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs, has_bias=True
+    )
     g = np.ones(spec.output_shape(x.shape), np.float32)
     engine.set_chunk_bytes(budget)
     for forward_route, backward_route in ALL_ROUTES:
@@ -367,16 +382,27 @@ def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, 
             ct.conv2d_transpose(x, w, b, **kwargs)
             unit = unit_bytes(forward_route, spec, x.shape, 4)
             assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
-                forward_route, engine.workspace_bytes(), budget, unit, kwargs)
+                forward_route,
+                engine.workspace_bytes(),
+                budget,
+                unit,
+                kwargs,
+            )
             engine.release_workspace()
             ct.conv2d_transpose_backward(x, w, g, **kwargs)
             name = "phases_backward" if backward_route == "phases" else backward_route
             unit = unit_bytes(name, spec, x.shape, 4)
             assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
-                backward_route, engine.workspace_bytes(), budget, unit, kwargs)
+                backward_route,
+                engine.workspace_bytes(),
+                budget,
+                unit,
+                kwargs,
+            )
 
 
 # ---------------------------------------------------------------- NaN and inf
+
 
 def spoil(array, rng, fraction=0.1):
     """A copy with about ``fraction`` of its entries NaN, +inf or -inf (a third each)."""
@@ -393,8 +419,10 @@ def assert_same_specials(got, ref, label):
     assert got.shape == ref.shape, label
     for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
         mismatched = test(got) != test(ref)
-        assert not mismatched.any(), (f"{label}: {int(mismatched.sum())} entries differ in being {name} "
-                                      f"({int(test(got).sum())} against the oracle's {int(test(ref).sum())})")
+        assert not mismatched.any(), (
+            f"{label}: {int(mismatched.sum())} entries differ in being {name} "
+            f"({int(test(got).sum())} against the oracle's {int(test(ref).sum())})"
+        )
     finite = np.isfinite(ref)
     assert_close(got[finite], ref[finite], 1e-9, label)
 
@@ -465,6 +493,6 @@ def test_an_inf_weight_tap_that_reads_outside_the_input_leaves_those_outputs_fin
     with np.errstate(all="ignore"):
         y_ref = reference.forward(x, w, **kwargs)
         dx_ref, _, _ = reference.backward(x, w, np.ones_like(y), **kwargs)
-    assert np.isinf(y).sum() == 9 and np.isfinite(y).sum() == 7   # the tap reaches 3x3 of the 4x4 window
+    assert np.isinf(y).sum() == 9 and np.isfinite(y).sum() == 7  # the tap reaches 3x3 of the 4x4 window
     assert_same_specials(y, y_ref, f"y {routes}")
     assert_same_specials(dx, dx_ref, f"dx {routes}")

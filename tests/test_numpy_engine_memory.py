@@ -27,7 +27,7 @@ from convtranspose._engines import numpy as engine
 import reference
 from conftest import assert_close
 
-SLACK = 256 * 2 ** 10
+SLACK = 256 * 2**10
 ALL_ROUTES = [("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phases")]
 
 
@@ -79,7 +79,7 @@ def test_working_memory_does_not_grow_with_the_dilation(routes):
     x = rng.standard_normal((1, 2, 64, 64)).astype(np.float32)
     w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
     measured = {}
-    for dilation in (1, 10 ** 4):
+    for dilation in (1, 10**4):
         kwargs = dict(pad_mode="pad", padding=dilation, dilation=dilation)
         (forward, seconds_f, y), (backward, seconds_b, _) = both_directions(x, w, kwargs, routes)
         assert y.shape == (1, 2, 64, 64)
@@ -87,7 +87,7 @@ def test_working_memory_does_not_grow_with_the_dilation(routes):
         assert forward <= bound and backward <= bound, (dilation, forward, backward, bound)
         assert seconds_f < 1 and seconds_b < 1, (dilation, seconds_f, seconds_b)
         measured[dilation] = forward, backward
-    for small, large in zip(measured[1], measured[10 ** 4]):
+    for small, large in zip(measured[1], measured[10**4]):
         assert large <= small + SLACK, measured
 
 
@@ -95,7 +95,7 @@ def test_working_memory_does_not_grow_with_the_dilation(routes):
 def test_the_backward_of_a_one_pixel_output_needs_no_more_than_the_input(routes):
     """A 1x1 output cropped out of a dilation-10**4 result (the backward asked for 37 GiB)."""
     rng = np.random.default_rng(1)
-    dilation = 10 ** 4
+    dilation = 10**4
     x = rng.standard_normal((1, 2, 64, 64)).astype(np.float32)
     w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
     full = 63 + 2 * dilation + 1
@@ -116,9 +116,9 @@ def test_a_huge_stride_on_a_one_pixel_input_costs_about_the_output(routes):
     at 10**7)."""
     x = np.full((1, 1, 1, 1), 2.0, np.float32)
     w = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)
-    kwargs = dict(stride=(10 ** 6, 1))
+    kwargs = dict(stride=(10**6, 1))
     (forward, seconds_f, y), (backward, seconds_b, grads) = both_directions(x, w, kwargs, routes)
-    assert y.shape == (1, 1, 10 ** 6, 1)
+    assert y.shape == (1, 1, 10**6, 1)
     assert forward <= y.nbytes + SLACK and backward <= SLACK, (forward, backward)
     assert seconds_f < 1 and seconds_b < 1, (seconds_f, seconds_b)
     # rows: no crop, tap kh lands on row kh; columns: 'same' crops 1, only tap kw=1 lands
@@ -133,7 +133,7 @@ def test_nothing_stays_after_release_workspace_at_a_huge_stride(routes):
     stride phase); the per-shape caches now hold a few small tuples."""
     x = np.ones((1, 1, 2, 2), np.float32)
     w = np.ones((1, 1, 3, 3), np.float32)
-    kwargs = dict(stride=(4 * 10 ** 5, 1))
+    kwargs = dict(stride=(4 * 10**5, 1))
     gc.collect()
     tracemalloc.start()
     try:
@@ -141,21 +141,21 @@ def test_nothing_stays_after_release_workspace_at_a_huge_stride(routes):
         with engine.forced_routes(*routes):
             y = ct.conv2d_transpose(x, w, **kwargs)
             grads = ct.conv2d_transpose_backward(x, w, y, **kwargs)
-        assert y.shape == (1, 1, 8 * 10 ** 5, 2)
+        assert y.shape == (1, 1, 8 * 10**5, 2)
         del y, grads
         engine.release_workspace()
         gc.collect()
         resident = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert resident <= 64 * 2 ** 10, resident
+    assert resident <= 64 * 2**10, resident
 
 
 @pytest.mark.parametrize("routes", [("col2im", "im2col"), ("phases", "phases"), (None, None)])
 def test_a_single_image_larger_than_the_budget_is_split(routes):
     """One 16x64x64 image needs about 2.7 MiB of columns; with a 256 KiB budget every route
     splits it (output channels, or bands of rows) and stays within the budget."""
-    budget = 256 * 2 ** 10
+    budget = 256 * 2**10
     engine.set_chunk_bytes(budget)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 16, 64, 64)).astype(np.float32)
@@ -163,7 +163,7 @@ def test_a_single_image_larger_than_the_budget_is_split(routes):
     kwargs = dict(stride=2)
     (forward, _, y), (backward, _, grads) = both_directions(x, w, kwargs, routes)
     assert forward <= budget + SLACK and backward <= budget + SLACK, (forward, backward)
-    engine.set_chunk_bytes(64 * 2 ** 20)
+    engine.set_chunk_bytes(64 * 2**20)
     with engine.forced_routes(*routes):
         whole = ct.conv2d_transpose(x, w, **kwargs)
         whole_grads = ct.conv2d_transpose_backward(x, w, np.ones_like(whole), **kwargs)
@@ -174,7 +174,7 @@ def test_a_single_image_larger_than_the_budget_is_split(routes):
 
 def test_the_planner_leaves_channels_last_for_col2im_when_an_image_exceeds_the_budget():
     """col2im_nhwc cannot split an image: above the budget, col2im (which can) is used."""
-    budget = 256 * 2 ** 10
+    budget = 256 * 2**10
     engine.set_chunk_bytes(budget)
     x = np.random.default_rng(3).standard_normal((1, 4, 64, 4)).astype(np.float32)
     w = np.random.default_rng(4).standard_normal((4, 64, 3, 3)).astype(np.float32)
@@ -185,7 +185,7 @@ def test_the_planner_leaves_channels_last_for_col2im_when_an_image_exceeds_the_b
     with engine.forced_routes("col2im_nhwc"):
         forced, _, _ = working_bytes(lambda: ct.conv2d_transpose(x, w, stride=2))
     assert forced > budget + SLACK  # forcing bypasses the planner: one image, unsplit
-    engine.set_chunk_bytes(64 * 2 ** 20)
+    engine.set_chunk_bytes(64 * 2**20)
     with engine.forced_routes("col2im"):
         np.testing.assert_allclose(y, ct.conv2d_transpose(x, w, stride=2), rtol=1e-5, atol=1e-5)
 
@@ -196,7 +196,7 @@ def test_a_large_batch_stays_within_the_budget(routes, depthwise):
     """64 images, a 256 KiB budget: the chunks' working memory stays within it. Depthwise
     products run their chunks on the 2-thread pool, which share the budget (each thread
     has its own NumPy buffers: one SLACK each)."""
-    budget = 256 * 2 ** 10
+    budget = 256 * 2**10
     engine.set_chunk_bytes(budget)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)

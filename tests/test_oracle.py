@@ -24,15 +24,25 @@ def random_case(seed):
         dilation = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
         mode = MODES[seed % 3]
         padding = tuple(int(p) for p in rng.integers(0, 4, 4)) if mode == "pad" else 0
-        output_padding = (tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-                          if mode == "pad" else 0)
+        output_padding = (
+            tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation)) if mode == "pad" else 0
+        )
         h, w = int(rng.integers(1, 7)), int(rng.integers(1, 7))
         full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel)]
         if mode == "pad" and (full[0] - padding[0] - padding[1] < 1 or full[1] - padding[2] - padding[3] < 1):
             continue
-        cfg = dict(in_channels=cin, out_channels=cout, kernel_size=kernel, stride=stride, pad_mode=mode,
-                   padding=padding, output_padding=output_padding, dilation=dilation, group=group,
-                   has_bias=bool(rng.integers(0, 2)))
+        cfg = dict(
+            in_channels=cin,
+            out_channels=cout,
+            kernel_size=kernel,
+            stride=stride,
+            pad_mode=mode,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            group=group,
+            has_bias=bool(rng.integers(0, 2)),
+        )
         x = rng.standard_normal((int(rng.integers(1, 3)), cin, h, w)).astype(np.float32)
         wt = rng.standard_normal((cin, cout // group) + kernel).astype(np.float32)
         b = rng.standard_normal(cout).astype(np.float32) if cfg["has_bias"] else None

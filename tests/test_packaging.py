@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_import_leaves_frameworks_out():
-    code = ("import sys, convtranspose, convtranspose.ckpt; "
-            "print(sorted(m for m in ('torch', 'jax', 'flax', 'safetensors', 'ml_dtypes') if m in sys.modules))")
+    code = (
+        "import sys, convtranspose, convtranspose.ckpt; "
+        "print(sorted(m for m in ('torch', 'jax', 'flax', 'safetensors', 'ml_dtypes') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 

@@ -61,6 +61,7 @@ def float64_context(engine):
 
 # ---------------------------------------------------------------------------- strategies
 
+
 def _pair_form(draw, first, second):
     """``first`` as an int when both axes agree and a coin says so, else the 2-tuple."""
     if first == second and draw(st.booleans()):
@@ -129,16 +130,25 @@ def valid_cases(draw, loop_budget=ORACLE_LOOP, max_size=6, max_batch=2):
             pads = tuple(pads)
         windows = (fulls[0] - pads[0] - pads[1], fulls[1] - pads[2] - pads[3])
         padding = pads[0] if len(set(pads)) == 1 and draw(st.booleans()) else pads
-        ops = tuple(draw(st.integers(0, max(s, d) - 1)) if window > 0 else 0
-                    for s, d, window in zip(stride, dilation, windows))
+        ops = tuple(
+            draw(st.integers(0, max(s, d) - 1)) if window > 0 else 0 for s, d, window in zip(stride, dilation, windows)
+        )
         output_padding = _pair_form(draw, *ops)
     else:
         padding = draw(st.sampled_from([0, (0, 0, 0, 0)]))
         output_padding = draw(st.sampled_from([0, (0, 0)]))
-    cfg = dict(in_channels=cin, out_channels=cout, kernel_size=_pair_form(draw, *kernel),
-               stride=_pair_form(draw, *stride), pad_mode=mode, padding=padding,
-               output_padding=output_padding, dilation=_pair_form(draw, *dilation), group=group,
-               has_bias=draw(st.booleans()))
+    cfg = dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=_pair_form(draw, *kernel),
+        stride=_pair_form(draw, *stride),
+        pad_mode=mode,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=_pair_form(draw, *dilation),
+        group=group,
+        has_bias=draw(st.booleans()),
+    )
     return cfg, (n, cin, h, w)
 
 
@@ -151,13 +161,16 @@ def weight_shape(cfg):
 @st.composite
 def arrays_for(draw, cfg, x_shape):
     """float32-representable x, weight, bias: standard normal, or small integers (exact sums)."""
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if draw(st.booleans()):
+
         def values(shape):
             return rng.standard_normal(shape).astype(np.float32)
     else:
+
         def values(shape):
             return rng.integers(-4, 5, shape).astype(np.float32)
+
     x, w = values(x_shape), values(weight_shape(cfg))
     b = values((cfg["out_channels"],)) if cfg["has_bias"] else None
     return x, w, b, rng
@@ -165,8 +178,9 @@ def arrays_for(draw, cfg, x_shape):
 
 def output_shape(cfg, x_shape):
     """The output shape by the oracle's own geometry (no loop, no library code)."""
-    *_, (rows, cols) = reference._geometry(x_shape, weight_shape(cfg), cfg["stride"], cfg["pad_mode"],
-                                           cfg["padding"], cfg["dilation"])
+    *_, (rows, cols) = reference._geometry(
+        x_shape, weight_shape(cfg), cfg["stride"], cfg["pad_mode"], cfg["padding"], cfg["dilation"]
+    )
     op = cfg["output_padding"]
     op_h, op_w = op if isinstance(op, tuple) else (op, op)
     return (x_shape[0], cfg["out_channels"], rows + op_h, cols + op_w)
@@ -195,6 +209,7 @@ def numpy_routes(engine, draw):
     if engine.name != "numpy":
         return contextlib.nullcontext()
     from convtranspose._engines import numpy as numpy_engine
+
     forward = draw(st.sampled_from([None] + sorted(numpy_engine.FORWARD_ROUTES)))
     backward = draw(st.sampled_from([None] + sorted(numpy_engine.BACKWARD_ROUTES)))
     note(f"numpy routes: forward={forward}, backward={backward}")
@@ -202,6 +217,7 @@ def numpy_routes(engine, draw):
 
 
 # ---------------------------------------------------------------------------- properties
+
 
 def test_every_valid_configuration_matches_the_float64_oracle(engine):
     """float32 within the golden tolerance, float64 to float64 precision, output and gradients."""
@@ -252,8 +268,9 @@ def test_gradients_are_the_adjoints_of_the_forward_in_float64(engine):
         note(f"sums: {sums}, scale {scale:.3g}")
         assert abs(sums["<x, dx>"] - sums["<w, dw>"]) <= scale, f"{engine.name}: <x, dx> != <w, dw>: {sums}"
         bias_part = sums.get("<b, db>", 0.0)
-        assert abs(sums["<y, g>"] - sums["<x, dx>"] - bias_part) <= scale, \
+        assert abs(sums["<y, g>"] - sums["<x, dx>"] - bias_part) <= scale, (
             f"{engine.name}: <y, g> != <x, dx> + <b, db>: {sums}"
+        )
 
     check()
 
@@ -282,9 +299,18 @@ def over_cropped_cases(draw):
     ops[axis] = op
     size = [3, 3]
     size[axis] = h
-    cfg = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, pad_mode="pad",
-               padding=tuple(pads), output_padding=tuple(ops), dilation=d, group=group,
-               has_bias=draw(st.booleans()))
+    cfg = dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=k,
+        stride=s,
+        pad_mode="pad",
+        padding=tuple(pads),
+        output_padding=tuple(ops),
+        dilation=d,
+        group=group,
+        has_bias=draw(st.booleans()),
+    )
     return cfg, (1, cin, size[0], size[1]), ("height", "width")[axis]
 
 
@@ -294,9 +320,24 @@ def test_a_crop_that_leaves_no_rows_is_refused_naming_the_padding(engine):
     @given(case=over_cropped_cases())
     # Found by the suite: no rows in, a zero-length window, and output_padding on the height axis,
     # with all-zero padding.
-    @example(case=(dict(in_channels=1, out_channels=1, kernel_size=2, stride=2, pad_mode="pad",
-                        padding=(0, 0, 0, 0), output_padding=(1, 0), dilation=1, group=1,
-                        has_bias=False), (1, 1, 0, 3), "height"))
+    @example(
+        case=(
+            dict(
+                in_channels=1,
+                out_channels=1,
+                kernel_size=2,
+                stride=2,
+                pad_mode="pad",
+                padding=(0, 0, 0, 0),
+                output_padding=(1, 0),
+                dilation=1,
+                group=1,
+                has_bias=False,
+            ),
+            (1, 1, 0, 3),
+            "height",
+        )
+    )
     @counted
     def check(case):
         cfg, x_shape, axis = case

@@ -28,17 +28,41 @@ GEOMETRY = ("stride", "pad_mode", "padding", "output_padding", "dilation", "grou
 # windows and empty inputs.
 CONFIGS = {
     "pad_sym": dict(in_channels=4, out_channels=6, kernel_size=4, stride=2, pad_mode="pad", padding=1),
-    "pad_top_heavy": dict(in_channels=3, out_channels=4, kernel_size=5, stride=2, pad_mode="pad",
-                          padding=(3, 0, 0, 2), output_padding=(1, 0)),
+    "pad_top_heavy": dict(
+        in_channels=3,
+        out_channels=4,
+        kernel_size=5,
+        stride=2,
+        pad_mode="pad",
+        padding=(3, 0, 0, 2),
+        output_padding=(1, 0),
+    ),
     "same_odd": dict(in_channels=4, out_channels=4, kernel_size=(3, 4), stride=2, group=2),
     "same_short_kernel": dict(in_channels=2, out_channels=3, kernel_size=2, stride=4),
     "valid_short_kernel": dict(in_channels=2, out_channels=3, kernel_size=(1, 3), stride=(3, 4), pad_mode="valid"),
-    "valid_dilated": dict(in_channels=3, out_channels=6, kernel_size=3, stride=2, dilation=(2, 3), pad_mode="valid",
-                          group=3),
-    "pad_dilation_over_stride": dict(in_channels=2, out_channels=4, kernel_size=3, stride=1, dilation=3,
-                                     pad_mode="pad", padding=(2, 5, 0, 1), output_padding=(2, 1)),
-    "depthwise": dict(in_channels=4, out_channels=4, kernel_size=3, stride=2, pad_mode="pad", padding=(0, 1, 1, 0),
-                      output_padding=1, group=4),
+    "valid_dilated": dict(
+        in_channels=3, out_channels=6, kernel_size=3, stride=2, dilation=(2, 3), pad_mode="valid", group=3
+    ),
+    "pad_dilation_over_stride": dict(
+        in_channels=2,
+        out_channels=4,
+        kernel_size=3,
+        stride=1,
+        dilation=3,
+        pad_mode="pad",
+        padding=(2, 5, 0, 1),
+        output_padding=(2, 1),
+    ),
+    "depthwise": dict(
+        in_channels=4,
+        out_channels=4,
+        kernel_size=3,
+        stride=2,
+        pad_mode="pad",
+        padding=(0, 1, 1, 0),
+        output_padding=1,
+        group=4,
+    ),
 }
 
 
@@ -68,6 +92,7 @@ def _grads(fn, *tensors, grad_out=None):
 
 # ---------------------------------------------------------------------------- the computation
 
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_matches_the_float64_oracle_forward_and_backward(name):
     cfg = CONFIGS[name]
@@ -76,8 +101,11 @@ def test_matches_the_float64_oracle_forward_and_backward(name):
     y_ref = reference.forward(x, w, b, **kwargs)
     g = np.random.default_rng(1).standard_normal(y_ref.shape)
     dx_ref, dw_ref, db_ref = reference.backward(x, w, g, **kwargs)
-    y, dx, dw, db = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **kwargs), *map(torch.from_numpy, (x, w, b)),
-                           grad_out=torch.from_numpy(g))
+    y, dx, dw, db = _grads(
+        lambda x, w, b: conv2d_transpose(x, w, b, **kwargs),
+        *map(torch.from_numpy, (x, w, b)),
+        grad_out=torch.from_numpy(g),
+    )
     for label, got, ref in (("y", y, y_ref), ("dx", dx, dx_ref), ("dw", dw, dw_ref), ("db", db, db_ref)):
         assert_close(got, ref, 1e-10, f"{name} {label}")
 
@@ -96,7 +124,7 @@ def _gradcheck(name, fast_mode):
 
 @pytest.mark.parametrize("name", ["pad_top_heavy", "same_odd", "valid_short_kernel", "pad_dilation_over_stride"])
 def test_gradcheck_and_gradgradcheck_in_float64(name):
-    _gradcheck(name, fast_mode=True)   # random projections of the Jacobians; the slow test checks them whole
+    _gradcheck(name, fast_mode=True)  # random projections of the Jacobians; the slow test checks them whole
 
 
 @pytest.mark.slow
@@ -111,19 +139,22 @@ def test_output_padding_rows_are_exact_zeros_with_no_gradient():
     y, dx, dw, db = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), *tensors)
     assert np.all(y[:, :, -2:, :] == 0) and np.all(y[:, :, :, -1:] == 0)
     window = y.shape[2] - 2, y.shape[3] - 1
-    assert db.tolist() == [window[0] * window[1] * 2] * 4   # ones over the window only
+    assert db.tolist() == [window[0] * window[1] * 2] * 4  # ones over the window only
     loud = torch.ones(y.shape)
-    loud[:, :, -2:, :] = loud[:, :, :, -1:] = 1000.0     # gradients on the appended rows change nothing
+    loud[:, :, -2:, :] = loud[:, :, :, -1:] = 1000.0  # gradients on the appended rows change nothing
     _, dx2, dw2, db2 = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), *tensors, grad_out=loud)
     for a, b in ((dx, dx2), (dw, dw2), (db, db2)):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("x_shape,pad_mode,expected_hw", [
-    ((0, 2, 4, 4), "valid", (9, 9)),     # empty batch
-    ((1, 2, 0, 3), "valid", (1, 7)),     # no input rows: the rows only the bias reaches
-    ((1, 2, 3, 0), "same", (6, 0)),
-])
+@pytest.mark.parametrize(
+    "x_shape,pad_mode,expected_hw",
+    [
+        ((0, 2, 4, 4), "valid", (9, 9)),  # empty batch
+        ((1, 2, 0, 3), "valid", (1, 7)),  # no input rows: the rows only the bias reaches
+        ((1, 2, 3, 0), "same", (6, 0)),
+    ],
+)
 def test_empty_inputs_give_the_bias_only_rows(x_shape, pad_mode, expected_hw):
     net = Conv2dTranspose(2, 3, 3, stride=2, pad_mode=pad_mode, has_bias=True, bias_init="ones")
     x = torch.zeros(x_shape, requires_grad=True)
@@ -137,7 +168,7 @@ def test_empty_inputs_give_the_bias_only_rows(x_shape, pad_mode, expected_hw):
 
 
 def test_a_pad_crop_of_the_whole_result_gives_an_empty_output():
-    net = Conv2dTranspose(2, 3, 3, stride=1, pad_mode="pad", padding=(2, 3, 0, 0))   # 5 rows cropped of 5
+    net = Conv2dTranspose(2, 3, 3, stride=1, pad_mode="pad", padding=(2, 3, 0, 0))  # 5 rows cropped of 5
     x = torch.ones(1, 2, 3, 3, requires_grad=True)
     y = net(x)
     assert y.shape == (1, 3, 0, 5)
@@ -164,6 +195,7 @@ def test_module_matches_the_numpy_layer_with_the_same_seed():
 
 
 # ---------------------------------------------------------------------------- dtypes
+
 
 def test_float16_is_bit_identical_to_the_numpy_engines_mindspore_model():
     """Both engines implement fp16(fp16(conv in fp32) + bias); outputs and gradients agree bit for
@@ -196,24 +228,33 @@ def test_bfloat16_runs_and_matches_float32_at_bfloat16_precision():
     assert y16.dtype == torch.bfloat16 and net16.weight.dtype == torch.bfloat16
     y32 = net32(x.float())
     scale = float(y32.detach().abs().max())
-    assert float((y16.float() - y32).detach().abs().max()) <= 2 ** -7 * (1 + scale)
+    assert float((y16.float() - y32).detach().abs().max()) <= 2**-7 * (1 + scale)
     y16.float().sum().backward()
     assert net16.weight.grad.dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("dtype,expected", [
-    (torch.float16, torch.float16), (torch.float64, torch.float64), (torch.bfloat16, torch.bfloat16),
-    (np.float16, torch.float16), ("float64", torch.float64), ("mindspore.float16", torch.float16),
-    ("bfloat16", torch.bfloat16), ("mindspore.BFloat16", torch.bfloat16),
-])
+@pytest.mark.parametrize(
+    "dtype,expected",
+    [
+        (torch.float16, torch.float16),
+        (torch.float64, torch.float64),
+        (torch.bfloat16, torch.bfloat16),
+        (np.float16, torch.float16),
+        ("float64", torch.float64),
+        ("mindspore.float16", torch.float16),
+        ("bfloat16", torch.bfloat16),
+        ("mindspore.BFloat16", torch.bfloat16),
+    ],
+)
 def test_dtype_takes_torch_numpy_and_mindspore_names(dtype, expected):
     net = Conv2dTranspose(2, 4, 3, has_bias=True, dtype=dtype)
     assert net.weight.dtype == expected and net.bias.dtype == expected
     assert net(torch.ones(1, 2, 3, 3, dtype=expected)).dtype == expected
 
 
-@pytest.mark.parametrize("dtype,error", [(torch.int32, TypeError), (torch.complex64, TypeError),
-                                         ("int8", TypeError), (None, ValueError)])
+@pytest.mark.parametrize(
+    "dtype,error", [(torch.int32, TypeError), (torch.complex64, TypeError), ("int8", TypeError), (None, ValueError)]
+)
 def test_bad_dtypes_are_refused_at_construction(dtype, error):
     with pytest.raises(error, match="dtype"):
         Conv2dTranspose(2, 4, 3, dtype=dtype)
@@ -224,7 +265,7 @@ def test_an_array_or_tensor_initializer_keeps_its_dtype():
     net = Conv2dTranspose(2, 4, 3, weight_init=weight, has_bias=True, bias_init=torch.ones(4, dtype=torch.float16))
     assert net.weight.dtype == torch.float64 and net.bias.dtype == torch.float16
     assert torch.all(net.weight == 0.5) and torch.all(net.bias == 1)
-    with pytest.raises(TypeError, match="bias"):   # MindSpore: mixed parameter dtypes fail at the call
+    with pytest.raises(TypeError, match="bias"):  # MindSpore: mixed parameter dtypes fail at the call
         net(torch.ones(1, 2, 3, 3, dtype=torch.float64))
 
 
@@ -247,16 +288,20 @@ def test_vmap_over_the_bias_alone():
         torch.testing.assert_close(batched[index], conv2d_transpose(x, w, bias, stride=2))
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(stride=(1, 2 ** 31), pad_mode="pad", padding=(0, 0, 2 ** 31, 2 ** 31)), ("stride=(1, 2147483648)", "2**31")),
-    (dict(dilation=(2 ** 31, 1), pad_mode="pad", padding=(2 ** 31, 0, 0, 0)), ("dilation=(2147483648, 1)",)),
-    (dict(stride=(1, 2 ** 30), pad_mode="pad", padding=(0, 0, 2 ** 31 - 1, 0)), ("uncropped kernel output", "stride=")),
-], ids=["stride 2**31", "dilation 2**31", "an asymmetric crop of 2**31 columns"])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(stride=(1, 2**31), pad_mode="pad", padding=(0, 0, 2**31, 2**31)), ("stride=(1, 2147483648)", "2**31")),
+        (dict(dilation=(2**31, 1), pad_mode="pad", padding=(2**31, 0, 0, 0)), ("dilation=(2147483648, 1)",)),
+        (dict(stride=(1, 2**30), pad_mode="pad", padding=(0, 0, 2**31 - 1, 0)), ("uncropped kernel output", "stride=")),
+    ],
+    ids=["stride 2**31", "dilation 2**31", "an asymmetric crop of 2**31 columns"],
+)
 def test_what_pytorchs_kernels_cannot_take_is_a_value_error_naming_it(kwargs, words):
     """Found in review: a 32-bit stride wrapped around inside PyTorch's kernel (a RuntimeError), and
     an asymmetric crop of a huge uncropped result ran out of memory. The NumPy engine computes both."""
     x, w = torch.randn(1, 2, 2, 3), torch.randn(2, 3, 2, 2)
-    expected = ct.conv2d_transpose(x.numpy(), w.numpy(), **kwargs)   # valid, and small
+    expected = ct.conv2d_transpose(x.numpy(), w.numpy(), **kwargs)  # valid, and small
     assert expected.size <= 36
     with pytest.raises(ValueError) as info:
         conv2d_transpose(x, w, **kwargs)
@@ -265,17 +310,21 @@ def test_what_pytorchs_kernels_cannot_take_is_a_value_error_naming_it(kwargs, wo
 
 # ---------------------------------------------------------------------------- construction
 
-@pytest.mark.parametrize("kwargs", [
-    dict(in_channels=2, out_channels=4, kernel_size=True),
-    dict(in_channels=2, out_channels=4, kernel_size=(3, 3, 3)),
-    dict(in_channels=2, out_channels=4, kernel_size=3, pad_mode="SAME"),
-    dict(in_channels=2, out_channels=4, kernel_size=3, padding=1),
-    dict(in_channels=3, out_channels=4, kernel_size=3, group=2),
-    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init="constant"),
-    dict(in_channels=2, out_channels=4, kernel_size=3, has_bias=True, bias_init="xavier_uniform"),
-    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=np.ones((4, 2, 3, 3), np.float32)),
-    dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=torch.ones(4, 2, 3, 3)),
-])
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=2, out_channels=4, kernel_size=True),
+        dict(in_channels=2, out_channels=4, kernel_size=(3, 3, 3)),
+        dict(in_channels=2, out_channels=4, kernel_size=3, pad_mode="SAME"),
+        dict(in_channels=2, out_channels=4, kernel_size=3, padding=1),
+        dict(in_channels=3, out_channels=4, kernel_size=3, group=2),
+        dict(in_channels=2, out_channels=4, kernel_size=3, weight_init="constant"),
+        dict(in_channels=2, out_channels=4, kernel_size=3, has_bias=True, bias_init="xavier_uniform"),
+        dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=np.ones((4, 2, 3, 3), np.float32)),
+        dict(in_channels=2, out_channels=4, kernel_size=3, weight_init=torch.ones(4, 2, 3, 3)),
+    ],
+)
 def test_construction_errors_are_the_numpy_layers(kwargs):
     numpy_kwargs = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     with pytest.raises((TypeError, ValueError)) as expected:
@@ -294,26 +343,38 @@ def test_reset_parameters_redraws_reproducibly_and_restores_arrays():
     ct.set_seed(3)
     net.reset_parameters()
     assert all(torch.equal(p, f) for p, f in zip(net.parameters(), first))
-    assert float(net.weight.detach().std()) == pytest.approx(0.01, rel=0.2)   # Normal(sigma=0.01), MindSpore's default
+    assert float(net.weight.detach().std()) == pytest.approx(0.01, rel=0.2)  # Normal(sigma=0.01), MindSpore's default
 
     fixed = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     net = Conv2dTranspose(2, 3, 2, weight_init=fixed).to(torch.float64)
     with torch.no_grad():
         net.weight.zero_()
     net.reset_parameters()
-    assert net.weight.dtype == torch.float64    # the current dtype is kept
+    assert net.weight.dtype == torch.float64  # the current dtype is kept
     np.testing.assert_array_equal(net.weight.detach().numpy(), fixed)
 
 
 def test_extra_repr_shows_what_differs_from_the_defaults():
     assert repr(Conv2dTranspose(2, 4, 3)) == "Conv2dTranspose(2, 4, kernel_size=(3, 3))"
-    net = Conv2dTranspose(2, 4, (3, 2), stride=2, pad_mode="pad", padding=(1, 0, 2, 1), output_padding=1,
-                          dilation=(1, 2), group=2, has_bias=True, weight_init="normal",
-                          bias_init=np.zeros(4, np.float32))
+    net = Conv2dTranspose(
+        2,
+        4,
+        (3, 2),
+        stride=2,
+        pad_mode="pad",
+        padding=(1, 0, 2, 1),
+        output_padding=1,
+        dilation=(1, 2),
+        group=2,
+        has_bias=True,
+        weight_init="normal",
+        bias_init=np.zeros(4, np.float32),
+    )
     assert net.extra_repr() == (
         "2, 4, kernel_size=(3, 2), stride=(2, 2), pad_mode='pad', padding=(1, 0, 2, 1), output_padding=(1, 1), "
         "dilation=(1, 2), group=2, has_bias=True, weight_init='normal', "
-        "bias_init=array(shape=(4,), dtype=float32)")
+        "bias_init=array(shape=(4,), dtype=float32)"
+    )
 
 
 def test_state_dict_keys_device_and_to():
@@ -339,15 +400,19 @@ def test_deepcopy_and_pickle_keep_the_layer():
 
 # ---------------------------------------------------------------------------- call-time errors
 
-@pytest.mark.parametrize("x,error,match", [
-    (np.ones((1, 2, 3, 3), np.float32), TypeError, r"x must be a torch.Tensor.*torch.from_numpy"),
-    ([[[[1.0]]]], TypeError, "x must be a torch.Tensor"),
-    (torch.ones(2, 3, 3), ValueError, r"x must be 4-D"),
-    (torch.ones(1, 3, 3, 3), ValueError, r"in_channels=2"),
-    (torch.ones(1, 2, 3, 3, dtype=torch.float64), TypeError, r"x must have the parameters' dtype"),
-    (torch.ones(1, 2, 3, 3, dtype=torch.int64), TypeError, r"x must have the parameters' dtype"),
-    (torch.ones(1, 2, 3, 3, device="meta"), ValueError, r"x must be on the parameters' device cpu"),
-])
+
+@pytest.mark.parametrize(
+    "x,error,match",
+    [
+        (np.ones((1, 2, 3, 3), np.float32), TypeError, r"x must be a torch.Tensor.*torch.from_numpy"),
+        ([[[[1.0]]]], TypeError, "x must be a torch.Tensor"),
+        (torch.ones(2, 3, 3), ValueError, r"x must be 4-D"),
+        (torch.ones(1, 3, 3, 3), ValueError, r"in_channels=2"),
+        (torch.ones(1, 2, 3, 3, dtype=torch.float64), TypeError, r"x must have the parameters' dtype"),
+        (torch.ones(1, 2, 3, 3, dtype=torch.int64), TypeError, r"x must have the parameters' dtype"),
+        (torch.ones(1, 2, 3, 3, device="meta"), ValueError, r"x must be on the parameters' device cpu"),
+    ],
+)
 def test_call_errors_name_the_argument(x, error, match):
     net = Conv2dTranspose(2, 4, 3, has_bias=True)
     with pytest.raises(error, match=match):
@@ -355,7 +420,7 @@ def test_call_errors_name_the_argument(x, error, match):
 
 
 def test_call_errors_from_the_shared_core():
-    with pytest.raises(ValueError, match="output_padding"):       # range: checked at the call, as MindSpore
+    with pytest.raises(ValueError, match="output_padding"):  # range: checked at the call, as MindSpore
         Conv2dTranspose(2, 4, 3, stride=2, pad_mode="pad", output_padding=2)(torch.ones(1, 2, 3, 3))
     with pytest.raises(ValueError, match="pad_mode='pad'"):
         Conv2dTranspose(2, 4, 3, stride=2, output_padding=1)(torch.ones(1, 2, 3, 3))
@@ -386,12 +451,16 @@ def test_functional_errors_name_the_argument():
 
 # ---------------------------------------------------------------------------- from PyTorch
 
-@pytest.mark.parametrize("kwargs", [
-    dict(stride=2, padding=1, output_padding=1),
-    dict(stride=(2, 3), padding=(2, 1), output_padding=(0, 1), dilation=(1, 2), groups=2, bias=False),
-    dict(stride=1, padding=0),
-    dict(stride=3, padding=(2, 2), output_padding=2, dilation=2),
-])
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(stride=2, padding=1, output_padding=1),
+        dict(stride=(2, 3), padding=(2, 1), output_padding=(0, 1), dilation=(1, 2), groups=2, bias=False),
+        dict(stride=1, padding=0),
+        dict(stride=3, padding=(2, 2), output_padding=2, dilation=2),
+    ],
+)
 def test_from_torch_computes_what_conv_transpose2d_computes(kwargs):
     torch.manual_seed(0)
     conv = torch.nn.ConvTranspose2d(4, 6, (3, 4), **kwargs).double()
@@ -416,6 +485,7 @@ def test_from_torch_refuses_what_mindspore_cannot_express():
 
 # ---------------------------------------------------------------------------- checkpoints
 
+
 class _Decoder(torch.nn.Module):
     """The network of golden/make_ckpts.py: up1, ReLU, then blocks (two layers)."""
 
@@ -431,12 +501,14 @@ class _Decoder(torch.nn.Module):
 def test_a_mindspore_checkpoint_loads_with_load_state_dict_and_saves_back(tmp_path):
     path = golden_path("ckpt/decoder.ckpt")
     expected = np.load(GOLDEN / "ckpt" / "expected.npz")
-    configs = [{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-               for cfg in json.loads(str(expected["configs"]))]
+    configs = [
+        {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+        for cfg in json.loads(str(expected["configs"]))
+    ]
     net = _Decoder(configs)
     arrays = ckpt.load(path)
     params = {name: torch.from_numpy(value) for name, value in arrays.items() if name in net.state_dict()}
-    assert sorted(params) == sorted(net.state_dict())     # every parameter of the network is in the file
+    assert sorted(params) == sorted(net.state_dict())  # every parameter of the network is in the file
     net.load_state_dict(params)
     y = net(torch.from_numpy(expected["x"])).detach().numpy()
     assert_close(y, expected["y"], 1e-4, "decoder output")
@@ -466,7 +538,7 @@ def test_cuda_matches_the_cpu(name, dtype, tol):
     cuda = copy.deepcopy(cpu).to("cuda")
     assert cuda.weight.is_cuda and torch.backends.cudnn.is_available()
     x = torch.randn(3, cfg["in_channels"], 6, 5).to(dtype)
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):   # TF32 would round float32 to 10 bits
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 would round float32 to 10 bits
         got = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), x.cuda(), cuda.weight, cuda.bias)
     expected = _grads(lambda x, w, b: conv2d_transpose(x, w, b, **_geometry(cfg)), x, cpu.weight, cpu.bias)
     for label, a, b in zip(("y", "dx", "dw", "db"), got, expected):
@@ -478,8 +550,7 @@ def test_cuda_matches_the_cpu(name, dtype, tol):
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_module_trains_and_calls_from_the_wrong_device_fail():
-    net = Conv2dTranspose(4, 6, 3, stride=2, pad_mode="pad", padding=1, output_padding=1, has_bias=True,
-                          device="cuda")
+    net = Conv2dTranspose(4, 6, 3, stride=2, pad_mode="pad", padding=1, output_padding=1, has_bias=True, device="cuda")
     y = net(torch.randn(2, 4, 5, 5, device="cuda"))
     y.square().mean().backward()
     assert net.weight.grad.is_cuda and net.bias.grad.is_cuda

@@ -18,16 +18,18 @@ from convtranspose.torch import Conv2dTranspose  # noqa: E402
 
 WORLD = 2
 STEPS = 3
-BATCH = 4   # per step, split evenly over the processes
+BATCH = 4  # per step, split evenly over the processes
 
 
 def _network():
-    ct.set_seed(0)   # the initializers draw from convtranspose's generator, in every process alike
+    ct.set_seed(0)  # the initializers draw from convtranspose's generator, in every process alike
     return torch.nn.Sequential(
-        Conv2dTranspose(4, 6, 3, stride=2, pad_mode="pad", padding=(1, 0, 0, 1), output_padding=1, group=2,
-                        has_bias=True),
+        Conv2dTranspose(
+            4, 6, 3, stride=2, pad_mode="pad", padding=(1, 0, 0, 1), output_padding=1, group=2, has_bias=True
+        ),
         torch.nn.ReLU(),
-        Conv2dTranspose(6, 2, 2, stride=2, pad_mode="same", has_bias=True))
+        Conv2dTranspose(6, 2, 2, stride=2, pad_mode="same", has_bias=True),
+    )
 
 
 def _data():
@@ -51,10 +53,11 @@ def _replica(rank, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         from torch.nn.parallel import DistributedDataParallel
+
         net = DistributedDataParallel(_network())
         xs, targets = _data()
         half = BATCH // WORLD
-        _train(net, xs[:, rank * half:(rank + 1) * half], targets[:, rank * half:(rank + 1) * half])
+        _train(net, xs[:, rank * half : (rank + 1) * half], targets[:, rank * half : (rank + 1) * half])
         torch.save(net.module.state_dict(), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -69,8 +72,9 @@ def _free_port():
 def test_ddp_replicas_agree_with_each_other_and_with_one_process(tmp_path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    context = torch.multiprocessing.start_processes(_replica, args=(_free_port(), str(tmp_path)), nprocs=WORLD,
-                                                    join=False, start_method="spawn")
+    context = torch.multiprocessing.start_processes(
+        _replica, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + 180
     while not context.join(timeout=5):
         if time.monotonic() > deadline:

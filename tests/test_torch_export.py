@@ -16,8 +16,18 @@ from convtranspose.torch import Conv2dTranspose, conv2d_transpose  # noqa: E402
 LAYERS = [
     dict(in_channels=4, out_channels=6, kernel_size=(3, 4), stride=2, pad_mode="same", group=2, has_bias=True),
     dict(in_channels=6, out_channels=4, kernel_size=2, stride=3, pad_mode="valid", has_bias=True),
-    dict(in_channels=4, out_channels=4, kernel_size=3, stride=2, pad_mode="pad", padding=(3, 0, 1, 2),
-         output_padding=(1, 0), dilation=(1, 2), group=2, has_bias=True),
+    dict(
+        in_channels=4,
+        out_channels=4,
+        kernel_size=3,
+        stride=2,
+        pad_mode="pad",
+        padding=(3, 0, 1, 2),
+        output_padding=(1, 0),
+        dilation=(1, 2),
+        group=2,
+        has_bias=True,
+    ),
 ]
 X_SHAPE = (2, 4, 3, 5)
 
@@ -53,11 +63,12 @@ def _assert_same(got, expected, rtol=1e-5):
 
 # ---------------------------------------------------------------------------- torch.compile
 
+
 def test_compile_fullgraph_matches_eager_forward_and_backward():
     net = _network()
     x = torch.randn(X_SHAPE)
     expected = _run(net, x)
-    compiled = torch.compile(net, fullgraph=True)   # fullgraph: any graph break is an error
+    compiled = torch.compile(net, fullgraph=True)  # fullgraph: any graph break is an error
     _assert_same(_run(compiled, x), expected)
 
 
@@ -65,7 +76,7 @@ def test_compile_fullgraph_matches_eager_forward_and_backward():
 def test_compile_with_a_changing_batch_size_recompiles_dynamic_and_matches_eager():
     net = _network()
     compiled = torch.compile(net, fullgraph=True)
-    for batch in (2, 3, 6):   # the second size makes dynamo trace the batch as a symbol
+    for batch in (2, 3, 6):  # the second size makes dynamo trace the batch as a symbol
         x = torch.randn(batch, *X_SHAPE[1:])
         _assert_same(_run(compiled, x), _run(net, x))
 
@@ -78,7 +89,7 @@ def test_compile_each_layer_matches_eager(index, dtype):
     x = torch.randn(2, LAYERS[index]["in_channels"], 4, 3).to(dtype)
     expected = _run(net, x)
     got = _run(torch.compile(net, fullgraph=True), x)
-    if dtype == torch.float16:   # the compiled float32 sums may round to the neighbouring float16
+    if dtype == torch.float16:  # the compiled float32 sums may round to the neighbouring float16
         _assert_same(got, expected, rtol=2e-3)
     else:
         _assert_same(got, expected)
@@ -96,6 +107,7 @@ def test_compile_functional_and_dynamic_batch():
 
 # ---------------------------------------------------------------------------- torch.export
 
+
 def test_export_with_a_dynamic_batch_matches_eager():
     net = _network().eval()
     batch = torch.export.Dim("batch")
@@ -110,21 +122,21 @@ def test_export_with_a_dynamic_batch_matches_eager():
 
 # ---------------------------------------------------------------------------- ONNX
 
+
 def test_onnx_export_runs_in_onnxruntime_with_a_dynamic_batch(tmp_path):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     net = _network().eval()
-    program = torch.onnx.export(net, (torch.randn(X_SHAPE),),
-                                dynamic_shapes={"input": {0: torch.export.Dim("batch")}})
+    program = torch.onnx.export(net, (torch.randn(X_SHAPE),), dynamic_shapes={"input": {0: torch.export.Dim("batch")}})
     path = tmp_path / "model.onnx"
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    assert isinstance(session.get_inputs()[0].shape[0], str)   # a named, dynamic batch axis
+    assert isinstance(session.get_inputs()[0].shape[0], str)  # a named, dynamic batch axis
     for n in (2, 5):
         x = torch.randn(n, *X_SHAPE[1:])
         (got,) = session.run(None, {name: x.numpy()})
         expected = net(x).detach().numpy()
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-        assert np.all(got[:, :, -1, :] == 0)   # the last layer's output_padding row
+        assert np.all(got[:, :, -1, :] == 0)  # the last layer's output_padding row

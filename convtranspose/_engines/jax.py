@@ -115,8 +115,10 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
         forward = "col2im_nhwc"
     else:
         forward = "col2im"
-    cropped_away = any(plan.crop_before + max(plan.crop_after, 0) > 4 * plan.window_length(n) + 64
-                       for plan, n in zip(spec.axes, x_shape[2:]))
+    cropped_away = any(
+        plan.crop_before + max(plan.crop_after, 0) > 4 * plan.window_length(n) + 64
+        for plan, n in zip(spec.axes, x_shape[2:])
+    )
     dx = "conv" if group == 1 and not cropped_away else "im2col"
     overlap = any(plan.effective_kernel > plan.stride for plan in spec.axes)
     dweight = "conv" if overlap and group == 1 and not cropped_away else "im2col"
@@ -124,6 +126,7 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
 
 
 # ---------------------------------------------------------------------------- geometry
+
 
 class _Phase(NamedTuple):
     """Window rows ``start, start + s, ...`` (``count`` of them) and the taps reaching them.
@@ -186,13 +189,25 @@ def _tap_slices(grad_window: jax.Array, spec: Conv2dTransposeSpec, h: int, w: in
                 yield kh, kw, jnp.zeros((n, cout, h, w), grad_window.dtype)
                 continue
             (in_rows, out_rows), (in_cols, out_cols) = rows, cols
-            part = lax.slice(grad_window, (0, 0, out_rows.start, out_cols.start),
-                             (n, cout, out_rows.stop, out_cols.stop), (1, 1, out_rows.step, out_cols.step))
-            yield kh, kw, lax.pad(part, zero, ((0, 0, 0), (0, 0, 0), (in_rows.start, h - in_rows.stop, 0),
-                                               (in_cols.start, w - in_cols.stop, 0)))
+            part = lax.slice(
+                grad_window,
+                (0, 0, out_rows.start, out_cols.start),
+                (n, cout, out_rows.stop, out_cols.stop),
+                (1, 1, out_rows.step, out_cols.step),
+            )
+            yield (
+                kh,
+                kw,
+                lax.pad(
+                    part,
+                    zero,
+                    ((0, 0, 0), (0, 0, 0), (in_rows.start, h - in_rows.stop, 0), (in_cols.start, w - in_cols.stop, 0)),
+                ),
+            )
 
 
 # ---------------------------------------------------------------------------- forward
+
 
 def _interleave(blocks: List[List[jax.Array]], window: Tuple[int, int]) -> jax.Array:
     """Phase blocks ``blocks[ph][pw]`` of shape ``(N, C, M_h, M_w)`` -> the window.
@@ -201,14 +216,20 @@ def _interleave(blocks: List[List[jax.Array]], window: Tuple[int, int]) -> jax.A
     merging the two axes puts row ``m*P + p`` in place (``P = s``, or ``P = window < s`` with
     ``M = 1``); the last phases may be one row short and were padded, so the merge is cropped.
     """
-    rows = [jnp.stack(row, axis=-1) for row in blocks]     # (N, C, M_h, M_w, P_w)
-    y = jnp.stack(rows, axis=-3)                           # (N, C, M_h, P_h, M_w, P_w)
+    rows = [jnp.stack(row, axis=-1) for row in blocks]  # (N, C, M_h, M_w, P_w)
+    y = jnp.stack(rows, axis=-3)  # (N, C, M_h, P_h, M_w, P_w)
     n, c, m_h, p_h, m_w, p_w = y.shape
-    return y.reshape(n, c, m_h * p_h, m_w * p_w)[:, :, :window[0], :window[1]]
+    return y.reshape(n, c, m_h * p_h, m_w * p_w)[:, :, : window[0], : window[1]]
 
 
-def _phase_sums(slab: Callable[[int, int, slice, slice], jax.Array], spec: Conv2dTransposeSpec,
-                n: int, h: int, w: int, dtype: jnp.dtype) -> jax.Array:
+def _phase_sums(
+    slab: Callable[[int, int, slice, slice], jax.Array],
+    spec: Conv2dTransposeSpec,
+    n: int,
+    h: int,
+    w: int,
+    dtype: jnp.dtype,
+) -> jax.Array:
     """The window as a sum of tap contributions per stride phase.
 
     ``slab(kh, kw, rows, cols)`` gives one tap's contribution ``(N, Cout, len(rows), len(cols))``
@@ -224,9 +245,16 @@ def _phase_sums(slab: Callable[[int, int, slice, slice], jax.Array], spec: Conv2
             for kh, first_h, stop_h, at_h in phase_h.taps:
                 for kw, first_w, stop_w, at_w in phase_w.taps:
                     part = slab(kh, kw, slice(first_h, stop_h), slice(first_w, stop_w))
-                    acc = acc + lax.pad(part, jnp.zeros((), dtype), (
-                        (0, 0, 0), (0, 0, 0), (at_h, m_h - at_h - (stop_h - first_h), 0),
-                        (at_w, m_w - at_w - (stop_w - first_w), 0)))
+                    acc = acc + lax.pad(
+                        part,
+                        jnp.zeros((), dtype),
+                        (
+                            (0, 0, 0),
+                            (0, 0, 0),
+                            (at_h, m_h - at_h - (stop_h - first_h), 0),
+                            (at_w, m_w - at_w - (stop_w - first_w), 0),
+                        ),
+                    )
             row.append(acc)
         blocks.append(row)
     return _interleave(blocks, (spec.axes[0].window_length(h), spec.axes[1].window_length(w)))
@@ -241,26 +269,28 @@ def _forward_col2im(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, 
         cols = jnp.einsum("ngchw,gcokl->gnhwokl", xg, wg, precision=_HIGHEST)
 
         def slab(kh, kw, rows, columns):
-            part = cols[:, :, rows, columns, :, kh, kw]                    # (G, N, h', w', cog)
+            part = cols[:, :, rows, columns, :, kh, kw]  # (G, N, h', w', cog)
             return part.transpose(1, 0, 4, 2, 3).reshape(n, spec.out_channels, *part.shape[2:4])
     else:
         cols = jnp.einsum("ngchw,gcokl->ngoklhw", xg, wg, precision=_HIGHEST)
 
         def slab(kh, kw, rows, columns):
-            part = cols[:, :, :, kh, kw, rows, columns]                    # (N, G, cog, h', w')
+            part = cols[:, :, :, kh, kw, rows, columns]  # (N, G, cog, h', w')
             return part.reshape(n, spec.out_channels, *part.shape[3:])
+
     return _phase_sums(slab, spec, n, h, w, x.dtype)
 
 
 def _forward_taps(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
     n, cin, h, w = x.shape
     group, cog = spec.group, weight.shape[1]
-    xg = x.reshape(n, group, 1, h, w)                      # one input channel per group
+    xg = x.reshape(n, group, 1, h, w)  # one input channel per group
     wg = weight.reshape(group, cog, *spec.kernel_size)
 
     def slab(kh, kw, rows, columns):
         part = xg[:, :, :, rows, columns] * wg[:, :, kh, kw, None, None]
         return part.reshape(n, spec.out_channels, *part.shape[3:])
+
     return _phase_sums(slab, spec, n, h, w, x.dtype)
 
 
@@ -273,12 +303,21 @@ def _oihw_flipped(weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
 
 
 def _forward_conv(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec) -> jax.Array:
-    pads = [(plan.effective_kernel - 1 - plan.crop_before, plan.effective_kernel - 1 - plan.crop_after)
-            for plan in spec.axes]
-    return lax.conv_general_dilated(x, _oihw_flipped(weight, spec), (1, 1), pads,
-                                    lhs_dilation=spec.kernel_strides(x.shape), rhs_dilation=spec.kernel_dilations,
-                                    dimension_numbers=_NCHW,
-                                    feature_group_count=spec.group, precision=_HIGHEST)
+    pads = [
+        (plan.effective_kernel - 1 - plan.crop_before, plan.effective_kernel - 1 - plan.crop_after)
+        for plan in spec.axes
+    ]
+    return lax.conv_general_dilated(
+        x,
+        _oihw_flipped(weight, spec),
+        (1, 1),
+        pads,
+        lhs_dilation=spec.kernel_strides(x.shape),
+        rhs_dilation=spec.kernel_dilations,
+        dimension_numbers=_NCHW,
+        feature_group_count=spec.group,
+        precision=_HIGHEST,
+    )
 
 
 def _window(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, route: str) -> jax.Array:
@@ -294,8 +333,9 @@ def _window(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, route: s
     return _forward_col2im(x, weight, spec, nhwc=route == "col2im_nhwc")
 
 
-def _apply(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Conv2dTransposeSpec,
-           routes: Optional[Routes]) -> jax.Array:
+def _apply(
+    x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Conv2dTransposeSpec, routes: Optional[Routes]
+) -> jax.Array:
     dtype = x.dtype
     work = _compute_dtype(dtype)
     route = (routes or choose_routes(spec, x.shape)).forward
@@ -312,23 +352,31 @@ def _apply(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Con
 
 # ---------------------------------------------------------------------------- backward
 
-def _dx(grad_window: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec,
-        x_shape: Tuple[int, ...], route: str) -> jax.Array:
+
+def _dx(
+    grad_window: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], route: str
+) -> jax.Array:
     n, cin, h, w = x_shape
     group, cog = spec.group, weight.shape[1]
     if route == "conv":
         pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
-        return lax.conv_general_dilated(grad_window, weight, spec.kernel_strides(x_shape), pads,
-                                        rhs_dilation=spec.kernel_dilations,
-                                        dimension_numbers=_NCHW, feature_group_count=group,
-                                        precision=_HIGHEST)
+        return lax.conv_general_dilated(
+            grad_window,
+            weight,
+            spec.kernel_strides(x_shape),
+            pads,
+            rhs_dilation=spec.kernel_dilations,
+            dimension_numbers=_NCHW,
+            feature_group_count=group,
+            precision=_HIGHEST,
+        )
     wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
     if route == "taps":
         dx = 0
         for kh, kw, part in _tap_slices(grad_window, spec, h, w):
             dx = dx + (part.reshape(n, group, cog, h, w) * wg[:, 0, :, kh, kw, None, None]).sum(axis=2)
         return dx.reshape(x_shape)
-    cols = _im2col(grad_window, spec, h, w)                                      # (N, G, cog, kH, kW, h, w)
+    cols = _im2col(grad_window, spec, h, w)  # (N, G, cog, kH, kW, h, w)
     dx = jnp.einsum("gcokl,ngoklhw->ngchw", wg, cols, precision=_HIGHEST)
     return dx.reshape(x_shape)
 
@@ -345,25 +393,33 @@ def _dweight(grad_window: jax.Array, x: jax.Array, spec: Conv2dTransposeSpec, ro
     group = spec.group
     if route == "conv":
         pads = [(plan.crop_before, plan.crop_after) for plan in spec.axes]
-        return lax.conv_general_dilated(grad_window, x, spec.kernel_dilations, pads,
-                                        rhs_dilation=spec.kernel_strides(x.shape),
-                                        dimension_numbers=_DWEIGHT, batch_group_count=group,
-                                        precision=_HIGHEST)
+        return lax.conv_general_dilated(
+            grad_window,
+            x,
+            spec.kernel_dilations,
+            pads,
+            rhs_dilation=spec.kernel_strides(x.shape),
+            dimension_numbers=_DWEIGHT,
+            batch_group_count=group,
+            precision=_HIGHEST,
+        )
     cog = spec.out_channels // group
     if route == "taps":
         xg = x.reshape(n, group, 1, h, w)
         # reduce the contiguous rows and columns first, then the batch (measured faster)
-        parts = [(part.reshape(n, group, cog, h, w) * xg).sum(axis=(3, 4))
-                 for _, _, part in _tap_slices(grad_window, spec, h, w)]
+        parts = [
+            (part.reshape(n, group, cog, h, w) * xg).sum(axis=(3, 4))
+            for _, _, part in _tap_slices(grad_window, spec, h, w)
+        ]
         return jnp.stack(parts, axis=-1).sum(axis=0).reshape(cin, cog, *spec.kernel_size)
     cols = _im2col(grad_window, spec, h, w)
-    dw = jnp.einsum("ngchw,ngoklhw->gcokl", x.reshape(n, group, cin // group, h, w), cols,
-                    precision=_HIGHEST)
+    dw = jnp.einsum("ngchw,ngoklhw->gcokl", x.reshape(n, group, cin // group, h, w), cols, precision=_HIGHEST)
     return dw.reshape(cin, cog, *spec.kernel_size)
 
 
-def _gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec,
-               routes: Optional[Routes]) -> Tuple[jax.Array, jax.Array, jax.Array]:
+def _gradients(
+    x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec, routes: Optional[Routes]
+) -> Tuple[jax.Array, jax.Array, jax.Array]:
     """``(dx, dweight, dbias)`` of ``sum(y * grad)``, each in the compute dtype."""
     work = _compute_dtype(x.dtype)
     chosen = routes or choose_routes(spec, x.shape)
@@ -380,6 +436,7 @@ def _gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTra
 
 # ---------------------------------------------------------------------------- the custom_vjp
 
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _transposed_conv(x, weight, bias, spec, routes):
     return _apply(x, weight, bias, spec, routes)
@@ -392,8 +449,7 @@ def _transposed_conv_fwd(x, weight, bias, spec, routes):
 def _transposed_conv_bwd(spec, routes, residuals, grad):
     x, weight, bias = residuals
     dx, dweight, dbias = _gradients(x, weight, grad, spec, routes)
-    return (dx.astype(x.dtype), dweight.astype(weight.dtype),
-            None if bias is None else dbias.astype(bias.dtype))
+    return (dx.astype(x.dtype), dweight.astype(weight.dtype), None if bias is None else dbias.astype(bias.dtype))
 
 
 _transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
@@ -402,8 +458,13 @@ _transposed_conv.defvjp(_transposed_conv_fwd, _transposed_conv_bwd)
 _transposed_conv_jit = jax.jit(_transposed_conv, static_argnums=(3, 4))
 
 
-def forward(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Conv2dTransposeSpec,
-            routes: Optional[Routes] = None) -> jax.Array:
+def forward(
+    x: jax.Array,
+    weight: jax.Array,
+    bias: Optional[jax.Array],
+    spec: Conv2dTransposeSpec,
+    routes: Optional[Routes] = None,
+) -> jax.Array:
     """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
 
     Differentiable (reverse mode, any order) through the transposed operations of the module
@@ -434,8 +495,11 @@ def forward(x: jax.Array, weight: jax.Array, bias: Optional[jax.Array], spec: Co
     # axes in automatic mode (the partitioner places every step) and returns the output
     # sharded along the batch as x is.
     from jax.sharding import PartitionSpec
-    run = jax.sharding.auto_axes(lambda x, weight, bias: _transposed_conv_jit(x, weight, bias, spec, routes),
-                                 out_sharding=PartitionSpec(batch_axis))
+
+    run = jax.sharding.auto_axes(
+        lambda x, weight, bias: _transposed_conv_jit(x, weight, bias, spec, routes),
+        out_sharding=PartitionSpec(batch_axis),
+    )
     return run(x, weight, bias)
 
 
@@ -457,8 +521,9 @@ def _explicit_batch_axis(*arrays: Optional[jax.Array]):
     return specs[0][0] if specs[0] else None
 
 
-def gradients(x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec,
-              routes: Optional[Routes] = None) -> Tuple[jax.Array, jax.Array, jax.Array]:
+def gradients(
+    x: jax.Array, weight: jax.Array, grad: jax.Array, spec: Conv2dTransposeSpec, routes: Optional[Routes] = None
+) -> Tuple[jax.Array, jax.Array, jax.Array]:
     """``(dx, dweight, dbias)`` of ``sum(forward(x, weight, bias, spec) * grad)``, in x's dtype.
 
     The backward rule of :func:`forward`, callable directly (benchmarks, tests).

@@ -100,13 +100,14 @@ from ..spec import AxisPlan, Conv2dTransposeSpec, tap_window
 
 T = TypeVar("T")
 
-_chunk_bytes = 64 * 2 ** 20
+_chunk_bytes = 64 * 2**20
 # Below this many bytes of intermediate data, a thread hand-off costs more than it saves.
-_PARALLEL_BYTES = 4 * 2 ** 20
+_PARALLEL_BYTES = 4 * 2**20
 _workers = min(2, os.cpu_count() or 1)
 _pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
 _forced: contextvars.ContextVar[Tuple[Optional[str], Optional[str]]] = contextvars.ContextVar(
-    "convtranspose_forced_routes", default=(None, None))
+    "convtranspose_forced_routes", default=(None, None)
+)
 
 
 def set_chunk_bytes(limit: int) -> None:
@@ -273,6 +274,7 @@ if hasattr(os, "register_at_fork"):
 
 # ---------------------------------------------------------------------------- budget
 
+
 def _budget(threads: bool) -> int:
     """Working-memory budget of one chunk: chunks on the pool's threads run at once."""
     return max(1, _chunk_bytes // _workers) if threads and _workers > 1 else _chunk_bytes
@@ -330,7 +332,7 @@ def _run_chunks(task: Callable[[slice], T], chunks: List[slice], threads: bool) 
         return
     pool = _get_pool()
     for start in range(0, len(chunks), _workers):
-        futures = [pool.submit(task, chunk) for chunk in chunks[start:start + _workers]]
+        futures = [pool.submit(task, chunk) for chunk in chunks[start : start + _workers]]
         for future in futures:
             yield future.result()
 
@@ -344,6 +346,7 @@ def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 # ---------------------------------------------------------------------------- stride phases
 # The NumPy algorithm's view of one axis (the spec holds MindSpore's geometry only).
+
 
 class Phase(NamedTuple):
     """Window rows ``rows`` (a strided slice, ``count`` rows) and their ``(tap, shift)`` pairs."""
@@ -410,8 +413,10 @@ def _phases(plan: AxisPlan, n: int, reading_only: bool) -> Tuple[Phase, ...]:
             # phase row m reads input row m + shift, m < count = ceil((window - phase) / stride)
             if not reading_only or max(0, shift) < min(n, shift - ((phase - window) // plan.stride)):
                 taps_by_phase.setdefault(phase, []).append((tap, shift))
-    return tuple(Phase(slice(phase, window, plan.stride), len(range(phase, window, plan.stride)), tuple(taps))
-                 for phase, taps in sorted(taps_by_phase.items()))
+    return tuple(
+        Phase(slice(phase, window, plan.stride), len(range(phase, window, plan.stride)), tuple(taps))
+        for phase, taps in sorted(taps_by_phase.items())
+    )
 
 
 class _Read(NamedTuple):
@@ -467,6 +472,7 @@ def _width_reads(phase: Phase, n: int) -> List[Tuple[int, slice, slice]]:
 
 # ---------------------------------------------------------------------------- shared pieces
 
+
 @functools.lru_cache(maxsize=1024)
 def _tap_windows(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[Tuple[int, int, tuple, tuple], ...]:
     """Where every tap that reaches the window reads and writes (cached: asked on every call).
@@ -502,9 +508,12 @@ def _phase_sums(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[_PhaseSum, .
     """The col2im route's per-phase work, from the phases' reading taps (cached per shape)."""
     result = []
     for phase_h, phase_w in _phase_pairs(spec, h, w):
-        taps = tuple((th, tw, (rows[0], cols[0]), (rows[1], cols[1]))
-                     for th, shift_h in phase_h.taps for tw, shift_w in phase_w.taps
-                     for rows, cols in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))])
+        taps = tuple(
+            (th, tw, (rows[0], cols[0]), (rows[1], cols[1]))
+            for th, shift_h in phase_h.taps
+            for tw, shift_w in phase_w.taps
+            for rows, cols in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
+        )
         whole = (slice(0, phase_h.count), slice(0, phase_w.count))
         single = len(taps) == 1 and taps[0][3] == whole
         result.append(_PhaseSum(phase_h.rows, phase_w.rows, (phase_h.count, phase_w.count), taps, single))
@@ -557,8 +566,9 @@ def _none_finite(first: np.ndarray, second: np.ndarray) -> bool:
     return not _finite(first) and not _finite(second)
 
 
-def _exact_dweight(dweight: np.ndarray, grad_window: np.ndarray, x: np.ndarray,
-                   spec: Conv2dTransposeSpec, group: int) -> None:
+def _exact_dweight(
+    dweight: np.ndarray, grad_window: np.ndarray, x: np.ndarray, spec: Conv2dTransposeSpec, group: int
+) -> None:
     """Recompute, in place, the taps of ``dweight`` that hold a NaN, from the rows they reach.
 
     A route multiplies stored zeros where a tap reads outside the input or lands outside the
@@ -584,8 +594,9 @@ def _exact_dweight(dweight: np.ndarray, grad_window: np.ndarray, x: np.ndarray,
             tap[...] = np.matmul(inputs, grads.reshape(group, grads.shape[1], -1).transpose(0, 2, 1))
 
 
-def _exact_dx(grad_window: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int,
-              dx: np.ndarray) -> None:
+def _exact_dx(
+    grad_window: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int, dx: np.ndarray
+) -> None:
     """Recompute ``dx`` in place from each tap's product over the window positions it lands on (no stored zeros)."""
     n, cin, h, w = dx.shape
     cig, cog = cin // group, weight.shape[1]
@@ -593,7 +604,7 @@ def _exact_dx(grad_window: np.ndarray, weight: np.ndarray, spec: Conv2dTranspose
     weight_g = weight.reshape(group, cig, cog, *spec.kernel_size)
     dx.fill(0)
     for kh, kw, (rows, cols), target in _tap_windows(spec, h, w):
-        grads = _by_group(grad_window[(Ellipsis,) + target], group)              # (n, G, cog, a, b)
+        grads = _by_group(grad_window[(Ellipsis,) + target], group)  # (n, G, cog, a, b)
         part = np.matmul(np.ascontiguousarray(weight_g[..., kh, kw]), grads.reshape(n, group, cog, -1))
         dx_g[:, :, :, rows, cols] += part.reshape(n, group, cig, *grads.shape[3:])
 
@@ -601,6 +612,7 @@ def _exact_dx(grad_window: np.ndarray, weight: np.ndarray, spec: Conv2dTranspose
 # ---------------------------------------------------------------------------- working memory
 # Values each route holds at once for ``n`` images (or a band of rows), as the routes below
 # allocate them; the batch is chunked and the routes split an image from these.
+
 
 @functools.lru_cache(maxsize=1024)
 def _largest_phase_sum(spec: Conv2dTransposeSpec, h: int, w: int) -> int:
@@ -656,8 +668,13 @@ def _phases_backward_elements(spec: Conv2dTransposeSpec, h: int, w: int, band: i
     return spec.out_channels * rows + 2 * spec.in_channels * tapped
 
 
-def _phase_band(elements: Callable[[Conv2dTransposeSpec, int, int, int], int], spec: Conv2dTransposeSpec,
-                x_shape: Tuple[int, ...], itemsize: int, budget: int) -> int:
+def _phase_band(
+    elements: Callable[[Conv2dTransposeSpec, int, int, int], int],
+    spec: Conv2dTransposeSpec,
+    x_shape: Tuple[int, ...],
+    itemsize: int,
+    budget: int,
+) -> int:
     """The most window rows per phase whose working memory fits ``budget`` (one at least)."""
     n, _, h, w = x_shape
     most = max((phase.count for phase in _reading_phases(spec.axes[0], h)), default=1)
@@ -703,14 +720,17 @@ def _tuned_bytes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: 
     """
     n, cin, h, w = x_shape
     channels = max(cin, spec.out_channels)
-    return (channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w
-            + 2 * math.prod(spec.output_shape(x_shape))) * itemsize
+    return (
+        channels * spec.kernel_size[0] * spec.kernel_size[1] * h * w + 2 * math.prod(spec.output_shape(x_shape))
+    ) * itemsize
 
 
 # ---------------------------------------------------------------------------- forward routes
 
-def _forward_col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-                    group: int, budget: int) -> None:
+
+def _forward_col2im(
+    window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int, budget: int
+) -> None:
     n, cin, h, w = x.shape
     cig, cog = cin // group, weight.shape[1]
     per_channel = n * _col2im_channel_elements(spec, h, w) * x.dtype.itemsize
@@ -728,18 +748,24 @@ def _forward_col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
     window_g = _by_group(window, group)
     for g_first, g_stop, c_first, c_stop in blocks:
         block = window_g[:, g_first:g_stop, c_first:c_stop]
-        _col2im(_view(block, (n, (g_stop - g_first) * (c_stop - c_first)) + window.shape[2:]),
-                x[:, g_first * cig:g_stop * cig], weight[g_first * cig:g_stop * cig, c_first:c_stop],
-                spec, g_stop - g_first)
+        _col2im(
+            _view(block, (n, (g_stop - g_first) * (c_stop - c_first)) + window.shape[2:]),
+            x[:, g_first * cig : g_stop * cig],
+            weight[g_first * cig : g_stop * cig, c_first:c_stop],
+            spec,
+            g_stop - g_first,
+        )
 
 
-def _col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-            group: int) -> None:
+def _col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int) -> None:
     n, cin, h, w = x.shape
     cout = window.shape[1]
-    weight_t = weight.reshape(group, cin // group, -1).transpose(0, 2, 1)            # (G, cog*K, cig)
-    cols = np.matmul(weight_t, x.reshape(n, group, cin // group, h * w),           # (n, G, cog*K, h*w)
-                     out=_workspace("cols", (n, group, weight_t.shape[1], h * w), x.dtype))
+    weight_t = weight.reshape(group, cin // group, -1).transpose(0, 2, 1)  # (G, cog*K, cig)
+    cols = np.matmul(
+        weight_t,
+        x.reshape(n, group, cin // group, h * w),  # (n, G, cog*K, h*w)
+        out=_workspace("cols", (n, group, weight_t.shape[1], h * w), x.dtype),
+    )
     taps = cols.reshape(n, cout, *spec.kernel_size, h, w)
     _reserve("acc", n * cout * _largest_phase_sum(spec, h, w) * x.dtype.itemsize)
     # per stride phase: sum its taps' slabs in a contiguous buffer, then write its rows once
@@ -754,8 +780,9 @@ def _col2im(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dT
         window[:, :, phase.rows, phase.cols] = acc
 
 
-def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-                         group: int, budget: int) -> None:
+def _forward_col2im_nhwc(
+    window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int, budget: int
+) -> None:
     # not split: the planner leaves this route for col2im when one image exceeds the budget
     n, cin, h, w = x.shape
     cig, cog = cin // group, weight.shape[1]
@@ -772,8 +799,9 @@ def _forward_col2im_nhwc(window: np.ndarray, x: np.ndarray, weight: np.ndarray, 
     window[...] = acc.reshape(acc.shape[:3] + (group * cog,)).transpose(0, 3, 1, 2)
 
 
-def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-                    group: int, budget: int) -> None:
+def _forward_phases(
+    window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec, group: int, budget: int
+) -> None:
     n, cin, h, w = x.shape
     cig, cog = cin // group, weight.shape[1]
     itemsize = x.dtype.itemsize
@@ -792,8 +820,12 @@ def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
         # columns a width tap reads outside the input stay zero in the stack
         partial = [(index, dst) for index, (_, _, dst) in enumerate(width_reads) if dst != slice(0, cols)]
         zero_filled = zero_filled or bool(partial)
-        kernels = {tap: np.stack([weight_g[:, :, :, tap, tw] for tw, _, _ in width_reads], axis=1)
-                   .reshape(group, -1, cog).transpose(0, 2, 1) for tap, _ in phase_h.taps}  # (G, cog, Tw*cig)
+        kernels = {
+            tap: np.stack([weight_g[:, :, :, tap, tw] for tw, _, _ in width_reads], axis=1)
+            .reshape(group, -1, cog)
+            .transpose(0, 2, 1)
+            for tap, _ in phase_h.taps
+        }  # (G, cog, Tw*cig)
         for first, stop in _spans(phase_h.count, band):
             reads = _band_reads(phase_h, first, stop, h)
             if not reads:
@@ -804,13 +836,13 @@ def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
             for low, high, members in _clusters(reads):
                 stacked = _workspace("stacked", (n, group, len(width_reads), cig, high - low, cols), x.dtype)
                 for index, dst in partial:
-                    stacked[:, :, index, :, :, :dst.start] = 0
-                    stacked[:, :, index, :, :, dst.stop:] = 0
+                    stacked[:, :, index, :, :, : dst.start] = 0
+                    stacked[:, :, index, :, :, dst.stop :] = 0
                 for index, (_, src, dst) in enumerate(width_reads):
                     stacked[:, :, index, :, :, dst] = x_g[:, :, :, low:high, src]
                 flat = stacked.reshape(n, group, -1, (high - low) * cols)
                 for read in members:
-                    operand = flat[..., (read.first - low) * cols:(read.stop - low) * cols]
+                    operand = flat[..., (read.first - low) * cols : (read.stop - low) * cols]
                     length = (read.stop - read.first) * cols
                     if not filled and length == rows * cols:
                         np.matmul(kernels[read.tap], operand, out=acc)
@@ -820,9 +852,10 @@ def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
                         if not part_reserved:  # only where a tap adds to another or reaches part of the band
                             _reserve("part", n * group * cog * sums * itemsize)
                             part_reserved = True
-                        part = np.matmul(kernels[read.tap], operand,
-                                         out=_workspace("part", (n, group, cog, length), x.dtype))
-                        acc[..., read.offset * cols:read.offset * cols + length] += part
+                        part = np.matmul(
+                            kernels[read.tap], operand, out=_workspace("part", (n, group, cog, length), x.dtype)
+                        )
+                        acc[..., read.offset * cols : read.offset * cols + length] += part
                     filled = True
             window_g[:, :, :, phase_h.band(first, stop), phase_w.rows] = acc.reshape(n, group, cog, rows, cols)
     if zero_filled and _none_finite(weight, window):
@@ -832,10 +865,14 @@ def _forward_phases(window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec:
 
 
 FORWARD_ROUTES: Dict[str, Callable[..., None]] = {
-    "col2im": _forward_col2im, "col2im_nhwc": _forward_col2im_nhwc, "phases": _forward_phases}
+    "col2im": _forward_col2im,
+    "col2im_nhwc": _forward_col2im_nhwc,
+    "phases": _forward_phases,
+}
 
 
 # ---------------------------------------------------------------------------- backward routes
+
 
 @functools.lru_cache(maxsize=1024)
 def _im2col_band(spec: Conv2dTransposeSpec, h: int, w: int, first: int, stop: int) -> Tuple[tuple, bool]:
@@ -851,20 +888,36 @@ def _im2col_band(spec: Conv2dTransposeSpec, h: int, w: int, first: int, stop: in
         low, high = max(src_rows.start, first), min(src_rows.stop, stop)
         if low < high:
             start = out_rows.start + (low - src_rows.start) * stride
-            taps.append((kh, kw, slice(low - first, high - first), src_cols,
-                         slice(start, start + (high - low - 1) * stride + 1, stride), out_cols))
+            taps.append(
+                (
+                    kh,
+                    kw,
+                    slice(low - first, high - first),
+                    src_cols,
+                    slice(start, start + (high - low - 1) * stride + 1, stride),
+                    out_cols,
+                )
+            )
     complete = len(taps) == spec.kernel_size[0] * spec.kernel_size[1] and all(
-        rows == slice(0, stop - first) and cols == slice(0, w) for _, _, rows, cols, _, _ in taps)
+        rows == slice(0, stop - first) and cols == slice(0, w) for _, _, rows, cols, _, _ in taps
+    )
     return tuple(taps), complete
 
 
-def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-                     group: int, budget: int, dx: np.ndarray) -> np.ndarray:
+def _backward_im2col(
+    grad_window: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    spec: Conv2dTransposeSpec,
+    group: int,
+    budget: int,
+    dx: np.ndarray,
+) -> np.ndarray:
     n, cin, h, w = x.shape
     cout, (k_h, k_w) = grad_window.shape[1], spec.kernel_size
     cig = cin // group
     band = _largest(lambda rows: n * rows * w * (cout * k_h * k_w + 2 * cin) * x.dtype.itemsize <= budget, h)
-    weight_g = weight.reshape(group, cig, -1)                                         # (G, cig, cog*K)
+    weight_g = weight.reshape(group, cig, -1)  # (G, cig, cog*K)
     dweight_t = None
     zero_filled = False
     for first, stop in _spans(h, band):
@@ -874,7 +927,7 @@ def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
         gcols = _workspace("cols", (cout, k_h, k_w, n, rows, w), grad_window.dtype, zero=not complete)
         for kh, kw, src_rows, src_cols, out_rows, out_cols in band_taps:
             gcols[:, kh, kw, :, src_rows, src_cols] = grad_window[:, :, out_rows, out_cols].transpose(1, 0, 2, 3)
-        gcols = gcols.reshape(group, -1, n * rows * w)                                 # (G, cog*K, n*rows*w)
+        gcols = gcols.reshape(group, -1, n * rows * w)  # (G, cog*K, n*rows*w)
         product = np.matmul(weight_g, gcols, out=_workspace("dx", (group, cig, n * rows * w), x.dtype))
         dx[:, :, first:stop] = product.reshape(cin, n, rows, w).transpose(1, 0, 2, 3)
         # gcols @ x^T, then a small transpose: 15-30% faster than x @ gcols^T in OpenBLAS
@@ -893,8 +946,15 @@ def _backward_im2col(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
     return dweight
 
 
-def _backward_phases(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray, spec: Conv2dTransposeSpec,
-                     group: int, budget: int, dx: np.ndarray) -> np.ndarray:
+def _backward_phases(
+    grad_window: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    spec: Conv2dTransposeSpec,
+    group: int,
+    budget: int,
+    dx: np.ndarray,
+) -> np.ndarray:
     n, cin, h, w = x.shape
     cig, cog = cin // group, weight.shape[1]
     itemsize = x.dtype.itemsize
@@ -913,12 +973,14 @@ def _backward_phases(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
         cols = phase_w.count
         for first, stop in _spans(phase_h.count, band):
             rows = stop - first
-            taps = [(read, tw, src, dst) for read in _band_reads(phase_h, first, stop, h)
-                    for tw, src, dst in width_reads]
+            taps = [
+                (read, tw, src, dst) for read in _band_reads(phase_h, first, stop, h) for tw, src, dst in width_reads
+            ]
             if not taps:
                 continue
-            partial = any(read.offset or read.stop - read.first != rows or dst != slice(0, cols)
-                          for read, _, _, dst in taps)
+            partial = any(
+                read.offset or read.stop - read.first != rows or dst != slice(0, cols) for read, _, _, dst in taps
+            )
             zero_filled = zero_filled or partial
             pixels = n * rows * cols
             grad = _workspace("grad", (group, cog, n, rows, cols), x.dtype)
@@ -926,26 +988,28 @@ def _backward_phases(grad_window: np.ndarray, x: np.ndarray, weight: np.ndarray,
             grad = grad.reshape(group, cog, pixels)
             stacked = _workspace("stacked", (group, len(taps), cig, n, rows, cols), x.dtype, zero=partial)
             for index, (read, _, src, dst) in enumerate(taps):
-                target = stacked[:, index, :, :, read.offset:read.offset + read.stop - read.first, dst]
-                target[...] = x_g[:, :, :, read.first:read.stop, src].transpose(1, 2, 0, 3, 4)
+                target = stacked[:, index, :, :, read.offset : read.offset + read.stop - read.first, dst]
+                target[...] = x_g[:, :, :, read.first : read.stop, src].transpose(1, 2, 0, 3, 4)
             sub_dweight = np.matmul(stacked.reshape(group, -1, pixels), grad.transpose(0, 2, 1))
             sub_dweight = sub_dweight.reshape(group, len(taps), cig, cog)
             kernel = np.stack([weight_g[:, :, :, read.tap, tw] for read, tw, _, _ in taps], axis=1)
-            dstacked = np.matmul(kernel.reshape(group, -1, cog), grad,
-                                 out=_workspace("dstacked", (group, len(taps) * cig, pixels), x.dtype))
+            dstacked = np.matmul(
+                kernel.reshape(group, -1, cog),
+                grad,
+                out=_workspace("dstacked", (group, len(taps) * cig, pixels), x.dtype),
+            )
             dstacked = dstacked.reshape(group, len(taps), cig, n, rows, cols)
             for index, (read, tw, src, dst) in enumerate(taps):
                 dweight[:, :, :, read.tap, tw] += sub_dweight[:, index]
-                source = dstacked[:, index, :, :, read.offset:read.offset + read.stop - read.first, dst]
-                dx_g[:, :, :, read.first:read.stop, src] += source.transpose(2, 0, 1, 3, 4)
+                source = dstacked[:, index, :, :, read.offset : read.offset + read.stop - read.first, dst]
+                dx_g[:, :, :, read.first : read.stop, src] += source.transpose(2, 0, 1, 3, 4)
     dweight = dweight.reshape(weight.shape)
     if zero_filled and _none_finite(grad_window, dweight):
         _exact_dweight(dweight, grad_window, x, spec, group)
     return dweight
 
 
-BACKWARD_ROUTES: Dict[str, Callable[..., np.ndarray]] = {
-    "im2col": _backward_im2col, "phases": _backward_phases}
+BACKWARD_ROUTES: Dict[str, Callable[..., np.ndarray]] = {"im2col": _backward_im2col, "phases": _backward_phases}
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -955,8 +1019,8 @@ BACKWARD_ROUTES: Dict[str, Callable[..., np.ndarray]] = {
 # (see the module docstring), and BLAS products never report it: NaN the inputs make
 # arrives in the results without a warning, whatever the size.
 
-def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
-            spec: Conv2dTransposeSpec) -> np.ndarray:
+
+def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], spec: Conv2dTransposeSpec) -> np.ndarray:
     """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
 
     Args:
@@ -986,8 +1050,10 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
             per_image = _forward_bytes(name, spec, image, work.itemsize) + converted
         route = FORWARD_ROUTES[name]
         weight_work = weight.astype(work, copy=False)
-        chunks = _batch_chunks(x.shape[0], max(per_image, _tuned_bytes(spec, image, work.itemsize)), budget,
-                               chosen.threads)
+        chunks = _batch_chunks(
+            x.shape[0], max(per_image, _tuned_bytes(spec, image, work.itemsize)), budget, chosen.threads
+        )
+
         def chunk(batch: slice) -> None:
             with np.errstate(invalid="ignore"):  # see _QUIET
                 route(window[batch], x[batch].astype(work, copy=False), weight_work, spec, spec.group, budget)
@@ -1013,12 +1079,13 @@ def _round_like_mindspore(out: np.ndarray, window: np.ndarray, bias: Optional[np
     if bias is not None:
         rounded = (rounded.astype(np.float32) + bias.astype(np.float32)[:, None, None]).astype(np.float16)
     result = np.zeros(out.shape, dtype=np.float16)
-    result[:, :, :window.shape[2], :window.shape[3]] = rounded
+    result[:, :, : window.shape[2], : window.shape[3]] = rounded
     return result
 
 
-def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
-             spec: Conv2dTransposeSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def backward(
+    x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray, spec: Conv2dTransposeSpec
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of ``sum(forward(x, weight, bias) * grad_out)``.
 
     Args:
@@ -1049,11 +1116,19 @@ def backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray,
 
         def chunk(batch: slice) -> np.ndarray:
             with np.errstate(invalid="ignore"):  # see _QUIET
-                return route(grad_window[batch], x[batch].astype(work, copy=False), weight_work, spec, spec.group,
-                             budget, dx[batch])
+                return route(
+                    grad_window[batch],
+                    x[batch].astype(work, copy=False),
+                    weight_work,
+                    spec,
+                    spec.group,
+                    budget,
+                    dx[batch],
+                )
 
-        chunks = _batch_chunks(x.shape[0], max(per_image, _tuned_bytes(spec, image, work.itemsize)), budget,
-                               chosen.threads)
+        chunks = _batch_chunks(
+            x.shape[0], max(per_image, _tuned_bytes(spec, image, work.itemsize)), budget, chosen.threads
+        )
         for dweight_part in _run_chunks(chunk, chunks, chosen.threads):
             dweight += dweight_part
     return dx.astype(dtype, copy=False), dweight.astype(dtype, copy=False), dbias.astype(dtype, copy=False)

@@ -58,8 +58,7 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
-    raise ImportError("the torch engine needs PyTorch: pip install 'convtranspose[torch]' "
-                      "(torch==2.13.0)") from exc
+    raise ImportError("the torch engine needs PyTorch: pip install 'convtranspose[torch]' (torch==2.13.0)") from exc
 
 from ..spec import AxisPlan, Conv2dTransposeSpec
 
@@ -73,7 +72,7 @@ def _torch_crop(plan: AxisPlan, stride: int) -> Tuple[int, int, int]:
     ``stride`` is the one passed to the kernel (:meth:`AxisPlan.kernel_stride`). The window is
     the kernel's output from ``offset`` on (see the module docstring).
     """
-    reach = max(stride, plan.kernel_dilation) - 1   # PyTorch allows output_padding up to this
+    reach = max(stride, plan.kernel_dilation) - 1  # PyTorch allows output_padding up to this
     # Both clamps only act when a one-row axis passes stride 1 with a zero extension longer
     # than that reach: F.pad then appends the extension's rows.
     padding = max(min(plan.crop_before, plan.crop_after + reach), 0)
@@ -93,8 +92,9 @@ def kernel_output_shape(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> 
     return (x_shape[0], spec.out_channels, sizes[0], sizes[1])
 
 
-def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-            spec: Conv2dTransposeSpec) -> torch.Tensor:
+def forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], spec: Conv2dTransposeSpec
+) -> torch.Tensor:
     """Transposed convolution of ``x`` with MindSpore's crop, bias and output_padding.
 
     Args:
@@ -123,13 +123,21 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         # A stride or dilation that changes nothing (one input row, a one-tap kernel) is passed
         # as 1: the result is the same, and a huge one would not fit PyTorch's 64-bit argument.
         strides = spec.kernel_strides(x.shape)
-        (pad_h, extra_h, off_h), (pad_w, extra_w, off_w) = (_torch_crop(plan, stride)
-                                                            for plan, stride in zip(spec.axes, strides))
+        (pad_h, extra_h, off_h), (pad_w, extra_w, off_w) = (
+            _torch_crop(plan, stride) for plan, stride in zip(spec.axes, strides)
+        )
         # The bias is not passed to the kernel: on the CPU, conv_transpose2d with a bias takes a
         # slower path (measured, one thread: depthwise 2.4 -> 12.7 ms, fcn_same 12.3 -> 18.2 ms).
-        y = F.conv_transpose2d(x_work, w_work, None, stride=strides, padding=(pad_h, pad_w),
-                               output_padding=(extra_h, extra_w), groups=spec.group,
-                               dilation=spec.kernel_dilations)
+        y = F.conv_transpose2d(
+            x_work,
+            w_work,
+            None,
+            stride=strides,
+            padding=(pad_h, pad_w),
+            output_padding=(extra_h, extra_w),
+            groups=spec.group,
+            dilation=spec.kernel_dilations,
+        )
         if y.shape[2] != win_h or y.shape[3] != win_w:
             # One F.pad (negative: a crop) rather than a slice per axis, whose backward would
             # allocate and fill a gradient of the kernel's output once per axis.
