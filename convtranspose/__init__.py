@@ -7,8 +7,6 @@ Public names:
     conv2d_transpose             functional forward
     conv2d_transpose_backward    functional backward -> (dx, dweight, dbias)
     Conv2dTransposeSpec          validated arguments and all shape arithmetic
-    spec_from_weight             the (cached) spec of a functional call, from the weight's shape
-    build_parameters             MindSpore's parameter construction, shared by every layer
     Parameter                    a named array with a gradient slot
     initializer                  MindSpore's initializers (module)
     set_seed                     seeds the initializers' generator
@@ -28,8 +26,7 @@ from .functional import conv2d_transpose, conv2d_transpose_backward
 from .initializer import set_seed
 from .layer import Conv2dTranspose
 from .parameter import Parameter
-from .parameters import build_parameters
-from .spec import AxisPlan, Conv2dTransposeSpec, spec_from_weight
+from .spec import Conv2dTransposeSpec
 
 __version__ = "0.1.0"
 
@@ -38,9 +35,6 @@ __all__ = [
     "conv2d_transpose",
     "conv2d_transpose_backward",
     "Conv2dTransposeSpec",
-    "AxisPlan",
-    "spec_from_weight",
-    "build_parameters",
     "Parameter",
     "initializer",
     "set_seed",

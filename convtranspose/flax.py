@@ -2,7 +2,7 @@
 
 This module imports JAX and Flax; ``import convtranspose`` does not. The layer validates its
 arguments and draws its parameters with the shared core
-(:func:`convtranspose.parameters.build_parameters`), so it raises what the NumPy layer raises and
+(``convtranspose._layers``), so it raises what the NumPy layer raises and
 starts from the same initializers and defaults; its call is the JAX engine's custom_vjp function.
 
 Example:
@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -30,22 +30,10 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
     raise ImportError("convtranspose.flax needs JAX and Flax: pip install 'convtranspose[jax]'") from exc
 
 from . import jax as jax_front
-from .parameters import build_parameters
+from ._layers import LayerCore
+from .spec import Conv2dTransposeSpec
 
 __all__ = ["Conv2dTranspose"]
-
-
-def _as_init(init: Any, name: str) -> Any:
-    """A JAX array initializer as the NumPy array the shared builder takes (bfloat16 kept)."""
-    if not isinstance(init, jax.Array):
-        return init
-    try:
-        return np.asarray(init)
-    except jax.errors.TracerArrayConversionError:
-        raise TypeError(
-            f"{name} is a traced array: Conv2dTranspose draws its parameters with MindSpore's "
-            f"(NumPy) initializers, so it must be constructed outside jax.jit"
-        ) from None
 
 
 def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
@@ -68,7 +56,53 @@ def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
     return np.random.default_rng(seed)
 
 
-class Conv2dTranspose(nnx.Module):
+class _FlaxLayer(LayerCore, nnx.Module):
+    """The Flax front end's share of a layer: ``nnx.Param`` objects, the engine call."""
+
+    _engine_forward: Callable[..., jax.Array]
+
+    def _setup(
+        self, geometry: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any, rngs: Optional[nnx.Rngs]
+    ) -> None:
+        built = self._build(geometry, weight_init, bias_init, dtype, rng=_numpy_rng(rngs), with_bfloat16=True)
+        self.weight = nnx.Param(_to_jax(built.weight, weight_init, "weight_init"))
+        self.bias = nnx.Param(_to_jax(built.bias, bias_init, "bias_init")) if built.bias is not None else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+
+        Raises:
+            TypeError: x is not an array or its dtype is not the parameters' dtype.
+            ValueError: wrong rank or channels, a crop that leaves no rows (Conv2dTranspose), or a
+                kernel larger than the padded input (Conv2d).
+        """
+        bias = None if self.bias is None else self.bias.get_value()
+        return self._engine_forward(self.spec, x, self.weight.get_value(), bias)
+
+    def _parameter_info(self, param: nnx.Param) -> Tuple[Tuple[int, ...], np.dtype]:
+        value = param.get_value()
+        return tuple(value.shape), np.dtype(value.dtype)
+
+    def _parameter_values(self, param: nnx.Param) -> np.ndarray:
+        return np.array(param.get_value())
+
+    def _assign(self, param: nnx.Param, values: np.ndarray) -> None:
+        param.set_value(jnp.asarray(values))
+
+
+def _to_jax(array: np.ndarray, init: Any, name: str) -> jax.Array:
+    # An array initializer keeps its own dtype (as a MindSpore Tensor does); drawn bfloat16
+    # parameters were drawn in float32 and rounded once by the shared builder.
+    if array.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
+        culprit = name if isinstance(init, (np.ndarray, jax.Array)) else "dtype"
+        raise TypeError(
+            f"{culprit} gives float64 parameters, which JAX keeps only with 64-bit mode on: "
+            f"run jax.config.update('jax_enable_x64', True) first, or use float32"
+        )
+    return jnp.asarray(array)
+
+
+class Conv2dTranspose(_FlaxLayer):
     """2-D transposed convolution with MindSpore 2.10's arguments, outputs, gradients and errors.
 
     Args:
@@ -81,8 +115,8 @@ class Conv2dTranspose(nnx.Module):
             ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
         padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
         output_padding: int or ``(bottom, right)``: exact-zero rows/columns appended after the
-            bias; each in ``[0, max(stride, dilation))`` and nonzero only with 'pad' (checked at
-            the call, as MindSpore does).
+            bias (no bias, no gradient); each in ``[0, max(stride, dilation))`` and nonzero only
+            with 'pad' (checked at the call, as MindSpore does).
         dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
         group: splits channels into groups; both channel counts must be divisible by it.
         has_bias: whether to add a bias (a real bool).
@@ -110,6 +144,9 @@ class Conv2dTranspose(nnx.Module):
             ``jax_enable_x64`` is off (they would silently become float32).
     """
 
+    _spec_class = Conv2dTransposeSpec
+    _engine_forward = staticmethod(jax_front._forward)
+
     def __init__(
         self,
         in_channels: int,
@@ -128,101 +165,16 @@ class Conv2dTranspose(nnx.Module):
         *,
         rngs: Optional[nnx.Rngs] = None,
     ) -> None:
-        built = build_parameters(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            pad_mode,
-            padding,
-            output_padding,
-            dilation,
-            group,
-            has_bias,
-            _as_init(weight_init, "weight_init"),
-            _as_init(bias_init, "bias_init") if has_bias is True else bias_init,
-            dtype,
-            rng=_numpy_rng(rngs),
-            with_bfloat16=True,
+        geometry = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
         )
-        self.spec = built.spec
-        spec = built.spec
-        self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
-        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
-        self.pad_mode, self.padding, self.output_padding = spec.pad_mode, spec.padding, spec.output_padding
-        self.group, self.has_bias = spec.group, spec.has_bias
-        self.weight = nnx.Param(self._to_jax(built.weight, weight_init, "weight_init"))
-        self.bias = nnx.Param(self._to_jax(built.bias, bias_init, "bias_init")) if spec.has_bias else None
-
-    @staticmethod
-    def _to_jax(array: np.ndarray, init: Any, name: str) -> jax.Array:
-        # An array initializer keeps its own dtype (as a MindSpore Tensor does); drawn bfloat16
-        # parameters were drawn in float32 and rounded once by the shared builder.
-        if array.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
-            culprit = name if isinstance(init, (np.ndarray, jax.Array)) else "dtype"
-            raise TypeError(
-                f"{culprit} gives float64 parameters, which JAX keeps only with 64-bit mode on: "
-                f"run jax.config.update('jax_enable_x64', True) first, or use float32"
-            )
-        return jnp.asarray(array)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
-
-        Raises:
-            TypeError: x is not an array or its dtype is not the parameters' dtype.
-            ValueError: wrong rank or channels, output_padding out of range, or a crop that
-                leaves no rows.
-        """
-        bias = None if self.bias is None else self.bias.get_value()
-        return jax_front.forward(self.spec, x, self.weight.get_value(), bias)
-
-    # ------------------------------------------------------------------ MindSpore names
-
-    def parameters_and_names(self, prefix: str = "") -> Iterator[Tuple[str, nnx.Param]]:
-        """``(prefix + 'weight', weight)`` and, with a bias, ``(prefix + 'bias', bias)``."""
-        yield prefix + "weight", self.weight
-        if self.bias is not None:
-            yield prefix + "bias", self.bias
-
-    def parameters_dict(self, prefix: str = "") -> Dict[str, np.ndarray]:
-        """NumPy copies of the parameters by MindSpore name, e.g. ``{'up1.weight': ...}``.
-
-        What :func:`convtranspose.ckpt.save` writes.
-        """
-        return {name: np.array(param.get_value()) for name, param in self.parameters_and_names(prefix)}
-
-    def load_parameters(self, arrays: Mapping[str, Any], prefix: str = "", strict: bool = True) -> None:
-        """Set the parameters from ``arrays[prefix + 'weight']`` (and ``'bias'``).
-
-        Args:
-            arrays: name -> array, e.g. what :func:`convtranspose.ckpt.load` returns.
-            prefix: the layer's path in its network, with the trailing dot ('blocks.0.').
-            strict: also refuse a ``prefix + 'bias'`` entry when the layer has no bias.
-
-        Raises:
-            TypeError: ``arrays`` is not a mapping, or an array's dtype differs from the
-                parameter's.
-            KeyError: a parameter is missing from ``arrays``.
-            ValueError: an array of the wrong shape, or (strict) an unexpected bias.
-        """
-        if not isinstance(arrays, Mapping):
-            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got {type(arrays).__name__}")
-        staged = []
-        for name, param in self.parameters_and_names(prefix):
-            if name not in arrays:
-                raise KeyError(f"{name!r} is missing: the layer needs {name} of shape {param.get_value().shape}")
-            value = arrays[name]
-            shape, dtype = tuple(np.shape(value)), jnp.dtype(getattr(value, "dtype", None) or np.asarray(value).dtype)
-            if shape != param.get_value().shape:
-                raise ValueError(f"{name} must have shape {param.get_value().shape}, got shape {shape}")
-            if dtype != param.get_value().dtype:
-                raise TypeError(
-                    f"{name} must have dtype {jnp.dtype(param.get_value().dtype).name}, got "
-                    f"{dtype.name}; convert it first"
-                )
-            staged.append((param, value))
-        if strict and self.bias is None and prefix + "bias" in arrays:
-            raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")
-        for param, value in staged:  # all checked first: a failed load changes nothing
-            param.set_value(jnp.array(value))
+        self._setup(geometry, weight_init, bias_init, dtype, rngs)

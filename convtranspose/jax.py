@@ -33,11 +33,11 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
 from ._engines import jax as engine
 from .spec import Conv2dTransposeSpec, spec_from_weight
 
-__all__ = ["conv2d_transpose", "forward", "check_call", "FLOAT_DTYPES"]
+__all__ = ["conv2d_transpose"]
 
 # What the engine computes: float16 and bfloat16 in float32 with MindSpore's rounding; float64
 # needs jax_enable_x64.
-FLOAT_DTYPES = tuple(jnp.dtype(name) for name in ("float16", "bfloat16", "float32", "float64"))
+_FLOAT_DTYPES = tuple(jnp.dtype(name) for name in ("float16", "bfloat16", "float32", "float64"))
 
 
 def _x64_enabled() -> bool:
@@ -83,13 +83,13 @@ def _dtype_name(value: Any) -> str:
 
 
 def _check_dtype(array: Any, name: str) -> None:
-    if _dtype(array) not in FLOAT_DTYPES:
+    if _dtype(array) not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have dtype float16, bfloat16, float32 or float64, got {name} of dtype {_dtype_name(array)}"
         )
 
 
-def check_call(
+def _check_call(
     spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any
 ) -> Tuple[jax.Array, jax.Array, Optional[jax.Array]]:
     """Check a call's arrays against ``spec`` (types, then shapes as MindSpore, then dtypes).
@@ -127,9 +127,9 @@ def check_call(
     return as_array(x, "x"), as_array(weight, "weight"), None if bias is None else as_array(bias, "bias")
 
 
-def forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) -> jax.Array:
+def _forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) -> jax.Array:
     """Forward for an already-built spec (the Flax layer's path); checks every array first."""
-    x, weight, bias = check_call(spec, x, weight, bias)
+    x, weight, bias = _check_call(spec, x, weight, bias)
     return engine.forward(x, weight, bias, spec)
 
 
@@ -197,4 +197,4 @@ def conv2d_transpose(
     )
     _check_type(weight, "weight")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, bias is not None)
-    return forward(spec, x, weight, bias)
+    return _forward(spec, x, weight, bias)

@@ -2,23 +2,102 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import functional
-from .dtypes import native
+from ._layers import LayerCore, describe_init
 from .parameter import Parameter
-from .parameters import build_parameters
+from .spec import Conv2dTransposeSpec
 
 
-def _describe_init(init: Any) -> str:
-    if isinstance(init, np.ndarray):
-        return f"array(shape={init.shape}, dtype={init.dtype.name})"
-    return str(init)
+class _NumpyLayer(LayerCore):
+    """The NumPy front end's share of a layer: :class:`Parameter` objects, forward and backward, pickling."""
+
+    # The layer's functions of the NumPy front end: (spec, x, weight, bias) -> y and
+    # (spec, x, weight, grad_output) -> (dx, dweight, dbias).
+    _forward: Callable[..., np.ndarray]
+    _backward: Callable[..., Tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def _setup(self, arguments: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any) -> None:
+        self._args = dict(arguments, weight_init=weight_init, bias_init=bias_init, dtype=dtype)
+        built = self._build(arguments, weight_init, bias_init, dtype)
+        self.weight = Parameter(built.weight, "weight")
+        self.bias = Parameter(built.bias, "bias") if built.bias is not None else None
+        self._last_x: Optional[np.ndarray] = None
+
+    # ------------------------------------------------------------------ computation
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+
+        Raises:
+            TypeError: x is not a NumPy array or its dtype is not the parameters' dtype.
+            ValueError: wrong rank or channels, output_padding out of range, or a crop that
+                leaves no rows.
+        """
+        y = self._forward(self.spec, x, self.weight.data, None if self.bias is None else self.bias.data)
+        self._last_x = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """Gradient of ``sum(y * grad_output)`` for the input of the last forward call.
+
+        Sets ``weight.grad`` (and ``bias.grad``), replacing earlier values, and returns dx
+        of the last input's shape. A parameter with ``requires_grad = False`` keeps its
+        ``grad`` untouched. The layer keeps a reference to that input, not a copy:
+        changing it in place before ``backward`` changes the weight gradient.
+
+        Raises:
+            RuntimeError: no forward call has been made yet.
+        """
+        if self._last_x is None:
+            raise RuntimeError("backward() needs the input of a forward call: call the layer first")
+        dx, dweight, dbias = self._backward(self.spec, self._last_x, self.weight.data, grad_output)
+        if self.weight.requires_grad:
+            self.weight.grad = dweight
+        if self.bias is not None and self.bias.requires_grad:
+            self.bias.grad = dbias
+        return dx
+
+    def _parameter_info(self, param: Parameter) -> Tuple[Tuple[int, ...], np.dtype]:
+        return param.shape, param.dtype
+
+    def _parameter_values(self, param: Parameter) -> np.ndarray:
+        return param.asnumpy()
+
+    def _assign(self, param: Parameter, values: np.ndarray) -> None:
+        param.data = values
+
+    def trainable_params(self) -> List[Parameter]:
+        """The parameters, weight first (MindSpore's ``Cell.trainable_params``)."""
+        return [param for _, param in self.parameters_and_names()]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The arguments and the values: everything derived is rebuilt on unpickling.
+        return {
+            "args": self._args,
+            "weight": self.weight.data,
+            "bias": None if self.bias is None else self.bias.data,
+            "inits": (self.weight_init, self.bias_init),
+        }
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        args = dict(state["args"], weight_init=state["weight"])
+        if state["bias"] is not None:
+            args["bias_init"] = state["bias"]
+        self.__init__(**args)  # type: ignore[misc]
+        self._args = state["args"]
+        self.weight_init, self.bias_init = state["inits"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extend_repr()})"
 
 
-class Conv2dTranspose:
+class Conv2dTranspose(_NumpyLayer):
     """2-D transposed convolution with MindSpore 2.10's arguments, outputs, gradients and errors.
 
     Args:
@@ -31,8 +110,8 @@ class Conv2dTranspose:
             ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
         padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
         output_padding: int or ``(bottom, right)``: exact-zero rows/columns appended after the
-            bias; each in ``[0, max(stride, dilation))`` and nonzero only with 'pad' (checked at
-            the call, as MindSpore does).
+            bias (no bias, no gradient); each in ``[0, max(stride, dilation))`` and nonzero only
+            with 'pad' (checked at the call, as MindSpore does).
         dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
         group: splits channels into groups; both channel counts must be divisible by it.
         has_bias: whether to add a bias (a real bool).
@@ -57,6 +136,10 @@ class Conv2dTranspose:
         (1, 64, 19, 53)
     """
 
+    _spec_class = Conv2dTransposeSpec
+    _forward = staticmethod(functional.forward)
+    _backward = staticmethod(functional.backward)
+
     def __init__(
         self,
         in_channels: int,
@@ -73,7 +156,7 @@ class Conv2dTranspose:
         bias_init: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        self._args = dict(
+        geometry = dict(
             in_channels=in_channels,
             out_channels=out_channels,
             kernel_size=kernel_size,
@@ -84,105 +167,8 @@ class Conv2dTranspose:
             dilation=dilation,
             group=group,
             has_bias=has_bias,
-            weight_init=weight_init,
-            bias_init=bias_init,
-            dtype=dtype,
         )
-        built = build_parameters(**self._args)
-        spec = self.spec = built.spec
-        self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
-        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
-        self.pad_mode, self.padding, self.output_padding = pad_mode, padding, output_padding
-        self.group, self.has_bias, self.data_format = group, has_bias, "NCHW"
-        self.weight_init, self.bias_init = built.weight_init, built.bias_init
-        self.weight = Parameter(built.weight, "weight")
-        self.bias = Parameter(built.bias, "bias") if built.bias is not None else None
-        self._last_x: Optional[np.ndarray] = None
-
-    # ------------------------------------------------------------------ computation
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
-
-        Raises:
-            TypeError: x is not a NumPy array or its dtype is not the parameters' dtype.
-            ValueError: wrong rank or channels, output_padding out of range, or a crop that
-                leaves no rows.
-        """
-        y = functional.forward(self.spec, x, self.weight.data, None if self.bias is None else self.bias.data)
-        self._last_x = x
-        return y
-
-    __call__ = forward
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        """Gradient of ``sum(y * grad_output)`` for the input of the last forward call.
-
-        Sets ``weight.grad`` (and ``bias.grad``), replacing earlier values, and returns dx
-        of the last input's shape. A parameter with ``requires_grad = False`` keeps its
-        ``grad`` untouched. The layer keeps a reference to that input, not a copy:
-        changing it in place before ``backward`` changes the weight gradient.
-
-        Raises:
-            RuntimeError: no forward call has been made yet.
-        """
-        if self._last_x is None:
-            raise RuntimeError("backward() needs the input of a forward call: call the layer first")
-        dx, dweight, dbias = functional.backward(self.spec, self._last_x, self.weight.data, grad_output)
-        if self.weight.requires_grad:
-            self.weight.grad = dweight
-        if self.bias is not None and self.bias.requires_grad:
-            self.bias.grad = dbias
-        return dx
-
-    # ------------------------------------------------------------------ parameters
-
-    def parameters_and_names(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
-        """``(prefix + 'weight', weight)`` and, with a bias, ``(prefix + 'bias', bias)``."""
-        yield prefix + "weight", self.weight
-        if self.bias is not None:
-            yield prefix + "bias", self.bias
-
-    def trainable_params(self) -> List[Parameter]:
-        """The parameters, weight first (MindSpore's ``Cell.trainable_params``)."""
-        return [param for _, param in self.parameters_and_names()]
-
-    def parameters_dict(self, prefix: str = "") -> Dict[str, np.ndarray]:
-        """Copies of the parameters by name, e.g. ``{'up1.weight': ..., 'up1.bias': ...}``."""
-        return {name: param.asnumpy() for name, param in self.parameters_and_names(prefix)}
-
-    def load_parameters(self, arrays: Mapping[str, np.ndarray], prefix: str = "", strict: bool = True) -> None:
-        """Set the parameters from ``arrays[prefix + 'weight']`` (and ``'bias'``).
-
-        Args:
-            arrays: name -> array, e.g. what :func:`convtranspose.ckpt.load` returns.
-            prefix: the layer's path in its network, with the trailing dot ('blocks.0.').
-            strict: also refuse a ``prefix + 'bias'`` entry when the layer has no bias.
-
-        Raises:
-            KeyError: a parameter is missing from ``arrays``.
-            ValueError: an array of the wrong shape, or (strict) an unexpected bias.
-            TypeError: an array whose dtype differs from the parameter's.
-        """
-        if not isinstance(arrays, Mapping):
-            raise TypeError(f"arrays must be a mapping of names to arrays (e.g. a dict), got {type(arrays).__name__}")
-        staged = {}
-        for name, param in self.parameters_and_names(prefix):
-            if name not in arrays:
-                raise KeyError(f"{name!r} is missing: the layer needs {name} of shape {param.shape}")
-            value = np.asarray(arrays[name])
-            if value.shape != param.shape:
-                raise ValueError(f"{name} must have shape {param.shape}, got shape {value.shape}")
-            if native(value.dtype) != param.dtype:
-                raise TypeError(
-                    f"{name} must have dtype {param.dtype.name}, got {value.dtype.name}; "
-                    f"convert it first (e.g. arrays[{name!r}].astype(np.{param.dtype.name}))"
-                )
-            staged[name] = (param, value.astype(param.dtype))  # a copy, in native byte order
-        if strict and self.bias is None and prefix + "bias" in arrays:
-            raise ValueError(f"{prefix}bias is given but the layer has has_bias=False")
-        for param, value in staged.values():  # all checked first: a failed load changes nothing
-            param.data = value
+        self._setup(geometry, weight_init, bias_init, dtype)
 
     # ------------------------------------------------------------------ Python protocol
 
@@ -193,26 +179,6 @@ class Conv2dTranspose:
             f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
             f"padding={self.padding}, output_padding={self.output_padding}, "
             f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
-            f"weight_init={_describe_init(self.weight_init)}, "
-            f"bias_init={_describe_init(self.bias_init)}, format={self.data_format}"
+            f"weight_init={describe_init(self.weight_init)}, "
+            f"bias_init={describe_init(self.bias_init)}, format={self.data_format}"
         )
-
-    def __repr__(self) -> str:
-        return f"Conv2dTranspose({self.extend_repr()})"
-
-    def __getstate__(self) -> Dict[str, Any]:
-        # The arguments and the values: everything derived is rebuilt on unpickling.
-        return {
-            "args": self._args,
-            "weight": self.weight.data,
-            "bias": None if self.bias is None else self.bias.data,
-            "inits": (self.weight_init, self.bias_init),
-        }
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        args = dict(state["args"], weight_init=state["weight"])
-        if state["bias"] is not None:
-            args["bias_init"] = state["bias"]
-        self.__init__(**args)  # type: ignore[misc]
-        self._args = state["args"]
-        self.weight_init, self.bias_init = state["inits"]

@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 
 PAD_MODES = ("valid", "same", "pad")
 
@@ -160,6 +160,37 @@ def _output_padding(value: Any) -> Pair:
     return _int_or_tuple("output_padding", value, 2, rule, ValueError)  # type: ignore[return-value]
 
 
+def check_has_bias(has_bias: Any) -> None:
+    """``has_bias`` must be a real bool (both layers check it after drawing the weight)."""
+    if type(has_bias) is not bool:
+        raise TypeError(f"has_bias must be a bool, got has_bias={_describe(has_bias)}")
+
+
+class _Normalised(NamedTuple):
+    """Canonical values of the checks a layer makes before its weight initializer."""
+
+    kernel_size: Pair
+    stride: Pair
+    dilation: Pair
+    padding: Quad
+    output_padding: Pair
+    weight_shape: Tuple[int, int, int, int]
+
+
+def _check_weight_memory(
+    weight_shape: Tuple[int, ...], in_channels: int, out_channels: int, group: int, kernel_size: Any
+) -> None:
+    """Refuse a weight whose initialisation (a float64 draw and the result) exceeds ``MEMORY_LIMIT``."""
+    needed = math.prod(weight_shape) * _INIT_BYTES_PER_ELEMENT
+    if needed > MEMORY_LIMIT:
+        raise ValueError(
+            f"the weight would have shape {_echo(weight_shape)} ({_echo(math.prod(weight_shape))} "
+            f"elements, {_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may "
+            f"use on this machine: in_channels={_echo(in_channels)}, out_channels={_echo(out_channels)}, "
+            f"group={_echo(group)}, kernel_size={_echo(kernel_size)}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class AxisPlan:
     """How one spatial axis of the full transposed convolution becomes the output axis.
@@ -286,6 +317,22 @@ class Conv2dTransposeSpec:
         ((3, 8, 4, 4), (2, 8, 10, 10))
     """
 
+    # MindSpore's arguments that the spec holds, in MindSpore's order (what a layer reads back).
+    ARGUMENTS: ClassVar[Tuple[str, ...]] = (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "pad_mode",
+        "padding",
+        "output_padding",
+        "dilation",
+        "group",
+        "has_bias",
+        "data_format",
+    )
+    data_format: ClassVar[str] = "NCHW"  # the only layout MindSpore's CPU kernels (and ours) compute
+
     in_channels: int
     out_channels: int
     kernel_size: Pair
@@ -335,18 +382,14 @@ class Conv2dTransposeSpec:
         dilation: Any = 1,
         group: Any = 1,
         has_bias: Any = False,
-        *,
-        on_weight_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
-        on_bias_shape: Optional[Callable[[Tuple[int, ...]], None]] = None,
     ) -> "Conv2dTransposeSpec":
         """Validate raw user arguments in MindSpore's order and return the spec.
 
         The checks run in the order MindSpore 2.10 runs them, so that an argument list with
-        two faults raises the same exception type. MindSpore builds the weight initializer
-        after the channel and kernel checks and the bias initializer after the has_bias
-        check; ``on_weight_shape(weight_shape)`` and ``on_bias_shape(bias_shape)`` let the
-        parameter builder (:func:`convtranspose.parameters.build_parameters`) run its
-        initializer checks at those points (``on_bias_shape`` only when has_bias).
+        two faults raises the same exception type: first those of :meth:`weight_shape_of`
+        (MindSpore then builds the weight initializer), then ``has_bias`` (then the bias
+        initializer), then the pad_mode rules. The parameter builder
+        (``convtranspose._layers``) draws its initializers between these stages.
 
         The range of ``output_padding`` and the rule that a nonzero one needs
         ``pad_mode='pad'`` are checked by :meth:`check_output_padding`, at call time (from
@@ -357,6 +400,64 @@ class Conv2dTransposeSpec:
             ValueError: an argument of the right type with a wrong value, or parameters too
                 large for this machine's memory (see ``MEMORY_LIMIT``).
         """
+        early = cls._check_until_weight(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+        )
+        check_has_bias(has_bias)
+        if not isinstance(pad_mode, str) or pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of 'same', 'valid', 'pad' (lower case), got pad_mode={pad_mode!r}")
+        if pad_mode != "pad" and any(early.padding):
+            raise ValueError(
+                f"padding must be 0 or (0, 0, 0, 0) unless pad_mode='pad', "
+                f"got padding={padding!r} with pad_mode={pad_mode!r}"
+            )
+        return cls(
+            in_channels,
+            out_channels,
+            early.kernel_size,
+            early.stride,
+            pad_mode,
+            early.padding,
+            early.output_padding,
+            early.dilation,
+            group,
+            has_bias,
+        )
+
+    @classmethod
+    def weight_shape_of(
+        cls,
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: Any = "same",
+        padding: Any = 0,
+        output_padding: Any = 0,
+        dilation: Any = 1,
+        group: Any = 1,
+        has_bias: Any = False,
+    ) -> Tuple[int, int, int, int]:
+        """The weight's shape, after the checks MindSpore makes before it builds the weight initializer.
+
+        pad_mode and has_bias are not checked here (MindSpore checks them later); they are
+        accepted so that the same arguments go to this method and to :meth:`from_args`.
+        """
+        return cls._check_until_weight(
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+        ).weight_shape
+
+    @staticmethod
+    def _check_until_weight(
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        output_padding: Any,
+        dilation: Any,
+        group: Any,
+    ) -> "_Normalised":
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
         dilations = _pair("dilation", dilation)
@@ -379,28 +480,8 @@ class Conv2dTransposeSpec:
                 f"out_channels={_echo(out_channels)} and group={_echo(group)}"
             )
         weight_shape = (in_channels, out_channels // group) + kernel
-        needed = math.prod(weight_shape) * _INIT_BYTES_PER_ELEMENT
-        if needed > MEMORY_LIMIT:
-            raise ValueError(
-                f"the weight would have shape {_echo(weight_shape)} ({_echo(math.prod(weight_shape))} "
-                f"elements, {_gib(needed)} to initialise), more than the {_gib(MEMORY_LIMIT)} one request may "
-                f"use on this machine: in_channels={_echo(in_channels)}, out_channels={_echo(out_channels)}, "
-                f"group={_echo(group)}, kernel_size={_echo(kernel_size)}"
-            )
-        if on_weight_shape is not None:
-            on_weight_shape(weight_shape)
-        if type(has_bias) is not bool:
-            raise TypeError(f"has_bias must be a bool, got has_bias={_describe(has_bias)}")
-        if has_bias and on_bias_shape is not None:
-            on_bias_shape((out_channels,))
-        if not isinstance(pad_mode, str) or pad_mode not in PAD_MODES:
-            raise ValueError(f"pad_mode must be one of 'same', 'valid', 'pad' (lower case), got pad_mode={pad_mode!r}")
-        if pad_mode != "pad" and any(pads):
-            raise ValueError(
-                f"padding must be 0 or (0, 0, 0, 0) unless pad_mode='pad', "
-                f"got padding={padding!r} with pad_mode={pad_mode!r}"
-            )
-        return cls(in_channels, out_channels, kernel, strides, pad_mode, pads, out_pad, dilations, group, has_bias)
+        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        return _Normalised(kernel, strides, dilations, pads, out_pad, weight_shape)
 
     # ------------------------------------------------------------------ derived geometry
 

@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -34,8 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
     raise ImportError("convtranspose.torch needs PyTorch: pip install 'convtranspose[torch]' (torch==2.13.0)") from exc
 
 from ._engines import torch as engine
+from ._layers import LayerCore, build_parameters, describe_init, to_numpy
 from .dtypes import bfloat16, is_bfloat16
-from .parameters import build_parameters
 from .spec import Conv2dTransposeSpec, spec_from_weight
 
 __all__ = ["Conv2dTranspose", "conv2d_transpose"]
@@ -62,26 +62,15 @@ def _resolve(dtype: Any) -> Any:
     return _NUMPY_OF[dtype]
 
 
-def _as_init(init: Any) -> Any:
-    """A tensor initializer as the NumPy array the shared builder takes (its dtype kept)."""
-    if not isinstance(init, torch.Tensor):
-        return init
-    init = init.detach().cpu()
-    if init.dtype == torch.bfloat16:  # NumPy's bfloat16 is ml_dtypes', which torch.numpy() does not make
-        return init.float().numpy().astype(bfloat16())
-    return init.numpy().copy()
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The NumPy dtype of a torch float dtype (bfloat16: ml_dtypes')."""
+    return bfloat16() if dtype == torch.bfloat16 else np.dtype(_NUMPY_OF[dtype])
 
 
 def _to_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
     if is_bfloat16(array.dtype):  # exact through float32
         return torch.from_numpy(array.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
     return torch.from_numpy(array).to(device=device)
-
-
-def _describe_init(init: Any) -> str:
-    if isinstance(init, np.ndarray):
-        return f"array(shape={init.shape}, dtype={init.dtype.name})"
-    return repr(init)
 
 
 def check_call(
@@ -204,7 +193,76 @@ def conv2d_transpose(
     return engine.forward(*check_call(spec, x, weight, bias), spec)
 
 
-class Conv2dTranspose(nn.Module):
+class _TorchLayer(LayerCore, nn.Module):
+    """The PyTorch front end's share of a layer: ``nn.Parameter`` objects, devices, the engine call."""
+
+    _engine_forward: Callable[..., torch.Tensor]
+
+    def __init__(self, geometry: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any, device: Any) -> None:
+        nn.Module.__init__(self)
+        self._geometry, self._dtype = geometry, _resolve(dtype)
+        built = self._build(geometry, weight_init, bias_init, self._dtype, with_bfloat16=True)
+        # extra_repr shows only the initializers the caller chose
+        self._chosen_inits = (weight_init is not None, built.bias is not None and bias_init is not None)
+        self.weight = nn.Parameter(_to_tensor(built.weight, device))
+        if built.bias is not None:
+            self.bias = nn.Parameter(_to_tensor(built.bias, device))
+        else:
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self) -> None:
+        """Draw the parameters again from :attr:`weight_init` and :attr:`bias_init`.
+
+        Random initializers draw from the generator that :func:`convtranspose.set_seed` seeds,
+        so ``set_seed(s)`` before construction and before ``reset_parameters`` gives the same
+        values; an array initializer restores that array. The parameters keep their current
+        dtype and device (after a ``.to()``).
+        """
+        built = build_parameters(
+            self._spec_class, self._geometry, self.weight_init, self.bias_init, self._dtype, with_bfloat16=True
+        )
+        with torch.no_grad():
+            self.weight.copy_(_to_tensor(built.weight, "cpu"))
+            if self.bias is not None:
+                self.bias.copy_(_to_tensor(built.bias, "cpu"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+
+        Raises:
+            TypeError: x is not a tensor, or its dtype is not the parameters' dtype.
+            ValueError: wrong rank or channels, a crop that leaves no rows (Conv2dTranspose), a
+                kernel larger than the padded input (Conv2d), or x on another device than the
+                parameters.
+        """
+        return self._engine_forward(*check_call(self.spec, x, self.weight, self.bias), self.spec)
+
+    def extra_repr(self) -> str:
+        """The MindSpore arguments that differ from their defaults (canonical forms)."""
+        spec = self.spec
+        defaults = self._spec_class.from_args(1, 1, 1)
+        parts = [f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}"]
+        for name in spec.ARGUMENTS[3:]:
+            value = getattr(spec, name)
+            if value != getattr(defaults, name):
+                parts.append(f"{name}={value!r}")
+        for name, chosen in zip(("weight_init", "bias_init"), self._chosen_inits):
+            if chosen:
+                parts.append(f"{name}={describe_init(getattr(self, name))!r}")
+        return ", ".join(parts)
+
+    def _parameter_info(self, param: torch.Tensor) -> Tuple[Tuple[int, ...], np.dtype]:
+        return tuple(param.shape), _numpy_dtype(param.dtype)
+
+    def _parameter_values(self, param: torch.Tensor) -> np.ndarray:
+        return to_numpy(param, "parameter").copy()
+
+    def _assign(self, param: torch.Tensor, values: np.ndarray) -> None:
+        with torch.no_grad():
+            param.copy_(_to_tensor(values, param.device))
+
+
+class Conv2dTranspose(_TorchLayer):
     """2-D transposed convolution with MindSpore 2.10's arguments, outputs, gradients and errors.
 
     Args:
@@ -260,6 +318,9 @@ class Conv2dTranspose(nn.Module):
         True
     """
 
+    _spec_class = Conv2dTransposeSpec
+    _engine_forward = staticmethod(engine.forward)
+
     def __init__(
         self,
         in_channels: int,
@@ -277,8 +338,7 @@ class Conv2dTranspose(nn.Module):
         dtype: Any = torch.float32,
         device: Any = None,
     ) -> None:
-        super().__init__()
-        self._build_args = dict(
+        geometry = dict(
             in_channels=in_channels,
             out_channels=out_channels,
             kernel_size=kernel_size,
@@ -289,27 +349,8 @@ class Conv2dTranspose(nn.Module):
             dilation=dilation,
             group=group,
             has_bias=has_bias,
-            dtype=_resolve(dtype),
-            with_bfloat16=True,
         )
-        built = build_parameters(
-            **self._build_args,
-            weight_init=_as_init(weight_init),
-            bias_init=_as_init(bias_init) if has_bias is True else bias_init,
-        )
-        spec = self.spec = built.spec
-        self.in_channels, self.out_channels = spec.in_channels, spec.out_channels
-        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
-        self.pad_mode, self.padding, self.output_padding = spec.pad_mode, spec.padding, spec.output_padding
-        self.group, self.has_bias = spec.group, spec.has_bias
-        self.weight_init, self.bias_init = built.weight_init, built.bias_init
-        # extra_repr shows only the initializers the caller chose
-        self._chosen_inits = (weight_init is not None, built.bias is not None and bias_init is not None)
-        self.weight = nn.Parameter(_to_tensor(built.weight, device))
-        if built.bias is not None:
-            self.bias = nn.Parameter(_to_tensor(built.bias, device))
-        else:
-            self.register_parameter("bias", None)
+        super().__init__(geometry, weight_init, bias_init, dtype, device)
 
     @classmethod
     def from_torch(cls, module: nn.ConvTranspose2d) -> "Conv2dTranspose":
@@ -381,48 +422,3 @@ class Conv2dTranspose(nn.Module):
             if module.bias is not None:
                 net.bias.copy_(module.bias.detach())
         return net.train(module.training)
-
-    def reset_parameters(self) -> None:
-        """Draw the parameters again from :attr:`weight_init` and :attr:`bias_init`.
-
-        Random initializers draw from the generator that :func:`convtranspose.set_seed` seeds,
-        so ``set_seed(s)`` before construction and before ``reset_parameters`` gives the same
-        values; an array initializer restores that array. The parameters keep their current
-        dtype and device (after a ``.to()``).
-        """
-        built = build_parameters(**self._build_args, weight_init=self.weight_init, bias_init=self.bias_init)
-        with torch.no_grad():
-            self.weight.copy_(_to_tensor(built.weight, "cpu"))
-            if self.bias is not None:
-                self.bias.copy_(_to_tensor(built.bias, "cpu"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
-
-        Raises:
-            TypeError: x is not a tensor, or its dtype is not the parameters' dtype.
-            ValueError: wrong rank or channels, output_padding out of range, a crop that leaves
-                no rows, or x on another device than the parameters.
-        """
-        return engine.forward(*check_call(self.spec, x, self.weight, self.bias), self.spec)
-
-    def extra_repr(self) -> str:
-        """The MindSpore arguments that differ from their defaults (canonical forms)."""
-        spec = self.spec
-        parts = [f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}"]
-        for name, default in (
-            ("stride", (1, 1)),
-            ("pad_mode", "same"),
-            ("padding", (0, 0, 0, 0)),
-            ("output_padding", (0, 0)),
-            ("dilation", (1, 1)),
-            ("group", 1),
-            ("has_bias", False),
-        ):
-            value = getattr(spec, name)
-            if value != default:
-                parts.append(f"{name}={value!r}")
-        for name, chosen in zip(("weight_init", "bias_init"), self._chosen_inits):
-            if chosen:
-                parts.append(f"{name}={_describe_init(getattr(self, name))}")
-        return ", ".join(parts)

@@ -141,7 +141,7 @@ def test_repr_is_mindspores_with_output_padding():
     )
     assert repr(net) == (
         "Conv2dTranspose(input_channels=4, output_channels=8, kernel_size=(3, 2), "
-        "stride=(2, 1), pad_mode=pad, padding=(1, 0, 2, 1), output_padding=0, "
+        "stride=(2, 1), pad_mode=pad, padding=(1, 0, 2, 1), output_padding=(0, 0), "
         "dilation=(1, 2), group=2, has_bias=True, weight_init=normal, bias_init=zeros, "
         "format=NCHW)"
     )

@@ -86,11 +86,21 @@ def test_checks_run_in_mindspores_order():
         Conv2dTransposeSpec.from_args(0, 0, 3)
     with pytest.raises(TypeError, match="has_bias"):  # has_bias (step 10) before pad_mode (step 12)
         Conv2dTransposeSpec.from_args(2, 2, 3, pad_mode="bogus", has_bias=1)
-    calls = []
-    Conv2dTransposeSpec.from_args(
-        2, 4, 3, group=2, has_bias=True, on_weight_shape=calls.append, on_bias_shape=calls.append
-    )
-    assert calls == [(2, 2, 3, 3), (4,)]
+    assert Conv2dTransposeSpec.weight_shape_of(2, 4, 3, group=2, pad_mode="bogus", has_bias=1) == (2, 2, 3, 3)
+
+
+def test_initializers_are_drawn_between_mindspores_checks():
+    """The weight initializer after the channel and kernel checks, the bias's after has_bias, both before pad_mode."""
+    import convtranspose as ct
+
+    with pytest.raises(ValueError, match="group"):  # a kernel check before the weight initializer
+        ct.Conv2dTranspose(2, 4, 3, group=3, weight_init="bogus")
+    with pytest.raises(ValueError, match="weight_init"):  # the weight initializer before has_bias
+        ct.Conv2dTranspose(2, 4, 3, weight_init="bogus", has_bias=1)
+    with pytest.raises(TypeError, match="has_bias"):  # has_bias before the bias initializer
+        ct.Conv2dTranspose(2, 4, 3, has_bias=1, bias_init="bogus")
+    with pytest.raises(ValueError, match="bias_init"):  # the bias initializer before pad_mode
+        ct.Conv2dTranspose(2, 4, 3, has_bias=True, bias_init="bogus", pad_mode="bogus")
 
 
 @pytest.mark.parametrize("x_shape,match", [((2, 4, 4), "4-D"), ((1, 3, 4, 4), "in_channels")])
