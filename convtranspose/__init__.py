@@ -1,4 +1,4 @@
-"""convtranspose: MindSpore's ``nn.Conv2dTranspose`` on NumPy, without MindSpore.
+"""convtranspose: MindSpore's ``nn.Conv2dTranspose`` and ``nn.Conv2d`` on NumPy, without MindSpore.
 
 Same arguments, outputs, gradients and errors as MindSpore 2.10.
 
@@ -7,6 +7,9 @@ Public names:
     conv2d_transpose             functional forward
     conv2d_transpose_backward    functional backward -> (dx, dweight, dbias)
     Conv2dTransposeSpec          validated arguments and all shape arithmetic
+    Conv2d                       MindSpore's nn.Conv2d (the adjoint pair of Conv2dTranspose)
+    conv2d, conv2d_backward      its functional forward and backward
+    Conv2dSpec                   its validated arguments; per-input-size geometry
     Parameter                    a named array with a gradient slot
     initializer                  MindSpore's initializers (module)
     set_seed                     seeds the initializers' generator
@@ -22,11 +25,11 @@ Only NumPy is imported here. The other engines are modules of their own, importe
 from . import initializer
 from ._engines.numpy import release_workspace, set_chunk_bytes
 from .dtypes import float16, float32, float64
-from .functional import conv2d_transpose, conv2d_transpose_backward
+from .functional import conv2d, conv2d_backward, conv2d_transpose, conv2d_transpose_backward
 from .initializer import set_seed
-from .layer import Conv2dTranspose
+from .layer import Conv2d, Conv2dTranspose
 from .parameter import Parameter
-from .spec import Conv2dTransposeSpec
+from .spec import Conv2dSpec, Conv2dTransposeSpec
 
 __version__ = "0.1.0"
 
@@ -35,6 +38,10 @@ __all__ = [
     "conv2d_transpose",
     "conv2d_transpose_backward",
     "Conv2dTransposeSpec",
+    "Conv2d",
+    "conv2d",
+    "conv2d_backward",
+    "Conv2dSpec",
     "Parameter",
     "initializer",
     "set_seed",

@@ -31,9 +31,9 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
 
 from . import jax as jax_front
 from ._layers import LayerCore
-from .spec import Conv2dTransposeSpec
+from .spec import Conv2dSpec, Conv2dTransposeSpec
 
-__all__ = ["Conv2dTranspose"]
+__all__ = ["Conv2dTranspose", "Conv2d"]
 
 
 def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
@@ -176,5 +176,81 @@ class Conv2dTranspose(_FlaxLayer):
             dilation=dilation,
             group=group,
             has_bias=has_bias,
+        )
+        self._setup(geometry, weight_init, bias_init, dtype, rngs)
+
+
+class Conv2d(_FlaxLayer):
+    """2-D convolution with MindSpore 2.10's arguments, outputs, gradients and errors (``nn.Conv2d``).
+
+    Args:
+        in_channels: input channels ``C_in`` (a positive Python int).
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``. Default 1.
+        pad_mode: 'same' (``H_out = ceil(H/s)``, padding ``max((H_out-1)*s + k_eff - H, 0)`` split with
+            the odd row at the bottom), 'valid' (``floor((H - k_eff)/s) + 1``) or 'pad'
+            (``floor((H + top + bottom - k_eff)/s) + 1``), case-sensitive, with
+            ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
+        padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
+        group: splits channels into groups; both channel counts must be divisible by it.
+        has_bias: whether to add a bias (a real bool).
+        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_out, C_in//group, kH, kW)``.
+            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+            ``fan_in = (C_in//group)*kH*kW``.
+        bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
+            (not even checked) when has_bias is False.
+        data_format: 'NCHW', the only layout MindSpore computes on CPU (and this library).
+        dtype: parameter dtype: float16, float32 (default), float64 (needs ``jax_enable_x64``)
+            or bfloat16 (drawn in float32, then rounded), as a dtype or a name.
+        rngs: seeds MindSpore's (NumPy) initializers from ``rngs.params()``; None uses the module
+            generator of :mod:`convtranspose.initializer`.
+
+    Attributes:
+        weight: ``nnx.Param``, shape ``(C_out, C_in // group, kH, kW)``.
+        bias: ``nnx.Param`` of shape ``(C_out,)``, or None.
+        spec: the validated :class:`~convtranspose.spec.Conv2dSpec` (static).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from convtranspose.flax import Conv2d
+        >>> Conv2d(3, 8, 3, stride=2, rngs=nnx.Rngs(0))(jnp.ones((1, 3, 7, 8))).shape
+        (1, 8, 4, 4)
+    """
+
+    _spec_class = Conv2dSpec
+    _engine_forward = staticmethod(jax_front._forward)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        data_format: str = "NCHW",
+        dtype: Any = jnp.float32,
+        *,
+        rngs: Optional[nnx.Rngs] = None,
+    ) -> None:
+        geometry = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
+            data_format=data_format,
         )
         self._setup(geometry, weight_init, bias_init, dtype, rngs)

@@ -18,13 +18,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
 from ._engines import numpy as engine
+from ._engines import numpy_conv2d
 from .dtypes import check_float_array, native
-from .spec import Conv2dTransposeSpec, spec_from_weight
+from .spec import Conv2dSpec, Conv2dTransposeSpec, conv2d_spec_from_weight, spec_from_weight
 
 
 def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
@@ -48,8 +49,16 @@ def as_ndarray(value: Any, name: str, swap: bool = True) -> np.ndarray:
     return value
 
 
+Spec = Union[Conv2dTransposeSpec, Conv2dSpec]
+
+
+def _engine_of(spec: Spec) -> Any:
+    """The NumPy engine of the spec's layer: the transposed convolution's, or Conv2d's (built on it)."""
+    return numpy_conv2d if isinstance(spec, Conv2dSpec) else engine
+
+
 def _check_arrays(
-    spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any
+    spec: Spec, x: Any, weight: Any, bias: Any
 ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Tuple[int, int, int, int]]:
     """Normalise a call's arrays and check them against ``spec``; returns them and the output shape."""
     x = as_ndarray(x, "x", swap=False)
@@ -72,7 +81,7 @@ def _check_arrays(
     return x, weight, bias, out_shape
 
 
-def forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) -> np.ndarray:
+def forward(spec: Spec, x: Any, weight: Any, bias: Any = None) -> np.ndarray:
     """Forward for an already-built spec (the layer's path); checks every array first.
 
     Returns:
@@ -83,12 +92,10 @@ def forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) ->
         ValueError: shapes that do not fit the spec (see :meth:`Conv2dTransposeSpec.check_shapes`).
     """
     x, weight, bias, _ = _check_arrays(spec, x, weight, bias)
-    return engine.forward(x, weight, bias, spec)
+    return _engine_of(spec).forward(x, weight, bias, spec)
 
 
-def backward(
-    spec: Conv2dTransposeSpec, x: Any, weight: Any, grad_output: Any
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def backward(spec: Spec, x: Any, weight: Any, grad_output: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward for an already-built spec (the layer's path); checks every array first.
 
     Returns:
@@ -108,7 +115,7 @@ def backward(
         raise TypeError(
             f"grad_output must have x's dtype {x.dtype.name}, got grad_output of dtype {grad_output.dtype.name}"
         )
-    return engine.backward(x, weight, grad_output, spec)
+    return _engine_of(spec).backward(x, weight, grad_output, spec)
 
 
 def conv2d_transpose(
@@ -176,4 +183,73 @@ def conv2d_transpose_backward(
     """
     weight = as_ndarray(weight, "weight")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, False)
+    return backward(spec, x, weight, grad_output)
+
+
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> np.ndarray:
+    """MindSpore's 2-D convolution (``nn.Conv2d``), forward: cross-correlation, no kernel flip.
+
+    Args:
+        x: input ``(N, C_in, H, W)``, float16, float32 or float64 (any byte order).
+        weight: ``(C_out, C_in // group, kH, kW)``, same dtype as x.
+        bias: ``(C_out,)`` or None, same dtype as x.
+        stride, pad_mode, padding, dilation, group: as in :class:`convtranspose.Conv2d` (padding is
+            top, bottom, left, right).
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype, where per axis ``H_out`` is ``ceil(H / stride)``
+        ('same', TensorFlow's split: the odd padding row at the bottom), ``floor((H - k_eff) / stride) + 1``
+        ('valid') or ``floor((H + top + bottom - k_eff) / stride) + 1`` ('pad'), with
+        ``k_eff = dilation*(kernel-1) + 1``.
+
+    Raises:
+        TypeError, ValueError: naming the argument (see :meth:`Conv2dSpec.from_args` and
+            :meth:`Conv2dSpec.check_shapes`).
+
+    Example:
+        >>> import numpy as np
+        >>> import convtranspose as ct
+        >>> ct.conv2d(np.ones((1, 3, 7, 7), np.float32), np.ones((8, 3, 3, 3), np.float32), stride=2).shape
+        (1, 8, 4, 4)
+    """
+    weight = as_ndarray(weight, "weight", swap=False)
+    spec = conv2d_spec_from_weight(weight.shape, stride, pad_mode, padding, dilation, group, bias is not None)
+    return forward(spec, x, weight, bias)
+
+
+def conv2d_backward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    grad_output: np.ndarray,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``sum(conv2d(x, weight, bias, ...) * grad_output)``.
+
+    Args:
+        x: the forward input ``(N, C_in, H, W)``.
+        weight: ``(C_out, C_in // group, kH, kW)``.
+        grad_output: upstream gradient, of the forward output's shape and x's dtype.
+        stride, pad_mode, padding, dilation, group: as in the forward call.
+
+    Returns:
+        ``(dx, dweight, dbias)``: shapes ``(N, C_in, H, W)``, ``(C_out, C_in // group, kH, kW)``
+        and ``(C_out,)``, in x's dtype.
+    """
+    weight = as_ndarray(weight, "weight")
+    spec = conv2d_spec_from_weight(weight.shape, stride, pad_mode, padding, dilation, group, False)
     return backward(spec, x, weight, grad_output)

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -31,9 +31,9 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
     raise ImportError("convtranspose.jax needs JAX: pip install 'convtranspose[jax]'") from exc
 
 from ._engines import jax as engine
-from .spec import Conv2dTransposeSpec, spec_from_weight
+from .spec import Conv2dSpec, Conv2dTransposeSpec, conv2d_spec_from_weight, spec_from_weight
 
-__all__ = ["conv2d_transpose"]
+__all__ = ["conv2d_transpose", "conv2d"]
 
 # What the engine computes: float16 and bfloat16 in float32 with MindSpore's rounding; float64
 # needs jax_enable_x64.
@@ -90,7 +90,7 @@ def _check_dtype(array: Any, name: str) -> None:
 
 
 def _check_call(
-    spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any
+    spec: Union[Conv2dTransposeSpec, Conv2dSpec], x: Any, weight: Any, bias: Any
 ) -> Tuple[jax.Array, jax.Array, Optional[jax.Array]]:
     """Check a call's arrays against ``spec`` (types, then shapes as MindSpore, then dtypes).
 
@@ -127,9 +127,11 @@ def _check_call(
     return as_array(x, "x"), as_array(weight, "weight"), None if bias is None else as_array(bias, "bias")
 
 
-def _forward(spec: Conv2dTransposeSpec, x: Any, weight: Any, bias: Any = None) -> jax.Array:
+def _forward(spec: Union[Conv2dTransposeSpec, Conv2dSpec], x: Any, weight: Any, bias: Any = None) -> jax.Array:
     """Forward for an already-built spec (the Flax layer's path); checks every array first."""
     x, weight, bias = _check_call(spec, x, weight, bias)
+    if isinstance(spec, Conv2dSpec):
+        return engine.conv2d_forward(x, weight, bias, spec)
     return engine.forward(x, weight, bias, spec)
 
 
@@ -197,4 +199,46 @@ def conv2d_transpose(
     )
     _check_type(weight, "weight")
     spec = spec_from_weight(weight.shape, stride, pad_mode, padding, output_padding, dilation, group, bias is not None)
+    return _forward(spec, x, weight, bias)
+
+
+def conv2d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> jax.Array:
+    """MindSpore's 2-D convolution (``nn.Conv2d``) as a differentiable JAX function.
+
+    Cross-correlation with MindSpore's (TensorFlow's) 'same' and 'valid' and asymmetric 'pad'
+    padding at any stride; same output, gradients and errors as MindSpore 2.10. Works under
+    ``jax.jit`` (geometry static), ``jax.grad`` of any order, ``jax.vmap`` and sharded inputs.
+
+    Args:
+        x: input ``(N, C_in, H, W)``, a JAX or NumPy array of dtype float16, bfloat16, float32
+            or float64 (float64 needs ``jax_enable_x64``).
+        weight: ``(C_out, C_in // group, kH, kW)``, same dtype as x.
+        bias: ``(C_out,)`` or None, same dtype as x.
+        stride, pad_mode, padding, dilation, group: as in :class:`convtranspose.Conv2d`.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype.
+
+    Raises:
+        TypeError, ValueError: naming the argument and echoing the value.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from convtranspose.jax import conv2d
+        >>> conv2d(jnp.ones((2, 3, 7, 8)), jnp.ones((4, 3, 3, 3)), stride=2).shape
+        (2, 4, 4, 4)
+    """
+    _refuse_traced(stride=stride, pad_mode=pad_mode, padding=padding, dilation=dilation, group=group)
+    _check_type(weight, "weight")
+    spec = conv2d_spec_from_weight(weight.shape, stride, pad_mode, padding, dilation, group, bias is not None)
     return _forward(spec, x, weight, bias)

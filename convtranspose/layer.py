@@ -1,4 +1,4 @@
-"""The NumPy ``Conv2dTranspose`` layer: MindSpore's ``nn.Conv2dTranspose`` without MindSpore."""
+"""The NumPy layers: MindSpore's ``nn.Conv2dTranspose`` and ``nn.Conv2d`` without MindSpore."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from . import functional
 from ._layers import LayerCore, describe_init
 from .parameter import Parameter
-from .spec import Conv2dTransposeSpec
+from .spec import Conv2dSpec, Conv2dTransposeSpec
 
 
 class _NumpyLayer(LayerCore):
@@ -179,6 +179,92 @@ class Conv2dTranspose(_NumpyLayer):
             f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
             f"padding={self.padding}, output_padding={self.output_padding}, "
             f"dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
+            f"weight_init={describe_init(self.weight_init)}, "
+            f"bias_init={describe_init(self.bias_init)}, format={self.data_format}"
+        )
+
+
+class Conv2d(_NumpyLayer):
+    """2-D convolution with MindSpore 2.10's arguments, outputs, gradients and errors (``nn.Conv2d``).
+
+    Cross-correlation (no kernel flip), as MindSpore and PyTorch compute it, with MindSpore's
+    (TensorFlow's) 'same' and 'valid' and asymmetric 'pad' padding, at any stride.
+
+    Args:
+        in_channels: input channels ``C_in`` (a positive Python int).
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``. Default 1.
+        pad_mode: 'same' (``H_out = ceil(H/s)``, padding ``max((H_out-1)*s + k_eff - H, 0)`` split with
+            the odd row at the bottom), 'valid' (``floor((H - k_eff)/s) + 1``) or 'pad'
+            (``floor((H + top + bottom - k_eff)/s) + 1``), case-sensitive, with
+            ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
+        padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
+        group: splits channels into groups; both channel counts must be divisible by it.
+        has_bias: whether to add a bias (a real bool).
+        weight_init: Initializer, name, number or array of shape ``(C_out, C_in//group, kH, kW)``.
+            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+            ``fan_in = (C_in//group)*kH*kW``.
+        bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
+            (not even checked) when has_bias is False.
+        data_format: 'NCHW', the only layout MindSpore computes on CPU (and this library).
+        dtype: parameter dtype: float16, float32 (default) or float64, as a NumPy dtype or name.
+            An array initializer keeps its own dtype, as a MindSpore Tensor does.
+
+    Attributes:
+        weight: :class:`Parameter` named 'weight', shape ``(C_out, C_in // group, kH, kW)``.
+        bias: :class:`Parameter` named 'bias', shape ``(C_out,)``, or None.
+        spec: the validated :class:`Conv2dSpec`.
+
+    Example:
+        >>> import numpy as np
+        >>> import convtranspose as ct
+        >>> net = ct.Conv2d(3, 8, 3, stride=2, has_bias=True)      # 'same': ceil(H / 2) rows
+        >>> net(np.ones((1, 3, 7, 8), np.float32)).shape
+        (1, 8, 4, 4)
+    """
+
+    _spec_class = Conv2dSpec
+    _forward = staticmethod(functional.forward)
+    _backward = staticmethod(functional.backward)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        data_format: str = "NCHW",
+        dtype: Any = np.float32,
+    ) -> None:
+        geometry = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
+            data_format=data_format,
+        )
+        self._setup(geometry, weight_init, bias_init, dtype)
+
+    def extend_repr(self) -> str:
+        """MindSpore's layer description."""
+        return (
+            f"input_channels={self.in_channels}, output_channels={self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, pad_mode={self.pad_mode}, "
+            f"padding={self.padding}, dilation={self.dilation}, group={self.group}, has_bias={self.has_bias}, "
             f"weight_init={describe_init(self.weight_init)}, "
             f"bias_init={describe_init(self.bias_init)}, format={self.data_format}"
         )

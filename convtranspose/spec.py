@@ -752,3 +752,491 @@ def spec_from_weight(
     except TypeError:  # lists and arrays: let the spec explain what it expects
         return _from_weight_shape(*args)
     return _cached_from_weight_shape(key, *args)
+
+
+# ====================================================================== nn.Conv2d
+
+CONV2D_DATA_FORMATS = ("NCHW", "NHWC", "NCDHW")  # what MindSpore's nn.Conv2d accepts before its primitive
+
+
+class KernelWindow(NamedTuple):
+    """The part of a convolution's kernel and input that one axis really uses, for one input length.
+
+    Taps that read only padding for every output row contribute nothing (but NaN and inf
+    weights, which they would turn into NaN through ``0 * inf``), and input rows that no tap
+    reads contribute nothing either: an engine computes the same result with ``kernel[taps]``
+    over ``input[rows]`` padded by ``pad_before``/``pad_after`` zeros. This keeps a huge
+    dilation or padding (MindSpore runs dilation 2**31 in 'same' mode) from costing anything
+    beyond the output, and every size inside a framework's 32-bit arguments.
+
+    Attributes:
+        taps: the kernel taps used (a contiguous range).
+        rows: the input rows read (a contiguous range).
+        pad_before, pad_after: zero rows before and after ``input[rows]`` (>= 0).
+        stride: the stride to use (1 when there is a single output row: any stride gives it).
+        dilation: the dilation to use (1 for a single tap).
+    """
+
+    taps: slice
+    rows: slice
+    pad_before: int
+    pad_after: int
+    stride: int
+    dilation: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvAxisPlan:
+    """One spatial axis of MindSpore's ``nn.Conv2d`` for an input of ``length`` rows.
+
+    Output row ``i`` reads input rows ``i*stride + t*dilation - pad_before`` for the kernel
+    taps ``t``; rows outside ``[0, length)`` are padding (zeros). ``output_length`` is
+    ``floor((length + pad_before + pad_after - k_eff) / stride) + 1`` (``ceil(length / stride)``
+    in 'same' mode), and may be 0 or negative before :meth:`Conv2dSpec.check_shapes` refuses it.
+    """
+
+    kernel: int
+    stride: int
+    dilation: int
+    pad_before: int
+    pad_after: int
+    length: int
+    output_length: int
+
+    @property
+    def effective_kernel(self) -> int:
+        """Extent of the dilated kernel: ``dilation * (kernel - 1) + 1``."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def padded_length(self) -> int:
+        """``length + pad_before + pad_after``."""
+        return self.length + self.pad_before + self.pad_after
+
+    def transposed(self) -> AxisPlan:
+        """The transposed convolution's axis whose input gradient this convolution is (its adjoint).
+
+        The transposed convolution of the ``output_length`` rows spreads them over
+        ``(output_length - 1)*stride + k_eff`` rows; cropping ``pad_before`` at the start and
+        keeping ``length`` rows gives this axis's input (a negative crop at the end appends the
+        rows no output row reads: their gradient is zero).
+        """
+        full = (self.output_length - 1) * self.stride + self.effective_kernel
+        return AxisPlan(
+            self.kernel, self.stride, self.dilation, self.pad_before, full - self.pad_before - self.length, 0
+        )
+
+    def kernel_window(self) -> Optional[KernelWindow]:
+        """The taps and input rows this axis really uses (see :class:`KernelWindow`); None if none is read."""
+        out, stride, dilation, before = self.output_length, self.stride, self.dilation, self.pad_before
+        if out <= 0 or self.length <= 0:
+            return None
+        # tap t reads rows t*d - before + i*s, i in [0, out): some row in [0, length) iff
+        # t*d + (out-1)*s >= before and t*d - before < length
+        first = max(0, -((-(before - (out - 1) * stride)) // dilation))
+        last = min(self.kernel - 1, -((-(before + self.length)) // dilation) - 1)
+        if first > last:
+            return None
+        start = first * dilation - before  # input row of the first tap for output row 0
+        stop = last * dilation - before + (out - 1) * stride + 1  # one past the last tap's last read
+        rows = slice(max(start, 0), min(stop, self.length))
+        return KernelWindow(
+            taps=slice(first, last + 1),
+            rows=rows,
+            pad_before=rows.start - start,
+            pad_after=stop - rows.stop,
+            stride=stride if out > 1 else 1,
+            dilation=dilation if last > first else 1,
+        )
+
+
+def conv_axis_plan(
+    kernel: int, stride: int, dilation: int, pad_mode: str, pad_before: int, pad_after: int, length: int
+) -> ConvAxisPlan:
+    """Build the :class:`ConvAxisPlan` of one axis from validated values and the input length.
+
+    'same' is TensorFlow's rule (input-size dependent): ``ceil(length / stride)`` rows, with
+    ``max((out-1)*stride + k_eff - length, 0)`` padding rows, the odd one at the end.
+    """
+    k_eff = dilation * (kernel - 1) + 1
+    if pad_mode == "same":
+        out = -(-length // stride)
+        total = max((out - 1) * stride + k_eff - length, 0)
+        pad_before, pad_after = total // 2, total - total // 2
+    elif pad_mode == "valid":
+        pad_before = pad_after = 0
+    out = (length + pad_before + pad_after - k_eff) // stride + 1
+    return ConvAxisPlan(kernel, stride, dilation, pad_before, pad_after, length, out)
+
+
+def _check_conv2d_channel_type(name: str, value: Any, group: Any) -> None:
+    """A channel count that is not an int is a TypeError (MindSpore's own ``%`` test fails by accident)."""
+    if not _is_int(value):
+        raise TypeError(
+            f"{name} must be a positive int, got {name}={_describe(value)}"
+            + (f" (with group={_echo(group)})" if group != 1 else "")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2dSpec:
+    """Validated, canonical arguments of MindSpore's ``nn.Conv2d`` (hashable).
+
+    Build it with :meth:`from_args` (a layer) or :func:`conv2d_spec_from_weight` (a functional
+    call). Fields hold canonical values: 2-tuples for ``kernel_size``, ``stride``, ``dilation``;
+    a 4-tuple (top, bottom, left, right) for ``padding``. The per-axis geometry depends on the
+    input size in 'same' mode, so it is computed per input shape (:meth:`axes`, cached).
+
+    Example:
+        >>> spec = Conv2dSpec.from_args(3, 8, 3, stride=2)
+        >>> spec.weight_shape, spec.output_shape((2, 3, 7, 8))
+        ((8, 3, 3, 3), (2, 8, 4, 4))
+    """
+
+    ARGUMENTS: ClassVar[Tuple[str, ...]] = (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "pad_mode",
+        "padding",
+        "dilation",
+        "group",
+        "has_bias",
+        "data_format",
+    )
+
+    in_channels: int
+    out_channels: int
+    kernel_size: Pair
+    stride: Pair
+    pad_mode: str
+    padding: Quad
+    dilation: Pair
+    group: int
+    has_bias: bool
+    data_format: str = "NCHW"
+
+    @classmethod
+    def from_args(
+        cls,
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: Any = "same",
+        padding: Any = 0,
+        dilation: Any = 1,
+        group: Any = 1,
+        has_bias: Any = False,
+        data_format: Any = "NCHW",
+    ) -> "Conv2dSpec":
+        """Validate raw user arguments in MindSpore 2.10's order for ``nn.Conv2d`` and return the spec.
+
+        The order differs from Conv2dTranspose's: kernel_size, stride, dilation (types), group,
+        the channels' divisibility by group, the channels, data_format, padding (type, then
+        items, then — late, with pad_mode — its length), the kernel/stride/dilation values; the
+        weight initializer; has_bias; the bias initializer; then pad_mode and the padding's
+        length. Whether the kernel fits the padded input is checked at the call
+        (:meth:`check_shapes`), as in MindSpore.
+
+        Raises:
+            TypeError: an argument of the wrong type (bool and NumPy integers are not ints;
+                pad_mode not a str).
+            ValueError: an argument of the right type with a wrong value, a size past 2**63 - 1,
+                or a weight too large for this machine's memory.
+        """
+        early = cls._check_until_weight(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+        )
+        check_has_bias(has_bias)
+        if not isinstance(pad_mode, str):
+            raise TypeError(
+                f"pad_mode must be one of 'same', 'valid', 'pad' (a str), got pad_mode={_describe(pad_mode)}"
+            )
+        if not _is_int(padding) and len(padding) != 4:
+            raise ValueError(
+                f"padding must be an int or a tuple of 4 ints (top, bottom, left, right), got "
+                f"padding={_echo(padding)} (length {len(padding)})"
+            )
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of 'same', 'valid', 'pad' (lower case), got pad_mode={pad_mode!r}")
+        if pad_mode != "pad" and any(early.padding):
+            raise ValueError(
+                f"padding must be 0 or (0, 0, 0, 0) unless pad_mode='pad', "
+                f"got padding={padding!r} with pad_mode={pad_mode!r}"
+            )
+        if data_format != "NCHW":
+            raise ValueError(f"data_format must be 'NCHW' (the only layout computed), got data_format={data_format!r}")
+        return cls(
+            in_channels,
+            out_channels,
+            early.kernel_size,
+            early.stride,
+            pad_mode,
+            early.padding,
+            early.dilation,
+            group,
+            has_bias,
+            data_format,
+        )
+
+    @classmethod
+    def weight_shape_of(
+        cls,
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: Any = "same",
+        padding: Any = 0,
+        dilation: Any = 1,
+        group: Any = 1,
+        has_bias: Any = False,
+        data_format: Any = "NCHW",
+    ) -> Tuple[int, int, int, int]:
+        """The weight's shape ``(C_out, C_in // group, kH, kW)``, after the checks before its initializer."""
+        return cls._check_until_weight(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+        ).weight_shape
+
+    @staticmethod
+    def _check_until_weight(
+        in_channels: Any,
+        out_channels: Any,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        group: Any,
+        data_format: Any,
+    ) -> _Normalised:
+        kernel = _pair("kernel_size", kernel_size)
+        strides = _pair("stride", stride)
+        dilations = _pair("dilation", dilation)
+        _check_positive_int("group", group)
+        # MindSpore tests divisibility with Python's % before it type-checks the channels (so a
+        # str or None fails inside %): we check the types first, then divisibility.
+        _check_conv2d_channel_type("in_channels", in_channels, group)
+        _check_conv2d_channel_type("out_channels", out_channels, group)
+        if in_channels % group or out_channels % group:
+            raise ValueError(
+                f"in_channels and out_channels must be divisible by group, got in_channels={_echo(in_channels)}, "
+                f"out_channels={_echo(out_channels)} and group={_echo(group)}"
+            )
+        _check_positive_int("in_channels", in_channels)
+        _check_positive_int("out_channels", out_channels)
+        if not isinstance(data_format, str) or data_format not in CONV2D_DATA_FORMATS:
+            raise ValueError(f"data_format must be 'NCHW', got data_format={data_format!r}")
+        if data_format == "NHWC":
+            raise ValueError("data_format='NHWC' is not computed (MindSpore runs it on GPU only): use 'NCHW'")
+        if not _is_int(padding) and not isinstance(padding, tuple):
+            raise TypeError(
+                f"padding must be an int or a tuple of 4 ints (top, bottom, left, right), got "
+                f"padding={_describe(padding)}"
+            )
+        pads = _padding_values(padding)  # items before the length, as MindSpore
+        _check_positive_items("kernel_size", kernel_size, kernel)
+        _check_positive_items("stride", stride, strides)
+        _check_positive_items("dilation", dilation, dilations)
+        for name, given, values in (
+            ("kernel_size", kernel_size, kernel),
+            ("stride", stride, strides),
+            ("dilation", dilation, dilations),
+        ):
+            if max(values) > _INT64_MAX:
+                raise ValueError(
+                    f"{name} must be at most 2**63 - 1 (MindSpore's 64-bit limit), got {name}={_echo(given)}"
+                )
+        weight_shape = (out_channels, in_channels // group) + kernel
+        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        padding4 = pads + (0,) * (4 - len(pads))  # a wrong length is refused later, with pad_mode
+        return _Normalised(kernel, strides, dilations, padding4[:4], (0, 0), weight_shape)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ derived geometry
+
+    @property
+    def weight_shape(self) -> Tuple[int, int, int, int]:
+        """``(out_channels, in_channels // group, kH, kW)``, MindSpore's (and PyTorch's) layout."""
+        return (self.out_channels, self.in_channels // self.group) + self.kernel_size
+
+    @property
+    def bias_shape(self) -> Tuple[int]:
+        """``(out_channels,)``."""
+        return (self.out_channels,)
+
+    def axes(self, x_shape: Tuple[int, ...]) -> Tuple[ConvAxisPlan, ConvAxisPlan]:
+        """The two axes' plans for an input of shape ``(N, C_in, H, W)`` (cached per spec and size)."""
+        return _conv_axes(self, int(x_shape[2]), int(x_shape[3]))
+
+    def output_shape(self, x_shape: Tuple[int, ...]) -> Tuple[int, int, int, int]:
+        """``(N, C_out, H_out, W_out)`` for an input of shape ``(N, C_in, H, W)``."""
+        height, width = self.axes(x_shape)
+        return (x_shape[0], self.out_channels, height.output_length, width.output_length)
+
+    def adjoint(self, x_shape: Tuple[int, ...]) -> Conv2dTransposeSpec:
+        """The transposed convolution whose input gradient this convolution is, for inputs of ``x_shape``.
+
+        Its input is this convolution's output and its output window this convolution's input
+        (``C_in`` and ``C_out`` swapped, the same weight array): engines compute Conv2d's forward as
+        that spec's input gradient and Conv2d's input gradient as its forward. Its 'pad' crops
+        may be negative at the end (rows no output reads); it is never shown to a user.
+        """
+        return _conv_adjoint(self, int(x_shape[2]), int(x_shape[3]))
+
+    def kernel_windows(self, x_shape: Tuple[int, ...]) -> Optional[Tuple[KernelWindow, KernelWindow]]:
+        """What each axis really uses of the kernel and the input (None when no tap reads any input row)."""
+        height, width = self.axes(x_shape)
+        windows = (height.kernel_window(), width.kernel_window())
+        return None if windows[0] is None or windows[1] is None else windows  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ call-time checks
+
+    def check_shapes(
+        self,
+        x_shape: Tuple[int, ...],
+        weight_shape: Tuple[int, ...],
+        bias_shape: Optional[Tuple[int, ...]] = None,
+        itemsize: int = 4,
+    ) -> Tuple[int, int, int, int]:
+        """Check the shapes of a call's x, weight and bias against this spec; return the output shape.
+
+        Per axis, like MindSpore: the padded input must be at least as long as the (undilated)
+        kernel; past that, a dilated kernel longer than the padded input gives an empty axis
+        when ``floor((padded - k_eff)/stride) + 1`` is 0, and is refused when it is negative.
+
+        Raises:
+            ValueError: wrong rank or channel count of x, a weight or bias of another shape, a
+                kernel that does not fit the padded input, or an output larger than ``MEMORY_LIMIT``.
+        """
+        x_shape = _check_layer_shapes(self, x_shape, weight_shape, bias_shape, "(C_out, C_in // group, kH, kW)")
+        for axis, plan in zip(("height", "width"), self.axes(x_shape)):
+            self._check_fit(axis, plan)
+        out_shape = self.output_shape(x_shape)
+        needed = math.prod(out_shape) * itemsize
+        if needed > MEMORY_LIMIT:
+            raise ValueError(
+                f"the output would have shape {_echo(out_shape)} ({_gib(needed)}), more than the "
+                f"{_gib(MEMORY_LIMIT)} one request may use on this machine: x of shape {x_shape}, "
+                f"kernel_size={_echo(self.kernel_size)}, stride={_echo(self.stride)}, "
+                f"dilation={_echo(self.dilation)}, pad_mode={self.pad_mode!r}, padding={_echo(self.padding)}"
+            )
+        return out_shape
+
+    def _check_fit(self, axis: str, plan: ConvAxisPlan) -> None:
+        if plan.padded_length >= plan.kernel and plan.output_length >= 0:
+            return
+        rows = "rows" if axis == "height" else "columns"
+        if plan.padded_length < plan.kernel:
+            problem = f"shorter than kernel_size={_echo(self.kernel_size)}"
+        else:
+            problem = (
+                f"shorter than the dilated kernel (dilation*(kernel-1) + 1 = {_echo(plan.effective_kernel)} {rows} "
+                f"with kernel_size={_echo(self.kernel_size)}, dilation={_echo(self.dilation)}) by more than the "
+                f"stride={_echo(self.stride)}, which leaves no output {rows}"
+            )
+        raise ValueError(
+            f"the {axis} axis of x is {plan.length} {rows} long, {_echo(plan.padded_length)} with pad_mode="
+            f"{self.pad_mode!r} and padding={_echo(self.padding)}: {problem}"
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _conv_axes(spec: Conv2dSpec, height: int, width: int) -> Tuple[ConvAxisPlan, ConvAxisPlan]:
+    top, bottom, left, right = spec.padding
+    return (
+        conv_axis_plan(spec.kernel_size[0], spec.stride[0], spec.dilation[0], spec.pad_mode, top, bottom, height),
+        conv_axis_plan(spec.kernel_size[1], spec.stride[1], spec.dilation[1], spec.pad_mode, left, right, width),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _conv_adjoint(spec: Conv2dSpec, height: int, width: int) -> Conv2dTransposeSpec:
+    axes = tuple(plan.transposed() for plan in _conv_axes(spec, height, width))
+    padding = (axes[0].crop_before, axes[0].crop_after, axes[1].crop_before, axes[1].crop_after)
+    adjoint = Conv2dTransposeSpec(
+        spec.out_channels,
+        spec.in_channels,
+        spec.kernel_size,
+        spec.stride,
+        "pad",
+        padding,
+        (0, 0),
+        spec.dilation,
+        spec.group,
+        False,
+    )
+    return adjoint
+
+
+def _check_layer_shapes(
+    spec: Any,
+    x_shape: Tuple[int, ...],
+    weight_shape: Tuple[int, ...],
+    bias_shape: Optional[Tuple[int, ...]],
+    layout: str,
+) -> Tuple[int, ...]:
+    """Rank and channels of x, and the parameters' shapes, as every layer checks them; returns x's shape."""
+    x_shape = tuple(x_shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D (N, C_in, H, W), got x of shape {x_shape}")
+    if x_shape[1] != spec.in_channels:
+        raise ValueError(f"x must have in_channels={spec.in_channels} channels (axis 1), got x of shape {x_shape}")
+    if tuple(weight_shape) != spec.weight_shape:
+        raise ValueError(
+            f"weight must have shape {spec.weight_shape} {layout}, got weight of shape {tuple(weight_shape)}"
+        )
+    if bias_shape is not None and tuple(bias_shape) != spec.bias_shape:
+        raise ValueError(f"bias must have shape {spec.bias_shape}, got bias of shape {tuple(bias_shape)}")
+    return x_shape
+
+
+def _conv2d_from_weight_shape(
+    weight_shape: Tuple[int, ...], stride: Any, pad_mode: Any, padding: Any, dilation: Any, group: Any, has_bias: Any
+) -> Conv2dSpec:
+    if len(weight_shape) != 4 or min(weight_shape) < 1:
+        raise ValueError(
+            f"weight must be 4-D (C_out, C_in // group, kH, kW) with no empty axis, got weight of shape {weight_shape}"
+        )
+    _check_positive_int("group", group)
+    if weight_shape[0] % group:
+        raise ValueError(
+            f"weight.shape[0] (C_out) must be divisible by group, got weight of shape {weight_shape} and group={group}"
+        )
+    return Conv2dSpec.from_args(
+        weight_shape[1] * group, weight_shape[0], weight_shape[2:], stride, pad_mode, padding, dilation, group, has_bias
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_conv2d_from_weight_shape(key: Any, *args: Any) -> Conv2dSpec:
+    return _conv2d_from_weight_shape(*args)
+
+
+def conv2d_spec_from_weight(
+    weight_shape: Tuple[int, ...],
+    stride: Any = 1,
+    pad_mode: Any = "same",
+    padding: Any = 0,
+    dilation: Any = 1,
+    group: Any = 1,
+    has_bias: Any = False,
+) -> Conv2dSpec:
+    """The spec of a functional Conv2d call: the weight ``(C_out, C_in // group, kH, kW)`` gives channels and kernel.
+
+    Cached like :func:`spec_from_weight` (the cache key keeps the argument types).
+
+    Example:
+        >>> conv2d_spec_from_weight((4, 1, 3, 3), stride=2, group=4).in_channels
+        4
+    """
+    try:
+        args = (tuple(int(size) for size in weight_shape), stride, pad_mode, padding, dilation, group, has_bias)
+    except (TypeError, ValueError):
+        raise TypeError(f"weight must be an array with a shape of ints, got weight of shape {weight_shape!r}") from None
+    try:
+        key = _typed(args)
+        hash(key)
+    except TypeError:
+        return _conv2d_from_weight_shape(*args)
+    return _cached_conv2d_from_weight_shape(key, *args)

@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -36,9 +36,9 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
 from ._engines import torch as engine
 from ._layers import LayerCore, build_parameters, describe_init, to_numpy
 from .dtypes import bfloat16, is_bfloat16
-from .spec import Conv2dTransposeSpec, spec_from_weight
+from .spec import Conv2dSpec, Conv2dTransposeSpec, conv2d_spec_from_weight, spec_from_weight
 
-__all__ = ["Conv2dTranspose", "conv2d_transpose"]
+__all__ = ["Conv2dTranspose", "conv2d_transpose", "Conv2d", "conv2d"]
 
 _NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 _COMPUTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -74,7 +74,7 @@ def _to_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
 
 
 def check_call(
-    spec: Conv2dTransposeSpec, x: Any, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    spec: Union[Conv2dTransposeSpec, Conv2dSpec], x: Any, weight: torch.Tensor, bias: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Check a call's tensors against ``spec``; returns them contiguous (NCHW order).
 
@@ -101,7 +101,7 @@ def check_call(
     symbolic = any(isinstance(size, torch.SymInt) for size in x_shape)
     itemsize = 0 if symbolic else max(x.element_size(), 4)
     spec.check_shapes(x_shape, tuple(weight.shape), None if bias is None else tuple(bias.shape), itemsize=itemsize)
-    if not symbolic:
+    if not symbolic and isinstance(spec, Conv2dTransposeSpec):  # Conv2d's engine reads only its kernel window
         _check_kernel_limits(spec, x_shape, itemsize)
     if weight.dtype not in _COMPUTED:
         raise TypeError(
@@ -411,6 +411,183 @@ class Conv2dTranspose(_TorchLayer):
             stride=tuple(module.stride),
             pad_mode="pad",
             padding=tuple(pads),
+            dilation=tuple(module.dilation),
+            group=module.groups,
+            has_bias=module.bias is not None,
+            dtype=weight.dtype,
+            device=weight.device,
+        )
+        with torch.no_grad():
+            net.weight.copy_(weight)
+            if module.bias is not None:
+                net.bias.copy_(module.bias.detach())
+        return net.train(module.training)
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    *,
+    stride: Any = 1,
+    pad_mode: str = "same",
+    padding: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+) -> torch.Tensor:
+    """MindSpore's 2-D convolution (``nn.Conv2d``) on tensors, differentiable by autograd.
+
+    What PyTorch's ``F.conv2d`` lacks: TensorFlow-style 'same' at any stride (``ceil(H/s)`` rows,
+    the odd padding row at the bottom/right) and asymmetric ``(top, bottom, left, right)`` padding.
+
+    Args:
+        x: input ``(N, C_in, H, W)``, float16, bfloat16, float32 or float64.
+        weight: ``(C_out, C_in // group, kH, kW)`` (PyTorch's ``conv2d`` layout), same dtype and device as x.
+        bias: ``(C_out,)`` or None, same dtype and device as x.
+        stride, pad_mode, padding, dilation, group: as in :class:`Conv2d`.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype.
+
+    Raises:
+        TypeError, ValueError: naming the argument, as :class:`Conv2d` raises them.
+
+    Example:
+        >>> x, w = torch.ones(2, 3, 7, 8), torch.ones(4, 3, 3, 3)
+        >>> conv2d(x, w, stride=2, pad_mode='same').shape
+        torch.Size([2, 4, 4, 4])
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got weight of type {type(weight).__name__}")
+    spec = conv2d_spec_from_weight(tuple(weight.shape), stride, pad_mode, padding, dilation, group, bias is not None)
+    return engine.conv2d_forward(*check_call(spec, x, weight, bias), spec)
+
+
+class Conv2d(_TorchLayer):
+    """2-D convolution with MindSpore 2.10's arguments, outputs, gradients and errors (``nn.Conv2d``).
+
+    A drop-in for the hand-written ``Conv2dSame`` of many ports: PyTorch's ``nn.Conv2d(padding='same')``
+    refuses strides and cannot pad asymmetrically; this layer does both, as MindSpore (and TensorFlow) do.
+
+    Args:
+        in_channels: input channels ``C_in`` (a positive Python int).
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or ``(sH, sW)``. Default 1.
+        pad_mode: 'same' (``H_out = ceil(H/s)``, padding ``max((H_out-1)*s + k_eff - H, 0)`` split with
+            the odd row at the bottom), 'valid' (``floor((H - k_eff)/s) + 1``) or 'pad'
+            (``floor((H + top + bottom - k_eff)/s) + 1``), case-sensitive, with
+            ``k_eff = dilation*(kernel-1) + 1``. Default 'same'.
+        padding: int or ``(top, bottom, left, right)``; nonzero only with pad_mode='pad'.
+        dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
+        group: splits channels into groups; both channel counts must be divisible by it.
+        has_bias: whether to add a bias (a real bool).
+        weight_init: Initializer, name, number, NumPy array or tensor of shape ``(C_out, C_in//group, kH, kW)``.
+            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+            ``fan_in = (C_in//group)*kH*kW``.
+        bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
+            (not even checked) when has_bias is False.
+        data_format: 'NCHW', the only layout MindSpore computes on CPU (and this library).
+        dtype: as for :class:`Conv2dTranspose` (torch or NumPy float dtypes, names, bfloat16).
+        device: where the parameters live; None is PyTorch's default device.
+
+    Attributes:
+        weight: ``nn.Parameter`` ``(C_out, C_in // group, kH, kW)``, MindSpore's (and PyTorch's
+            ``Conv2d``) layout: a MindSpore checkpoint loads as it is.
+        bias: ``nn.Parameter`` ``(C_out,)``, or None.
+        spec: the validated :class:`~convtranspose.spec.Conv2dSpec`.
+        weight_init, bias_init: the initializers :meth:`reset_parameters` draws from.
+
+    Example:
+        >>> net = Conv2d(3, 16, 3, stride=2, has_bias=True)     # 'same' at stride 2
+        >>> net(torch.ones(1, 3, 7, 8)).shape
+        torch.Size([1, 16, 4, 4])
+    """
+
+    _spec_class = Conv2dSpec
+    _engine_forward = staticmethod(engine.conv2d_forward)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        pad_mode: str = "same",
+        padding: Any = 0,
+        dilation: Any = 1,
+        group: int = 1,
+        has_bias: bool = False,
+        weight_init: Any = None,
+        bias_init: Any = None,
+        data_format: str = "NCHW",
+        dtype: Any = torch.float32,
+        device: Any = None,
+    ) -> None:
+        geometry = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            pad_mode=pad_mode,
+            padding=padding,
+            dilation=dilation,
+            group=group,
+            has_bias=has_bias,
+            data_format=data_format,
+        )
+        super().__init__(geometry, weight_init, bias_init, dtype, device)
+
+    @classmethod
+    def from_torch(cls, module: nn.Conv2d) -> "Conv2d":
+        """The layer that computes what a ``torch.nn.Conv2d`` computes, with its weights.
+
+        PyTorch pads symmetrically (``padding=p``), or for ``padding='same'`` (stride 1) puts
+        ``d*(k-1)//2`` rows before and the rest after; both are MindSpore's 'pad' mode with
+        ``(top, bottom, left, right)``. The parameters are copied (same layout, dtype and device);
+        the training flag too.
+
+        Raises:
+            TypeError: ``module`` is not an ``nn.Conv2d``.
+            ValueError: a lazy module before its first call, or a padding_mode other than 'zeros'.
+
+        Example:
+            >>> conv = torch.nn.Conv2d(4, 6, 3, padding='same', dilation=2)
+            >>> net = Conv2d.from_torch(conv)
+            >>> net.pad_mode, net.padding
+            ('pad', (2, 2, 2, 2))
+            >>> x = torch.randn(1, 4, 9, 9)
+            >>> torch.allclose(net(x), conv(x), atol=1e-6)
+            True
+        """
+        if not isinstance(module, nn.Conv2d):
+            raise TypeError(f"module must be a torch.nn.Conv2d, got module of type {type(module).__name__}")
+        if isinstance(module.weight, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                "module is a lazy Conv2d whose weight is not initialised yet; call it once on an input first"
+            )
+        if module.padding_mode != "zeros":
+            raise ValueError(
+                f"module must use padding_mode='zeros' (MindSpore pads with zeros), got "
+                f"padding_mode={module.padding_mode!r}"
+            )
+        pads: Tuple[int, ...] = ()
+        for index in range(2):
+            if module.padding == "same":
+                total = module.dilation[index] * (module.kernel_size[index] - 1)
+                pads += (total // 2, total - total // 2)
+            elif module.padding == "valid":
+                pads += (0, 0)
+            else:
+                pads += (module.padding[index],) * 2
+        weight = module.weight.detach()
+        net = cls(
+            module.in_channels,
+            module.out_channels,
+            tuple(module.kernel_size),
+            stride=tuple(module.stride),
+            pad_mode="pad",
+            padding=pads,
             dilation=tuple(module.dilation),
             group=module.groups,
             has_bias=module.bias is not None,

@@ -512,3 +512,21 @@ def test_gpu_float16_matches_mindspore(fp16_golden):
         got = _forward_backward(_spec(cfg, cfg["has_bias"]), *on_gpu)
         for name, value in got.items():
             assert_close(value, data[f"{index}_{name}"], FP16_TOL, f"gpu fp16 case {index} {name}")
+
+
+def test_the_first_float16_rounding_is_exact_including_subnormals_and_overflow():
+    """y = fp16(fp16(conv) + b) needs fp16(conv) kept: XLA folds a convert pair, so it is computed in float32."""
+    from convtranspose._engines.jax import _rounded_in_work_dtype
+
+    rng = np.random.default_rng(0)
+    scales = (1e-8, 1e-6, 1e-5, 1e-4, 1.0, 3e4, 7e4)
+    values = np.concatenate([rng.standard_normal(2000).astype(np.float32) * s for s in scales])
+    edges = np.array(
+        [6.1035156e-05, 6.1035156e-05 * (1 - 2**-12), 2**-25, -(2**-25), 65519.99, 65520, np.inf], np.float32
+    )
+    values = np.concatenate([values, edges])
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(np.float32)
+    got = np.asarray(jax.jit(lambda v: _rounded_in_work_dtype(v, jnp.float16))(values))
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))

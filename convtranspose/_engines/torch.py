@@ -60,7 +60,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
     raise ImportError("the torch engine needs PyTorch: pip install 'convtranspose[torch]' (torch==2.13.0)") from exc
 
-from ..spec import AxisPlan, Conv2dTransposeSpec
+from ..spec import AxisPlan, Conv2dSpec, Conv2dTransposeSpec
 
 # Computed in float32 and rounded, as MindSpore computes float16.
 _REDUCED = (torch.float16, torch.bfloat16)
@@ -158,4 +158,64 @@ def forward(
     extra = (plan_h.output_padding, plan_w.output_padding)
     if extra[0] or extra[1]:
         return F.pad(y, (0, extra[1], 0, extra[0]))
+    return y
+
+
+# ---------------------------------------------------------------------------- nn.Conv2d
+
+
+def conv2d_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], spec: Conv2dSpec
+) -> torch.Tensor:
+    """MindSpore's ``nn.Conv2d``: ``F.conv2d`` over the part of the padded input its kernel reads.
+
+    Each axis's :class:`~convtranspose.spec.KernelWindow` says which kernel taps and input rows
+    are read and how many zero rows pad them; the symmetric part of that padding goes to
+    ``F.conv2d`` (``padding=``), the rest to one ``F.pad`` (PyTorch's own 'same' cannot pad
+    asymmetrically, nor with a stride). Taps and rows that are never read are left out, so a
+    huge dilation or padding costs what the output costs and stays inside PyTorch's 32-bit
+    arguments. Gradients are autograd's (``conv2d``'s backward is the transposed convolution).
+
+    Args:
+        x: ``(N, C_in, H, W)``, already checked against ``spec``.
+        weight: ``(C_out, C_in // group, kH, kW)``, same dtype and device as ``x``.
+        bias: ``(C_out,)`` or None.
+        spec: the validated arguments.
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype; float16 and bfloat16 computed in float32 and
+        rounded as MindSpore rounds: ``fp16(fp16(conv) + bias)``.
+    """
+    reduced = x.dtype in _REDUCED
+    x_work, w_work = (x.float(), weight.float()) if reduced else (x, weight)
+    out_shape = spec.output_shape(x.shape)
+    windows = spec.kernel_windows(x.shape)
+    fused_bias = bias is not None and not reduced
+    if windows is None or x.numel() == 0 or 0 in out_shape:
+        # No output entry reads an input value: only the bias. The empty slices keep x and
+        # the weight in the graph (zero gradients rather than None).
+        y = x_work.new_zeros(out_shape) + (x_work[:0].sum() + w_work[:0].sum())
+        fused_bias = False
+    else:
+        height, width = windows
+        x_work = x_work[:, :, height.rows, width.rows]
+        w_work = w_work[:, :, height.taps, width.taps]
+        pad_h, pad_w = min(height.pad_before, height.pad_after), min(width.pad_before, width.pad_after)
+        extra = (width.pad_before - pad_w, width.pad_after - pad_w, height.pad_before - pad_h, height.pad_after - pad_h)
+        if any(extra):
+            x_work = F.pad(x_work, extra)
+        y = F.conv2d(
+            x_work,
+            w_work,
+            bias if fused_bias else None,
+            stride=(height.stride, width.stride),
+            padding=(pad_h, pad_w),
+            dilation=(height.dilation, width.dilation),
+            groups=spec.group,
+        )
+    if reduced:
+        y = y.to(x.dtype)
+    if bias is not None and not fused_bias:
+        # float16: PyTorch adds two float16 tensors in float32 and rounds once, MindSpore's rounding
+        y = y + bias[:, None, None]
     return y
