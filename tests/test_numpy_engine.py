@@ -133,11 +133,8 @@ def test_chunking_does_not_change_results(routes):
     x = np.concatenate([x] * 5)
     g = np.random.default_rng(0).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
     whole = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
-    engine.set_chunk_bytes(1)  # one image per chunk
-    try:
+    with engine.settings.override(chunk_bytes=1):  # one image per chunk
         chunked = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
-    finally:
-        engine.set_chunk_bytes(64 * 2**20)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
 
@@ -198,21 +195,18 @@ def test_same_and_valid_sizes(kernel, stride, dilation):
     assert valid.shape[2:] == (4 * stride + max(k_eff - stride, 0), 5 * stride + max(k_eff - stride, 0))
 
 
-def test_threaded_chunks_match_serial(monkeypatch):
+def test_threaded_chunks_match_serial():
     """Batch chunks spread over the thread pool give the serial result (disjoint writes)."""
-    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
-    planned = engine.plan
-    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
     for seed in range(5):
         kwargs, x, w, b = random_case(seed)
         x = np.concatenate([x] * 3)
         g = np.random.default_rng(seed).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
         results = {}
         for workers in (1, 2):
-            monkeypatch.setattr(engine, "_workers", workers)
-            results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(
-                x, w, g, **kwargs
-            )
+            with engine.settings.override(parallel_bytes=0, threads=True, workers=workers):
+                results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(
+                    x, w, g, **kwargs
+                )
         for serial, threaded in zip(results[1], results[2]):
             np.testing.assert_allclose(serial, threaded, rtol=1e-12, atol=1e-12)
 
@@ -297,17 +291,10 @@ ALL_ROUTES = [("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phase
 
 
 @pytest.fixture
-def restored_budget():
-    """Tests may change the chunk budget: put it back afterwards."""
-    saved = engine._chunk_bytes
-    yield
-    engine.set_chunk_bytes(saved)
-
-
-@pytest.fixture
-def tiny_chunks(restored_budget):
+def tiny_chunks():
     """Every image its own chunk, and every image split down to the routes' smallest units."""
-    engine.set_chunk_bytes(1)
+    with engine.settings.override(chunk_bytes=1):
+        yield
 
 
 def distinct_batch(seed, images=7):
@@ -330,17 +317,14 @@ def test_dweight_summed_over_one_image_chunks_matches_the_oracle(seed, routes, t
 
 
 @pytest.mark.parametrize("seed", range(310, 314))
-def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, tiny_chunks, monkeypatch):
+def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, tiny_chunks):
     """One image a chunk, the chunks on two threads (in waves): the sum is still the oracle's."""
-    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(engine, "_workers", 2)
-    planned = engine.plan
-    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
     kwargs, x, w, b = distinct_batch(seed, images=5)
-    y = ct.conv2d_transpose(x, w, b, **kwargs)
+    with engine.settings.override(parallel_bytes=0, workers=2, threads=True):
+        y = ct.conv2d_transpose(x, w, b, **kwargs)
+        g = np.random.default_rng(seed).standard_normal(y.shape)
+        got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
     assert_close(y, reference.forward(x, w, b, **kwargs), 1e-10, f"y {kwargs}")
-    g = np.random.default_rng(seed).standard_normal(y.shape)
-    got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
     for name, a, r in zip(("dx", "dw", "db"), got, reference.backward(x, w, g, **kwargs)):
         assert_close(a, r, 1e-10, f"{name} {kwargs}")
 
@@ -349,7 +333,7 @@ def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, ti
 
 
 def unit_bytes(route, spec, x_shape, itemsize):
-    """Upper bound of the unit a route cannot split, from the module docstring's list."""
+    """Upper bound of the unit a route cannot split, as each route's module docstring states it."""
     _, cin, h, w = x_shape
     cout, k = spec.out_channels, spec.kernel_size[0] * spec.kernel_size[1]
     _, _, win_h, win_w = spec.window_shape(x_shape)
@@ -365,7 +349,7 @@ def unit_bytes(route, spec, x_shape, itemsize):
 
 @pytest.mark.parametrize("budget", [1, 4 * 2**10, 64 * 2**10])
 @pytest.mark.parametrize("seed", range(12))
-def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, restored_budget):
+def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget):
     """Whatever the budget, a route's buffers fit it, or hold one unsplittable unit."""
     kwargs, x, w, b = random_case(seed, np.float32)
     x = np.concatenate([x] * 4)
@@ -373,15 +357,15 @@ def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, 
         x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs, has_bias=True
     )
     g = np.ones(spec.output_shape(x.shape), np.float32)
-    engine.set_chunk_bytes(budget)
     for forward_route, backward_route in ALL_ROUTES:
-        with engine.forced_routes(forward_route, backward_route):
+        with engine.settings.override(chunk_bytes=budget, forward_route=forward_route, backward_route=backward_route):
+            tuning = engine.settings.current()
             threads = engine.plan(spec, x.shape).threads
-            allowed = engine._budget(threads)
+            allowed = tuning.chunk_budget(threads)
             engine.release_workspace()
             ct.conv2d_transpose(x, w, b, **kwargs)
             unit = unit_bytes(forward_route, spec, x.shape, 4)
-            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+            assert engine.workspace_bytes() <= max(allowed, unit) * (tuning.workers if threads else 1), (
                 forward_route,
                 engine.workspace_bytes(),
                 budget,
@@ -392,7 +376,7 @@ def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, 
             ct.conv2d_transpose_backward(x, w, g, **kwargs)
             name = "phases_backward" if backward_route == "phases" else backward_route
             unit = unit_bytes(name, spec, x.shape, 4)
-            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+            assert engine.workspace_bytes() <= max(allowed, unit) * (tuning.workers if threads else 1), (
                 backward_route,
                 engine.workspace_bytes(),
                 budget,
