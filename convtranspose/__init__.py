@@ -16,6 +16,8 @@ Public names:
     set_chunk_bytes              NumPy engine setting: memory budget of its batch chunks (default 64 MiB);
                                  changes speed and memory, never results
     release_workspace            NumPy engine: frees the scratch buffers it keeps between calls
+    numpy_engine_settings        NumPy engine: chunk budget and threads within a block (context manager);
+                                 changes speed and memory, and results only within rounding
     float16, float32, float64    parameter dtypes
 
 Only NumPy is imported here. The other engines are modules of their own, imported on demand:
@@ -23,7 +25,7 @@ Only NumPy is imported here. The other engines are modules of their own, importe
 """
 
 from . import initializer
-from ._engines.numpy import release_workspace, set_chunk_bytes
+from ._engines.numpy import numpy_engine_settings, release_workspace, set_chunk_bytes
 from .dtypes import float16, float32, float64
 from .functional import conv2d, conv2d_backward, conv2d_transpose, conv2d_transpose_backward
 from .initializer import set_seed
@@ -47,6 +49,7 @@ __all__ = [
     "set_seed",
     "set_chunk_bytes",
     "release_workspace",
+    "numpy_engine_settings",
     "float16",
     "float32",
     "float64",

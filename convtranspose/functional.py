@@ -23,7 +23,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from ._engines import numpy as engine
-from ._engines import numpy_conv2d
+from ._engines.numpy import conv2d as numpy_conv2d
 from .dtypes import check_float_array, native
 from .spec import Conv2dSpec, Conv2dTransposeSpec, conv2d_spec_from_weight, spec_from_weight
 

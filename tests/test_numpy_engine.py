@@ -8,6 +8,7 @@ import itertools
 import multiprocessing
 import os
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -133,11 +134,8 @@ def test_chunking_does_not_change_results(routes):
     x = np.concatenate([x] * 5)
     g = np.random.default_rng(0).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
     whole = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
-    engine.set_chunk_bytes(1)  # one image per chunk
-    try:
+    with engine.settings.override(chunk_bytes=1):  # one image per chunk
         chunked = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(x, w, g, **kwargs)
-    finally:
-        engine.set_chunk_bytes(64 * 2**20)
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
 
@@ -198,21 +196,18 @@ def test_same_and_valid_sizes(kernel, stride, dilation):
     assert valid.shape[2:] == (4 * stride + max(k_eff - stride, 0), 5 * stride + max(k_eff - stride, 0))
 
 
-def test_threaded_chunks_match_serial(monkeypatch):
+def test_threaded_chunks_match_serial():
     """Batch chunks spread over the thread pool give the serial result (disjoint writes)."""
-    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
-    planned = engine.plan
-    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
     for seed in range(5):
         kwargs, x, w, b = random_case(seed)
         x = np.concatenate([x] * 3)
         g = np.random.default_rng(seed).standard_normal(ct.conv2d_transpose(x, w, b, **kwargs).shape)
         results = {}
         for workers in (1, 2):
-            monkeypatch.setattr(engine, "_workers", workers)
-            results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(
-                x, w, g, **kwargs
-            )
+            with engine.settings.override(parallel_bytes=0, threads=True, workers=workers):
+                results[workers] = (ct.conv2d_transpose(x, w, b, **kwargs),) + ct.conv2d_transpose_backward(
+                    x, w, g, **kwargs
+                )
         for serial, threaded in zip(results[1], results[2]):
             np.testing.assert_allclose(serial, threaded, rtol=1e-12, atol=1e-12)
 
@@ -244,7 +239,6 @@ def test_phases_that_no_tap_reaches_are_not_planned():
 
 
 def test_forced_routes_are_scoped_to_the_block_and_the_thread():
-    import threading
 
     spec = ct.Conv2dTransposeSpec.from_args(2, 64, 3)
     automatic = engine.plan(spec, (1, 2, 64, 64))
@@ -297,17 +291,10 @@ ALL_ROUTES = [("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phase
 
 
 @pytest.fixture
-def restored_budget():
-    """Tests may change the chunk budget: put it back afterwards."""
-    saved = engine._chunk_bytes
-    yield
-    engine.set_chunk_bytes(saved)
-
-
-@pytest.fixture
-def tiny_chunks(restored_budget):
+def tiny_chunks():
     """Every image its own chunk, and every image split down to the routes' smallest units."""
-    engine.set_chunk_bytes(1)
+    with engine.settings.override(chunk_bytes=1):
+        yield
 
 
 def distinct_batch(seed, images=7):
@@ -330,17 +317,14 @@ def test_dweight_summed_over_one_image_chunks_matches_the_oracle(seed, routes, t
 
 
 @pytest.mark.parametrize("seed", range(310, 314))
-def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, tiny_chunks, monkeypatch):
+def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, tiny_chunks):
     """One image a chunk, the chunks on two threads (in waves): the sum is still the oracle's."""
-    monkeypatch.setattr(engine, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(engine, "_workers", 2)
-    planned = engine.plan
-    monkeypatch.setattr(engine, "plan", lambda spec, shape: planned(spec, shape)._replace(threads=True))
     kwargs, x, w, b = distinct_batch(seed, images=5)
-    y = ct.conv2d_transpose(x, w, b, **kwargs)
+    with engine.settings.override(parallel_bytes=0, workers=2, threads=True):
+        y = ct.conv2d_transpose(x, w, b, **kwargs)
+        g = np.random.default_rng(seed).standard_normal(y.shape)
+        got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
     assert_close(y, reference.forward(x, w, b, **kwargs), 1e-10, f"y {kwargs}")
-    g = np.random.default_rng(seed).standard_normal(y.shape)
-    got = ct.conv2d_transpose_backward(x, w, g, **kwargs)
     for name, a, r in zip(("dx", "dw", "db"), got, reference.backward(x, w, g, **kwargs)):
         assert_close(a, r, 1e-10, f"{name} {kwargs}")
 
@@ -349,7 +333,7 @@ def test_dweight_summed_over_threaded_chunks_matches_the_oracle(seed, routes, ti
 
 
 def unit_bytes(route, spec, x_shape, itemsize):
-    """Upper bound of the unit a route cannot split, from the module docstring's list."""
+    """Upper bound of the unit a route cannot split, as each route's module docstring states it."""
     _, cin, h, w = x_shape
     cout, k = spec.out_channels, spec.kernel_size[0] * spec.kernel_size[1]
     _, _, win_h, win_w = spec.window_shape(x_shape)
@@ -365,7 +349,7 @@ def unit_bytes(route, spec, x_shape, itemsize):
 
 @pytest.mark.parametrize("budget", [1, 4 * 2**10, 64 * 2**10])
 @pytest.mark.parametrize("seed", range(12))
-def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, restored_budget):
+def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget):
     """Whatever the budget, a route's buffers fit it, or hold one unsplittable unit."""
     kwargs, x, w, b = random_case(seed, np.float32)
     x = np.concatenate([x] * 4)
@@ -373,15 +357,15 @@ def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, 
         x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs, has_bias=True
     )
     g = np.ones(spec.output_shape(x.shape), np.float32)
-    engine.set_chunk_bytes(budget)
     for forward_route, backward_route in ALL_ROUTES:
-        with engine.forced_routes(forward_route, backward_route):
+        with engine.settings.override(chunk_bytes=budget, forward_route=forward_route, backward_route=backward_route):
+            tuning = engine.settings.current()
             threads = engine.plan(spec, x.shape).threads
-            allowed = engine._budget(threads)
+            allowed = tuning.chunk_budget(threads)
             engine.release_workspace()
             ct.conv2d_transpose(x, w, b, **kwargs)
             unit = unit_bytes(forward_route, spec, x.shape, 4)
-            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+            assert engine.workspace_bytes() <= max(allowed, unit) * (tuning.workers if threads else 1), (
                 forward_route,
                 engine.workspace_bytes(),
                 budget,
@@ -392,7 +376,7 @@ def test_the_kept_buffers_never_exceed_the_budget_beyond_one_unit(seed, budget, 
             ct.conv2d_transpose_backward(x, w, g, **kwargs)
             name = "phases_backward" if backward_route == "phases" else backward_route
             unit = unit_bytes(name, spec, x.shape, 4)
-            assert engine.workspace_bytes() <= max(allowed, unit) * (engine._workers if threads else 1), (
+            assert engine.workspace_bytes() <= max(allowed, unit) * (tuning.workers if threads else 1), (
                 backward_route,
                 engine.workspace_bytes(),
                 budget,
@@ -496,3 +480,202 @@ def test_an_inf_weight_tap_that_reads_outside_the_input_leaves_those_outputs_fin
     assert np.isinf(y).sum() == 9 and np.isfinite(y).sum() == 7  # the tap reaches 3x3 of the 4x4 window
     assert_same_specials(y, y_ref, f"y {routes}")
     assert_same_specials(dx, dx_ref, f"dx {routes}")
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_settings_overrides_are_scoped_to_the_block_and_the_thread():
+
+    default = engine.settings.current()
+    seen = {}
+    with engine.settings.override(chunk_bytes=4096, workers=3):
+        with engine.settings.override(parallel_bytes=0):  # nested blocks stack
+            seen["inner"] = engine.settings.current()
+        seen["outer"] = engine.settings.current()
+        worker = threading.Thread(target=lambda: seen.update(other=engine.settings.current()))
+        worker.start()
+        worker.join()
+    assert (seen["inner"].chunk_bytes, seen["inner"].workers, seen["inner"].parallel_bytes) == (4096, 3, 0)
+    assert seen["outer"].parallel_bytes == default.parallel_bytes and seen["outer"].chunk_bytes == 4096
+    assert seen["other"] == default and engine.settings.current() == default
+
+
+def test_set_chunk_bytes_is_process_wide_and_overrides_sit_above_it():
+
+    seen = {}
+    try:
+        ct.set_chunk_bytes(8192)
+        worker = threading.Thread(target=lambda: seen.update(other=engine.settings.current().chunk_bytes))
+        worker.start()
+        worker.join()
+        with engine.settings.override(chunk_bytes=16):
+            seen["override"] = engine.settings.current().chunk_bytes
+        seen["after"] = engine.settings.current().chunk_bytes
+    finally:
+        ct.set_chunk_bytes(64 * 2**20)
+    assert seen == {"other": 8192, "override": 16, "after": 8192}
+
+
+@pytest.mark.parametrize(
+    "changes,error,words",
+    [
+        (dict(chunk_bytes=0), ValueError, "chunk_bytes must be a positive int, got 0"),
+        (dict(chunk_bytes=2.0), TypeError, "chunk_bytes must be a positive int, got 2.0"),
+        (dict(workers=0), ValueError, "workers must be a positive int, got 0"),
+        (dict(workers=True), TypeError, "workers must be a positive int, got True"),
+        (dict(parallel_bytes=-1), ValueError, "parallel_bytes must be an int >= 0, got -1"),
+        (dict(threads=1), TypeError, "threads must be None, True or False, got 1"),
+        (dict(backward_route="col2im"), ValueError, "unknown route 'col2im'"),
+        (dict(chunk_size=1), TypeError, "unknown NumPy engine setting 'chunk_size'"),
+    ],
+)
+def test_settings_refuse_bad_values_before_the_block_runs(changes, error, words):
+    ran = False
+    with pytest.raises(error, match=words):
+        with engine.settings.override(**changes):
+            ran = True
+    assert not ran
+    with pytest.raises(error, match=words):
+        engine.settings.set(**changes)
+    assert engine.settings.current() == engine.Tuning()
+
+
+def test_the_public_settings_block_changes_only_what_it_is_given():
+    default = engine.settings.current()
+    with ct.numpy_engine_settings(workers=1):
+        assert engine.settings.current() == engine.Tuning(workers=1)
+        with ct.numpy_engine_settings(chunk_bytes=2**20):
+            assert (engine.settings.current().chunk_bytes, engine.settings.current().workers) == (2**20, 1)
+        with ct.numpy_engine_settings():
+            assert engine.settings.current() == engine.Tuning(workers=1)
+    assert engine.settings.current() == default
+    with pytest.raises(ValueError, match="workers must be a positive int, got 0"):
+        with ct.numpy_engine_settings(workers=0):
+            pass
+
+
+def _spy_on_forward_routes(monkeypatch):
+    """Every forward route wrapped: returns the list of thread names the chunks ran on."""
+    threads = []
+    for name, route in list(engine.FORWARD_ROUTES.items()):
+
+        def run(*args, _run=route.run):
+            threads.append(threading.current_thread().name)
+            return _run(*args)
+
+        monkeypatch.setitem(engine.FORWARD_ROUTES, name, route._replace(run=run))
+    return threads
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_the_threads_setting_decides_whether_chunks_go_to_the_pool(threads, monkeypatch):
+    seen = _spy_on_forward_routes(monkeypatch)
+    kwargs, x, w, b = distinct_batch(3, images=4)
+    with engine.settings.override(threads=threads, workers=2, parallel_bytes=0, chunk_bytes=1):
+        ct.conv2d_transpose(x, w, b, **kwargs)
+    assert len(seen) == 4  # one image a chunk
+    assert all(name.startswith("convtranspose") for name in seen) == threads, seen
+    assert any(name.startswith("convtranspose") for name in seen) == threads, seen
+
+
+def test_channels_last_is_planned_from_16_output_channels_per_input_column():
+    """The threshold the JAX engine shares (``_engines._routing``): cog >= 16 * W."""
+    spec = ct.Conv2dTransposeSpec.from_args(128, 64, 3)
+    assert engine.plan(spec, (1, 128, 4, 4)).forward == "col2im_nhwc"
+    assert engine.plan(spec, (1, 128, 4, 5)).forward == "col2im"
+
+
+# ---------------------------------------------------------------- backward of part of the gradients
+
+
+BACKWARD_ROUTES = sorted(engine.BACKWARD_ROUTES)
+
+
+def spec_of(kwargs, x, w):
+    return ct.Conv2dTransposeSpec.from_args(x.shape[1], w.shape[1] * kwargs["group"], w.shape[2:], **kwargs)
+
+
+def partial_case(seed, dtype):
+    """A random case of 3 distinct images, its spec and an upstream gradient; every 4th has inf/NaN."""
+    kwargs, x, w, _ = distinct_batch(seed, images=3)
+    rng = np.random.default_rng(seed + 9000)
+    if seed % 4 == 3:
+        w = spoil(w, rng, 0.3)
+        x = spoil(x, rng, 0.1)
+    spec = spec_of(kwargs, x, w)
+    g = rng.standard_normal(spec.output_shape(x.shape))
+    return spec, x.astype(dtype), w.astype(dtype), g.astype(dtype)
+
+
+def same_bits(got, want, label):
+    assert got.dtype == want.dtype and got.shape == want.shape, label
+    assert got.tobytes() == want.tobytes(), f"{label}: not bitwise the full call's"
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 * 2**20, 1], ids=["whole", "split"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("route", BACKWARD_ROUTES)
+def test_each_gradient_alone_is_bitwise_the_full_calls(route, dtype, chunk_bytes):
+    """need_dx / need_dweight: the skipped one is None, the kept ones bitwise those of the full call.
+
+    Without need_dweight, x goes in as a zero-strided array: only its shape is read.
+    """
+    for seed in range(8):
+        spec, x, w, g = partial_case(seed, dtype)
+        with engine.settings.override(backward_route=route, chunk_bytes=chunk_bytes), np.errstate(all="ignore"):
+            dx, dw, db = engine.backward(x, w, g, spec)
+            no_dx = engine.backward(x, w, g, spec, need_dx=False)
+            no_dw = engine.backward(np.broadcast_to(np.zeros((), dtype), x.shape), w, g, spec, need_dweight=False)
+            neither = engine.backward(x, w, g, spec, need_dx=False, need_dweight=False)
+        label = f"{route} {np.dtype(dtype).name} seed {seed}"
+        assert no_dx[0] is None and no_dw[1] is None and neither[:2] == (None, None), label
+        same_bits(no_dx[1], dw, f"dweight alone, {label}")
+        same_bits(no_dw[0], dx, f"dx alone, {label}")
+        for result in (no_dx, no_dw, neither):
+            same_bits(result[2], db, f"dbias, {label}")
+
+
+@pytest.mark.parametrize("route", BACKWARD_ROUTES)
+def test_a_gradient_not_asked_for_costs_no_products(route, monkeypatch):
+    """np.matmul calls: dx alone plus dweight alone is the full call's count, neither is none."""
+    spec, x, w, g = partial_case(0, np.float64)
+    calls = []
+    matmul = np.matmul
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counted)
+    counts = {}
+    with engine.settings.override(backward_route=route, chunk_bytes=1, threads=False):
+        for name, flags in {
+            "full": {},
+            "dx": dict(need_dweight=False),
+            "dweight": dict(need_dx=False),
+            "neither": dict(need_dx=False, need_dweight=False),
+        }.items():
+            calls.clear()
+            engine.backward(x, w, g, spec, **flags)
+            counts[name] = len(calls)
+    assert counts["dx"] > 0 and counts["dweight"] > 0 and counts["neither"] == 0, counts
+    assert counts["dx"] + counts["dweight"] == counts["full"], counts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("route", BACKWARD_ROUTES)
+def test_without_dweight_the_routes_get_x_zero_strided(route, dtype, monkeypatch):
+    """A broadcast x is not copied (float16 included, which is otherwise converted to float32)."""
+    strides = []
+    original = engine.BACKWARD_ROUTES[route]
+
+    def run(grad_window, x, *args):
+        strides.append(x.strides)
+        return original.run(grad_window, x, *args)
+
+    monkeypatch.setitem(engine.BACKWARD_ROUTES, route, original._replace(run=run))
+    spec, x, w, g = partial_case(1, dtype)
+    with engine.settings.override(backward_route=route):
+        engine.backward(np.broadcast_to(np.zeros((), dtype), x.shape), w, g, spec, need_dweight=False)
+    assert strides and all(stride == (0, 0, 0, 0) for stride in strides), strides

@@ -6,9 +6,9 @@ during the call, the kept workspace released first, minus the results' bytes. Th
 - it follows the work, not the stride or the dilation: at most ``(2K + 4)`` times the input
   and output bytes (im2col and col2im hold ``K`` values per input value, the phases backward
   a stack of inputs and its gradient), whatever the dilation or stride;
-- it stays within the chunk budget (``set_chunk_bytes``), for a large batch and for a single
-  image larger than the budget, beyond the one unit each route cannot split (module
-  docstring of ``convtranspose._engines.numpy``).
+- it stays within the chunk budget (the setting ``chunk_bytes``), for a large batch and for a
+  single image larger than the budget, beyond the one unit each route cannot split (the
+  route modules' docstrings in ``convtranspose._engines.numpy``).
 
 ``SLACK`` covers what does not scale with the problem: NumPy's ufunc buffers (8192 values per
 operand, up to 64 KiB per strided in-place add) and a few Python objects.
@@ -32,10 +32,8 @@ ALL_ROUTES = [("col2im", "im2col"), ("col2im_nhwc", "im2col"), ("phases", "phase
 
 
 @pytest.fixture(autouse=True)
-def restore_budget():
-    saved = engine._chunk_bytes
+def released_workspace():
     yield
-    engine.set_chunk_bytes(saved)
     engine.release_workspace()
 
 
@@ -156,14 +154,13 @@ def test_a_single_image_larger_than_the_budget_is_split(routes):
     """One 16x64x64 image needs about 2.7 MiB of columns; with a 256 KiB budget every route
     splits it (output channels, or bands of rows) and stays within the budget."""
     budget = 256 * 2**10
-    engine.set_chunk_bytes(budget)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 16, 64, 64)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     kwargs = dict(stride=2)
-    (forward, _, y), (backward, _, grads) = both_directions(x, w, kwargs, routes)
+    with engine.settings.override(chunk_bytes=budget):
+        (forward, _, y), (backward, _, grads) = both_directions(x, w, kwargs, routes)
     assert forward <= budget + SLACK and backward <= budget + SLACK, (forward, backward)
-    engine.set_chunk_bytes(64 * 2**20)
     with engine.forced_routes(*routes):
         whole = ct.conv2d_transpose(x, w, **kwargs)
         whole_grads = ct.conv2d_transpose_backward(x, w, np.ones_like(whole), **kwargs)
@@ -175,17 +172,16 @@ def test_a_single_image_larger_than_the_budget_is_split(routes):
 def test_the_planner_leaves_channels_last_for_col2im_when_an_image_exceeds_the_budget():
     """col2im_nhwc cannot split an image: above the budget, col2im (which can) is used."""
     budget = 256 * 2**10
-    engine.set_chunk_bytes(budget)
     x = np.random.default_rng(3).standard_normal((1, 4, 64, 4)).astype(np.float32)
     w = np.random.default_rng(4).standard_normal((4, 64, 3, 3)).astype(np.float32)
     spec = ct.Conv2dTransposeSpec.from_args(4, 64, 3, 2)
     assert engine.plan(spec, x.shape).forward == "col2im_nhwc"
-    (forward, _, y), _ = both_directions(x, w, dict(stride=2), (None, None))
-    assert forward <= budget + SLACK, forward
-    with engine.forced_routes("col2im_nhwc"):
-        forced, _, _ = working_bytes(lambda: ct.conv2d_transpose(x, w, stride=2))
-    assert forced > budget + SLACK  # forcing bypasses the planner: one image, unsplit
-    engine.set_chunk_bytes(64 * 2**20)
+    with engine.settings.override(chunk_bytes=budget):
+        (forward, _, y), _ = both_directions(x, w, dict(stride=2), (None, None))
+        assert forward <= budget + SLACK, forward
+        with engine.forced_routes("col2im_nhwc"):
+            forced, _, _ = working_bytes(lambda: ct.conv2d_transpose(x, w, stride=2))
+        assert forced > budget + SLACK  # forcing bypasses the planner: one image, unsplit
     with engine.forced_routes("col2im"):
         np.testing.assert_allclose(y, ct.conv2d_transpose(x, w, stride=2), rtol=1e-5, atol=1e-5)
 
@@ -197,7 +193,6 @@ def test_a_large_batch_stays_within_the_budget(routes, depthwise):
     products run their chunks on the 2-thread pool, which share the budget (each thread
     has its own NumPy buffers: one SLACK each)."""
     budget = 256 * 2**10
-    engine.set_chunk_bytes(budget)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)
     if depthwise:
@@ -206,7 +201,8 @@ def test_a_large_batch_stays_within_the_budget(routes, depthwise):
     else:
         w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
         kwargs = dict(stride=2)
-    (forward, _, y), (backward, _, _) = both_directions(x, w, kwargs, routes)
+    with engine.settings.override(chunk_bytes=budget):
+        (forward, _, y), (backward, _, _) = both_directions(x, w, kwargs, routes)
     assert y.nbytes + x.nbytes > 8 * budget
-    slack = SLACK * (engine._workers if depthwise else 1)
+    slack = SLACK * (engine.settings.current().workers if depthwise else 1)
     assert forward <= budget + slack and backward <= budget + slack, (forward, backward)

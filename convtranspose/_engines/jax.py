@@ -69,6 +69,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..spec import AxisPlan, Conv2dSpec, Conv2dTransposeSpec, tap_window
+from ._routing import rows_are_short
 
 _NCHW = ("NCHW", "OIHW", "NCHW")
 # Full float32/float64 products everywhere: no TF32 or bfloat16 passes on accelerators.
@@ -111,7 +112,7 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
         return Routes("taps", "taps", "taps")
     if spec.stride == (1, 1) and group == 1 and math.prod(spec.kernel_size) > 9:
         forward = "conv"
-    elif cog >= 16 * x_shape[3]:
+    elif rows_are_short(cog, x_shape[3]):
         forward = "col2im_nhwc"
     else:
         forward = "col2im"

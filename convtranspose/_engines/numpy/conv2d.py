@@ -5,7 +5,7 @@ output and whose output window is Conv2d's input (``Conv2dSpec.adjoint``: the sa
 array, channels swapped); Conv2d's input gradient is that transposed convolution's forward, and
 its weight gradient that transposed convolution's weight gradient with the roles of x and the
 upstream gradient swapped. So every product here is one of the transposed engine's
-(``_engines/numpy``): the same routes, the same exact multiply-adds, the same memory budget.
+(the other modules of this package): the same routes, the same exact multiply-adds, the same memory budget.
 
 Layouts: x ``(N, C_in, H, W)``, weight ``(C_out, C_in // group, kH, kW)``, output
 ``(N, C_out, H_out, W_out)``. dtypes as the transposed engine: float32 and float64 in their own
@@ -19,8 +19,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..spec import Conv2dSpec
-from . import numpy as transposed
+from ...spec import Conv2dSpec
+from . import entry as transposed
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -51,7 +51,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], spec:
     else:
         adjoint = spec.adjoint(x.shape)
         placeholder = np.broadcast_to(np.zeros((), x.dtype), out_shape)  # read for its shape only
-        y = transposed.backward(placeholder, weight, x, adjoint)[0]  # float16: fp16(conv in float32)
+        y = transposed.backward(placeholder, weight, x, adjoint, need_dweight=False)[0]  # fp16: fp16(conv in fp32)
     if bias is None:
         return y
     if x.dtype == np.float16:  # one exact float32 sum of two float16 values, rounded once
@@ -74,5 +74,5 @@ def backward(
         return np.zeros_like(x), np.zeros_like(weight), dbias
     adjoint = spec.adjoint(x.shape)
     dx = transposed.forward(grad_out, weight, None, adjoint)
-    dweight = transposed.backward(grad_out, weight, x, adjoint)[1]
+    dweight = transposed.backward(grad_out, weight, x, adjoint, need_dx=False)[1]
     return dx, dweight, dbias
