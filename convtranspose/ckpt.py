@@ -944,9 +944,9 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
 
 def _safetensors_os_error(path: PathLike, exc: Exception) -> OSError:
     """An OSError for what safetensors' writer raised, with the errno when its message has one."""
-    code = re.search(r"\bcode: (\d+)", str(exc))
+    code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(exc))  # Rust's io::Error, shown or debugged
     if code:
-        number = int(code.group(1))
+        number = int(code.group(1) or code.group(2))
         return OSError(number, os.strerror(number), os.fspath(path))  # a FileNotFoundError for 2, ...
     return OSError(f"{os.fspath(path)}: writing the safetensors file failed ({exc})")
 
@@ -1084,11 +1084,12 @@ def _unknown_extension(path: PathLike, suffix: str) -> str:
 
 def _read(path: PathLike, format: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], bool]:
     """Loads any supported file; also says whether a CRC was present (and verified)."""
-    try:
-        fmt = _format_of(path, format)
-    except ValueError:
-        _refuse_zip(_read_bytes(path, 4), path)  # model.pt: say what it is
-        raise
+    if format is None and Path(path).suffix.lower() not in _EXTENSIONS:
+        try:
+            _refuse_zip(_read_bytes(path, 4), path)  # model.pt: say what it is, not only that its name is odd
+        except FileNotFoundError:
+            pass  # the unknown extension is the first thing to fix
+    fmt = _format_of(path, format)
     if fmt == "safetensors":
         _safetensors()  # without the package, say so before reading anything
         data = _read_bytes(path)
