@@ -198,12 +198,15 @@ def test_a_writer_killed_mid_save_leaves_the_old_file_intact(tmp_path, fmt):
         text=True,
         env=env,
     )
+    watchdog = threading.Timer(60, writer.kill)  # should the writer never get there, readline returns
+    watchdog.start()
     try:
         line = writer.stdout.readline()  # blocks until the writer is in the middle of its save
         assert line == "mid-save\n", writer.stderr.read()
         writer.send_signal(signal.SIGKILL)
         assert writer.wait(timeout=30) == -signal.SIGKILL
     finally:
+        watchdog.cancel()
         if writer.poll() is None:
             writer.kill()
             writer.wait()

@@ -1,6 +1,6 @@
 """ckpt.split_training_state and ckpt.is_training_state: a network's parameters apart from training state.
 
-Checked on the checkpoints MindSpore 2.10 wrote for three networks (../shared/golden/networks: Adam,
+Checked on the checkpoints MindSpore 2.10 wrote for three networks (the golden data's networks: Adam,
 Momentum and SGD state written by ModelCheckpoint during Model.train), against the key lists MindSpore
 itself recorded beside them, and on names built the way MindSpore's other optimizers build theirs.
 """
