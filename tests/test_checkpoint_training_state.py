@@ -75,6 +75,8 @@ PARAMS = ["conv1.weight", "bn1.gamma", "bn1.beta", "fc.weight", "fc.bias", "bn1.
         ("Rprop", ["prev", "step_size"], [], ["step_t"]),
         ("ASGD", ["ax_"], ["mu_", "eta_"], ["global_step"]),
         ("AdaFactor", ["exp_avg"], ["exp_avg_sq_row_", "exp_avg_sq_col_", "exp_avg_sq_"], ["afactor_step"]),
+        ("experimental Adam", ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], [], ["state_step", "learning_rate_group_0"]),
+        ("experimental Adamax, ASGD", ["exp_avg", "exp_inf", "ax"], ["mu_", "eta_"], ["step_t"]),
         (
             "loss scale",
             ["moment1", "moment2"],
