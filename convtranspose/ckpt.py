@@ -1,13 +1,14 @@
 """Read and write MindSpore checkpoints (``.ckpt``) with NumPy alone, and convert them to safetensors.
 
-A MindSpore ``.ckpt`` file is a protobuf ``Checkpoint`` message (``spec/CHECKPOINT_FORMAT.md``): a run
+A MindSpore ``.ckpt`` file is a protobuf ``Checkpoint`` message: a run
 of ``Value`` records, each a tensor name (``tag``) and a ``TensorProto`` (``dims``, a ``tensor_type``
 name such as ``"Float32"``, and the raw little-endian C-order bytes). This module reads and writes
 that wire format by hand, so neither protobuf nor MindSpore is needed, and it checks every length
 and size against the file before it allocates anything: a damaged file raises
 :class:`CheckpointError` (a ``ValueError``) that names the file, the problem and, where known, the
-tensor. So do an empty (0-byte) file, which is what a failed write leaves, a directory, and a
-tensor name that appears twice (in a ``.ckpt`` or in a safetensors header alike).
+tensor. So do an empty (0-byte) file, which is what a failed write leaves, a directory, a device or
+fifo (refused before reading), a zip archive (a PyTorch or NumPy file), and a tensor name that
+appears twice (in a ``.ckpt`` or in a safetensors header alike).
 
 What :func:`load` returns, per entry (a ``dict`` in file order):
 
@@ -25,12 +26,20 @@ and the sub-byte ``F4``/``F6_*`` types are refused by name.
 
 :func:`save` writes the bytes MindSpore 2.10's ``save_checkpoint`` writes for the same entries, in
 the order given. Python scalars are stored the way ``append_dict`` stores them: ``int`` as
-``Int64``, ``float`` as ``Float32``, ``bool`` as ``Bool``, ``str`` as ``str``.
+``Int64``, ``float`` as ``Float32``, ``bool`` as ``Bool``, ``str`` as ``str``; nested mappings are
+flattened to dotted names; torch, JAX and Flax values are stored with their own dtype. Every file is
+written atomically (a temporary file in the same folder, synced, then renamed over the old one).
+
+The format comes from the extension (``.ckpt`` or ``.safetensors``, any letter case) or from an
+explicit ``format='ckpt'`` / ``format='safetensors'``; any other name is refused rather than guessed.
+
+:func:`split_training_state` and :func:`is_training_state` tell a network's parameters from the
+optimizer state and scalars that MindSpore's ``ModelCheckpoint`` saves beside them.
 
 Command line::
 
-    python -m convtranspose.ckpt inspect FILE
-    python -m convtranspose.ckpt convert IN OUT [--crc]
+    python -m convtranspose.ckpt inspect FILE [--format {ckpt,safetensors}]
+    python -m convtranspose.ckpt convert IN OUT [--crc] [--from FORMAT] [--to FORMAT]
 
 Example:
     >>> import os, tempfile
@@ -46,9 +55,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
+import re
+import stat
 import sys
 import warnings
 import zlib
@@ -58,7 +70,11 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["CheckpointError", "load", "save", "convert", "main"]
+from ._ckpt_files import atomic_write
+from ._ckpt_names import is_training_state, split_training_state
+from ._ckpt_values import flatten, to_numpy
+
+__all__ = ["CheckpointError", "load", "save", "convert", "is_training_state", "split_training_state", "main"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -133,6 +149,14 @@ _WRITE_TYPES: Dict[np.dtype, str] = {
         ("Bool", "?"),
     ]
 }
+
+# The two formats, and the extensions that name them (any letter case).
+_FORMATS = ("ckpt", "safetensors")
+_EXTENSIONS = {".ckpt": "ckpt", ".safetensors": "safetensors"}
+
+# Start of a zip archive (a local file header; an empty archive starts with its end record):
+# what torch.save (.pt, .pth) and numpy.savez (.npz) write.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 _SAFETENSORS_HINT = "pip install convtranspose[safetensors]"
 _ML_DTYPES_HINT = "pip install convtranspose[bfloat16] (or ml_dtypes)"
@@ -637,19 +661,14 @@ class _Entry:
     data: memoryview
 
 
-def _as_entry(name: Any, value: Any) -> _Entry:
+def _as_entry(name: str, value: Any) -> _Entry:
     """Converts one ``save`` argument to an :class:`_Entry`, as MindSpore's save_checkpoint would.
 
     Raises:
-        TypeError: the name is not a str, or the value has a dtype a checkpoint cannot hold.
-        ValueError: the name cannot be encoded, or a Python int does not fit in int64.
+        TypeError: the value has a dtype a checkpoint cannot hold, or is not an array at all.
+        ValueError: the name cannot be encoded, a Python int does not fit in int64, or a list is ragged.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"checkpoint names must be str, got {name!r} ({type(name).__name__})")
-    try:
-        tag = name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"checkpoint name {name!r} cannot be encoded as UTF-8") from None
+    tag = _encoded_name(name)
     arr = _as_array(name, value)
     if arr.dtype.kind == "U":
         # MindSpore: dims [0], tensor_type "str", content np.array(text).tobytes() (UTF-32-LE).
@@ -660,11 +679,29 @@ def _as_entry(name: Any, value: Any) -> _Entry:
     return _Entry(tag, arr.shape, type_name, memoryview(flat.view(np.uint8)))
 
 
+def _encoded_name(name: str) -> bytes:
+    """The name as stored (UTF-8), the same check for both formats."""
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"checkpoint name {name!r} cannot be encoded as UTF-8") from None
+
+
 def _as_array(name: str, value: Any) -> np.ndarray:
-    """The array to store for one ``save`` value; a str array must be a single string (0-d)."""
+    """The array to store for one ``save`` value; a str array must be a single string (0-d).
+
+    torch tensors (a ``Parameter`` too), JAX arrays and Flax variables are read as NumPy arrays of
+    the same dtype (bfloat16 through ml_dtypes); lists and tuples become arrays as NumPy makes them.
+    """
+    value = to_numpy(name, value)
     if not isinstance(value, (np.ndarray, np.generic)):  # np.float64 is a float: test it first
         value = _python_scalar(name, value)
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # a ragged list
+        raise ValueError(f"{name!r}: {type(value).__name__} cannot be stored as one array ({exc})") from None
+    except TypeError as exc:
+        raise TypeError(f"{name!r}: {type(value).__name__} cannot be stored as an array ({exc})") from None
     if arr.dtype.kind == "U" and arr.ndim:
         raise TypeError(f"{name!r}: a checkpoint holds one string per entry, got a str array of shape {arr.shape}")
     return arr
@@ -737,10 +774,6 @@ def _safetensors():
             f"reading or writing .safetensors files needs the safetensors package: {_SAFETENSORS_HINT}"
         ) from None
     return safetensors
-
-
-def _is_safetensors(path: PathLike) -> bool:
-    return Path(path).suffix.lower() == ".safetensors"
 
 
 def _safetensors_crc(arrays: Mapping[str, np.ndarray]) -> int:
@@ -870,14 +903,18 @@ def _check_safetensors_dtype(name: str, dtype: np.dtype) -> None:
     _type_name(name, dtype)  # same rules, and message, as .ckpt
 
 
-def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool) -> None:
+def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool) -> List[str]:
     """Writes safetensors as MindSpore does: names sorted, metadata ``{"format": "ms"}``.
 
-    Text entries have no safetensors dtype: they are left out with a warning.
+    Text entries have no safetensors dtype: they are left out with a warning that names them.
+
+    Returns:
+        The names written, sorted.
     """
     st = _safetensors()
     tensors, skipped = {}, []
     for name in sorted(arrays):
+        _encoded_name(name)  # safetensors would fail on it with a bare UnicodeEncodeError
         arr = _as_array(name, arrays[name])
         if arr.dtype.kind == "U":
             skipped.append(name)
@@ -885,16 +922,74 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
         _check_safetensors_dtype(name, arr.dtype)
         # astype, not ascontiguousarray: that one turns a 0-d scalar into shape (1,)
         tensors[name] = arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)
+    metadata = {"format": "ms"}
+    if crc_check:
+        metadata["crc_num"] = str(_safetensors_crc(tensors))
+
+    def write(temp: str) -> None:
+        try:
+            st.numpy.save_file(tensors, temp, metadata=metadata)
+        except st.SafetensorError as exc:  # an I/O error in safetensors' own writer: report it as one
+            raise _safetensors_os_error(path, exc) from None
+
+    atomic_write(path, write)
     if skipped:
         warnings.warn(
             f"{os.fspath(path)}: safetensors cannot hold text; left out str entries {skipped}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    metadata = {"format": "ms"}
-    if crc_check:
-        metadata["crc_num"] = str(_safetensors_crc(tensors))
-    st.numpy.save_file(tensors, os.fspath(path), metadata=metadata)
+    return list(tensors)
+
+
+def _safetensors_os_error(path: PathLike, exc: Exception) -> OSError:
+    """An OSError for what safetensors' writer raised, with the errno when its message has one."""
+    code = re.search(r"\(os error (\d+)\)|\bcode: (\d+)", str(exc))  # Rust's io::Error, shown or debugged
+    if code:
+        number = int(code.group(1) or code.group(2))
+        return OSError(number, os.strerror(number), os.fspath(path))  # a FileNotFoundError for 2, ...
+    return OSError(f"{os.fspath(path)}: writing the safetensors file failed ({exc})")
+
+
+def _save_ckpt(path: PathLike, arrays: Mapping[str, Any], crc_check: bool) -> List[str]:
+    """Writes a MindSpore ``.ckpt``; every entry is converted and checked before the file is created.
+
+    Returns:
+        The names written, in order.
+    """
+    if not arrays and not crc_check:
+        raise ValueError(
+            f"arrays is empty ({dict(arrays)!r}): a .ckpt with no entries and no CRC "
+            "would be a 0-byte file, which load() refuses as a failed write; pass "
+            "crc_check=True to write an empty checkpoint (its CRC trailer alone)"
+        )
+    entries = [_as_entry(name, value) for name, value in arrays.items()]
+
+    def write(temp: str) -> None:
+        crc = 0
+        with open(temp, "wb") as f:
+            for entry in entries:
+                for head, chunk in _records(entry):
+                    f.write(head)
+                    f.write(chunk)
+                    if crc_check:
+                        crc = zlib.crc32(chunk, zlib.crc32(head, crc))
+            if crc_check:
+                f.write(_CRC_MARK + crc.to_bytes(10, "big"))
+
+    atomic_write(path, write)
+    return list(arrays)
+
+
+def _save(path: PathLike, arrays: Mapping[str, Any], crc_check: bool, format: Optional[str]) -> List[str]:
+    """:func:`save`, returning the names it wrote (safetensors leaves text entries out)."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of names to arrays, got {type(arrays).__name__}")
+    fmt = _format_of(path, format)
+    flat = flatten(arrays)
+    if fmt == "safetensors":
+        return _save_safetensors(path, flat, crc_check)
+    return _save_ckpt(path, flat, crc_check)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -902,17 +997,46 @@ def _save_safetensors(path: PathLike, arrays: Mapping[str, Any], crc_check: bool
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    """The whole file; a directory or an empty file is a CheckpointError naming the path."""
-    p = Path(path)
-    if p.is_dir():
-        found = sorted(entry.name for entry in p.iterdir() if entry.suffix.lower() in (".ckpt", ".safetensors"))
-        hint = ""
-        if found:
-            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-            hint = f" (it holds {shown}: pass one of them)"
-        raise CheckpointError(path, f"is a directory, not a checkpoint file{hint}")
-    data = p.read_bytes()
+_FILE_KINDS = (
+    (stat.S_ISCHR, "a character device (such as /dev/zero)"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (fifo)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_directory(path: PathLike) -> CheckpointError:
+    """The error for a directory, naming the checkpoints it holds, if any."""
+    found = sorted(entry.name for entry in Path(path).iterdir() if entry.suffix.lower() in _EXTENSIONS)
+    hint = ""
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        hint = f" (it holds {shown}: pass one of them)"
+    return CheckpointError(path, f"is a directory, not a checkpoint file{hint}")
+
+
+def _check_regular(path: PathLike, mode: int) -> None:
+    """Refuses a directory, device, fifo or socket: reading one never ends, or blocks, or fails obscurely."""
+    if stat.S_ISDIR(mode):
+        raise _refuse_directory(path)
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+        raise CheckpointError(path, f"is {kind}, not a checkpoint file: only regular files are read")
+
+
+def _read_bytes(path: PathLike, limit: Optional[int] = None) -> bytes:
+    """The whole file (or its first ``limit`` bytes), once it is known to be a regular file.
+
+    Raises:
+        CheckpointError: a directory, a device, a fifo or a socket (refused before any read; a fifo
+            is opened without blocking), or an empty file.
+        OSError: the file cannot be opened or read.
+    """
+    _check_regular(path, os.stat(path).st_mode)  # before opening: opening a fifo would block
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(path, os.fstat(f.fileno()).st_mode)  # the same file, had it been swapped since
+        data = f.read() if limit is None else f.read(limit)
     if not data:
         # Even a checkpoint with no entries is not empty when written with a CRC (the trailer),
         # and save() refuses to write one without: 0 bytes is a write that failed.
@@ -920,104 +1044,164 @@ def _read_bytes(path: PathLike) -> bytes:
     return data
 
 
-def _read(path: PathLike) -> Tuple[Dict[str, np.ndarray], bool]:
+def _refuse_zip(data: bytes, path: PathLike) -> None:
+    """A zip archive is a PyTorch or NumPy file given by mistake: say so, not "unexpected field 10"."""
+    if data.startswith(_ZIP_MAGIC):
+        raise CheckpointError(
+            path,
+            "is a zip archive (a PyTorch .pt/.pth or NumPy .npz file), not a MindSpore checkpoint; "
+            "load it with torch.load or numpy.load and pass its arrays to ckpt.save to write one",
+        )
+
+
+def _format_of(path: PathLike, format: Optional[str]) -> str:
+    """The format to use: ``format`` when given, else the one the extension names.
+
+    Raises:
+        ValueError: ``format`` is not 'ckpt' or 'safetensors', or it is None and the extension
+            is neither ``.ckpt`` nor ``.safetensors`` (any letter case).
+    """
+    if format is not None:
+        if format not in _FORMATS:
+            raise ValueError(f"format must be 'ckpt' or 'safetensors' (or None: by extension), got {format!r}")
+        return format
+    suffix = Path(path).suffix
+    found = _EXTENSIONS.get(suffix.lower())
+    if found is None:
+        raise ValueError(_unknown_extension(path, suffix))
+    return found
+
+
+def _unknown_extension(path: PathLike, suffix: str) -> str:
+    what = f"extension {suffix!r}" if suffix else "no extension"
+    close = difflib.get_close_matches(suffix.lower(), list(_EXTENSIONS), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close and suffix else ""
+    return (
+        f"{os.fspath(path)}: {what}{hint}; a checkpoint file ends in .ckpt or .safetensors, "
+        "or pass format='ckpt' or format='safetensors' to use another name"
+    )
+
+
+def _read(path: PathLike, format: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], bool]:
     """Loads any supported file; also says whether a CRC was present (and verified)."""
-    if _is_safetensors(path):
+    if format is None and Path(path).suffix.lower() not in _EXTENSIONS:
+        try:
+            _refuse_zip(_read_bytes(path, 4), path)  # model.pt: say what it is, not only that its name is odd
+        except FileNotFoundError:
+            pass  # the unknown extension is the first thing to fix
+    fmt = _format_of(path, format)
+    if fmt == "safetensors":
         _safetensors()  # without the package, say so before reading anything
-        return _load_safetensors(_read_bytes(path), path)
-    return _decode(_read_bytes(path), path)
+        data = _read_bytes(path)
+        _refuse_zip(data, path)
+        return _load_safetensors(data, path)
+    data = _read_bytes(path)
+    _refuse_zip(data, path)
+    return _decode(data, path)
 
 
-def load(path: PathLike) -> Dict[str, np.ndarray]:
+def load(path: PathLike, *, format: Optional[str] = None) -> Dict[str, np.ndarray]:
     """Reads a MindSpore checkpoint into NumPy arrays.
 
-    A ``.safetensors`` file (by extension) is read with the optional ``safetensors`` package
-    (its bfloat16 and float8 tensors as ``ml_dtypes`` arrays); anything else is read as a
-    MindSpore ``.ckpt`` file, with or without a CRC trailer.
+    A ``.safetensors`` file is read with the optional ``safetensors`` package (its bfloat16 and
+    float8 tensors as ``ml_dtypes`` arrays), a ``.ckpt`` file as MindSpore's protobuf format, with
+    or without a CRC trailer.
 
     Args:
-        path: The file.
+        path: The file: a regular file ending in ``.ckpt`` or ``.safetensors`` (any letter case).
+        format: ``'ckpt'`` or ``'safetensors'`` to read a file of another name; None (default)
+            takes the format from the extension.
 
     Returns:
         ``{name: array}`` in file order (safetensors: names sorted). Tensors keep their stored
         shape and dtype; scalars are 0-d arrays; text entries are 0-d unicode arrays
         (``str(value)`` gives the text). Slices of one tensor stored in consecutive records are
-        joined. Arrays are new and writable.
+        joined. Arrays are new and writable. :func:`split_training_state` separates the network's
+        parameters from an optimizer's state.
 
     Raises:
-        CheckpointError: the file is empty (0 bytes), a directory, truncated, corrupted,
-            encrypted, fails its CRC, names a tensor twice, uses an unknown or unsupported
-            tensor_type or safetensors dtype (Int4, F4, F6, C64, ...), or is not a checkpoint.
+        CheckpointError: the file is empty (0 bytes), a directory, a device, a fifo or a socket
+            (refused before reading), a zip archive (a PyTorch or NumPy file), truncated,
+            corrupted, encrypted, fails its CRC, names a tensor twice, uses an unknown or
+            unsupported tensor_type or safetensors dtype (Int4, F4, F6, C64, ...), or is not a
+            checkpoint.
+        ValueError: ``format`` is None and the extension is neither ``.ckpt`` nor ``.safetensors``,
+            or ``format`` is not one of the two.
         ImportError: the file holds BFloat16 (or, in safetensors, float8) tensors and
-            ``ml_dtypes`` is not installed, or it is ``.safetensors`` and ``safetensors`` is not
+            ``ml_dtypes`` is not installed, or it is safetensors and ``safetensors`` is not
             installed.
         OSError: the file cannot be read (FileNotFoundError when it does not exist).
     """
-    return _read(path)[0]
+    return _read(path, format)[0]
 
 
-def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False) -> None:
+def save(path: PathLike, arrays: Mapping[str, Any], *, crc_check: bool = False, format: Optional[str] = None) -> None:
     """Writes arrays as a MindSpore 2.10 checkpoint, byte for byte as ``save_checkpoint`` would.
 
     Entries are written in the mapping's order. NumPy arrays keep their dtype (bool, int8-64,
     uint8-64, float16/32/64, ml_dtypes.bfloat16) and shape (a 0-d array has no dims, as in 2.10);
     Python ``int`` is stored as Int64, ``float`` as Float32, ``bool`` as Bool and ``str`` as a
-    text entry, as ``append_dict`` does. Tensors over 512 MiB are split into 512 MiB records.
+    text entry, as ``append_dict`` does. torch tensors (``nn.Parameter`` included, bfloat16 too),
+    JAX arrays and Flax ``nnx.Variable`` values are stored with their own dtype, detached.
+    Nested mappings are flattened to dotted names: ``{"up1": {"weight": w}}`` is stored as
+    ``up1.weight``, and ``nnx.state(model)`` as ``layers.0.kernel``, ... (int keys allowed below
+    the top level). Tensors over 512 MiB are split into 512 MiB records.
+
+    The file is written atomically: to a temporary file in the same folder, flushed to the disk,
+    then renamed over ``path``. A reader sees the old file or the new one, never a part; a save
+    that fails (full disk, an exception) leaves the old file as it was and removes its temporary
+    file. A writer killed outright leaves its temporary file (``.<name>.<random>.tmp``) behind.
 
     Args:
-        path: Destination; overwritten. With a ``.safetensors`` extension the file is written
-            with the optional ``safetensors`` package, metadata ``{"format": "ms"}``, names sorted,
-            and str entries left out with a warning; it also holds ml_dtypes' float8 types.
-        arrays: ``{name: array or scalar}``. For a ``.ckpt`` it may be empty only with
-            ``crc_check=True``: a ``.ckpt`` without entries or CRC would be a 0-byte file, which
-            :func:`load` refuses as a failed write.
+        path: Destination, ending in ``.ckpt`` or ``.safetensors``; replaced. A ``.safetensors``
+            file is written with the optional ``safetensors`` package, metadata
+            ``{"format": "ms"}``, names sorted, and str entries left out with a warning that names
+            them; it also holds ml_dtypes' float8 types.
+        arrays: ``{name: array or scalar}``, possibly nested. For a ``.ckpt`` it may be empty only
+            with ``crc_check=True``: a ``.ckpt`` without entries or CRC would be a 0-byte file,
+            which :func:`load` refuses as a failed write.
         crc_check: Append MindSpore's CRC trailer (``crc_num`` + 10-byte big-endian CRC-32 of the
             file); for safetensors, add the ``crc_num`` metadata MindSpore adds.
+        format: ``'ckpt'`` or ``'safetensors'`` to write a file of another name; None (default)
+            takes the format from the extension.
 
     Raises:
-        TypeError: a name that is not a str, or a dtype a checkpoint cannot hold (complex,
-            object, byte strings, arrays of strings, ...).
-        ValueError: a Python int outside int64, or an empty ``arrays`` for a ``.ckpt`` without
-            ``crc_check``.
-        ImportError: ``.safetensors`` requested and ``safetensors`` is not installed.
+        TypeError: a name that is not a str, or a value a checkpoint cannot hold (complex, object,
+            byte strings, arrays of strings, a sparse torch tensor, a JAX PRNG key, ...); the
+            message names the entry. Nothing is written then.
+        ValueError: a Python int outside int64, a ragged list, a name that is not valid UTF-8,
+            two entries with the same flattened name, an empty ``arrays`` for a ``.ckpt`` without
+            ``crc_check``, or an unknown extension with no ``format``.
+        ImportError: safetensors requested and ``safetensors`` is not installed, or a bfloat16
+            torch tensor and no ``ml_dtypes``.
+        OSError: the file cannot be written (the folder is missing, the disk is full, ...).
     """
-    if not isinstance(arrays, Mapping):
-        raise TypeError(f"arrays must be a mapping of names to arrays, got {type(arrays).__name__}")
-    if _is_safetensors(path):
-        _save_safetensors(path, arrays, crc_check)
-        return
-    if not arrays and not crc_check:
-        raise ValueError(
-            f"arrays is empty ({dict(arrays)!r}): a .ckpt with no entries and no CRC "
-            "would be a 0-byte file, which load() refuses as a failed write; pass "
-            "crc_check=True to write an empty checkpoint (its CRC trailer alone)"
-        )
-    entries = [_as_entry(name, value) for name, value in arrays.items()]  # all checked first
-    crc = 0
-    with open(path, "wb") as f:
-        for entry in entries:
-            for head, chunk in _records(entry):
-                f.write(head)
-                f.write(chunk)
-                if crc_check:
-                    crc = zlib.crc32(chunk, zlib.crc32(head, crc))
-        if crc_check:
-            f.write(_CRC_MARK + crc.to_bytes(10, "big"))
+    _save(path, arrays, crc_check, format)
 
 
-def convert(src: PathLike, dst: PathLike, *, crc_check: bool = False) -> Dict[str, np.ndarray]:
-    """Converts between ``.ckpt`` and ``.safetensors``; each format is chosen by extension.
+def convert(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    crc_check: bool = False,
+    format: Optional[str] = None,
+    src_format: Optional[str] = None,
+) -> Dict[str, np.ndarray]:
+    """Converts between ``.ckpt`` and ``.safetensors`` (or copies one format to the same).
 
     Args:
         src: File to read.
-        dst: File to write (overwritten).
+        dst: File to write (replaced atomically, as :func:`save` does).
         crc_check: Write a CRC (see :func:`save`).
+        format: Format of ``dst``, ``'ckpt'`` or ``'safetensors'``; None takes it from its extension.
+        src_format: Format of ``src``, likewise.
 
     Returns:
-        The arrays read from ``src``.
+        The arrays read from ``src`` (a text entry among them is not written to safetensors).
     """
-    arrays = load(src)
-    save(dst, arrays, crc_check=crc_check)
+    _format_of(dst, format)  # an unknown destination is refused before reading anything
+    arrays = load(src, format=src_format)
+    save(dst, arrays, crc_check=crc_check, format=format)
     return arrays
 
 
@@ -1038,14 +1222,27 @@ def _value_label(arr: np.ndarray, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def _table(arrays: Mapping[str, np.ndarray], crc: bool) -> str:
-    """The ``inspect`` listing: name, shape, dtype, elements, bytes, scalar value; then totals."""
+    """The ``inspect`` listing: the network's parameters, then the training state; then totals.
+
+    Each row: name, shape, dtype, elements, bytes, scalar value. Each group starts with a line
+    ``# network parameters (N)`` or ``# training state (N)`` (left out when empty).
+    """
     head = ("name", "shape", "dtype", "elements", "bytes", "value")
-    rows = [
-        (name, str(tuple(a.shape)), _dtype_label(a), f"{a.size:,}", f"{a.nbytes:,}", _value_label(a))
-        for name, a in arrays.items()
+    network, state = split_training_state(arrays)
+    groups = [
+        (f"# network parameters ({len(network)})", network),
+        (f"# training state ({len(state)}): optimizer slots and scalars, appended entries", state),
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    rows = {
+        name: (name, str(tuple(a.shape)), _dtype_label(a), f"{a.size:,}", f"{a.nbytes:,}", _value_label(a))
+        for name, a in arrays.items()
+    }
+    widths = [max(len(r[i]) for r in [head, *rows.values()]) for i in range(len(head))]
     right = {3, 4}  # numbers line up on the right
 
     def line(cells):
@@ -1053,12 +1250,17 @@ def _table(arrays: Mapping[str, np.ndarray], crc: bool) -> str:
             c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
+    lines = [line(head)]
+    for title, group in groups:
+        if group:
+            lines += [title, *(line(rows[name]) for name in group)]
     total = sum(a.size for a in arrays.values()), sum(a.nbytes for a in arrays.values())
-    foot = (
-        f"{len(arrays)} {'entry' if len(arrays) == 1 else 'entries'}, {total[0]:,} elements, "
-        f"{total[1]:,} bytes; " + ("CRC-32 verified" if crc else "no CRC")
+    lines.append(
+        f"{_count(len(arrays), 'entry', 'entries')} ({_count(len(network), 'network parameter', 'network parameters')}"
+        f", {len(state):,} training state), {total[0]:,} elements, {total[1]:,} bytes; "
+        + ("CRC-32 verified" if crc else "no CRC")
     )
-    return "\n".join([line(head), *(line(r) for r in rows), foot])
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -1067,13 +1269,30 @@ def _parser() -> argparse.ArgumentParser:
         description="Inspect MindSpore checkpoints and convert them to or from safetensors.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ins = sub.add_parser("inspect", help="list the entries of a .ckpt or .safetensors file")
+    ins = sub.add_parser(
+        "inspect", help="list the entries of a .ckpt or .safetensors file: network parameters, then training state"
+    )
     ins.add_argument("file")
+    ins.add_argument("--format", choices=_FORMATS, help="format of FILE when its extension does not say")
     conv = sub.add_parser("convert", help="convert between .ckpt and .safetensors (format chosen by extension)")
     conv.add_argument("src", metavar="IN")
     conv.add_argument("dst", metavar="OUT")
     conv.add_argument("--crc", action="store_true", help="write a CRC (MindSpore's crc_check)")
+    conv.add_argument(
+        "--from", dest="src_format", choices=_FORMATS, help="format of IN when its extension does not say"
+    )
+    conv.add_argument("--to", dest="dst_format", choices=_FORMATS, help="format of OUT when its extension does not say")
     return parser
+
+
+def _convert_command(args: argparse.Namespace) -> str:
+    """Runs ``convert``; returns the line to print, with the number of entries really written."""
+    _format_of(args.dst, args.dst_format)  # refuse an unknown OUT before reading IN
+    arrays = load(args.src, format=args.src_format)
+    written = _save(args.dst, arrays, args.crc, args.dst_format)
+    left_out = len(arrays) - len(written)
+    note = f"; left out {left_out} of its {len(arrays)} (see the warning)" if left_out else ""
+    return f"wrote {args.dst}: {_count(len(written), 'entry', 'entries')} from {args.src}{note}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1087,10 +1306,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.simplefilter("always")
         try:
             if args.command == "inspect":
-                print(_table(*_read(args.file)))
+                print(_table(*_read(args.file, args.format)))
             else:
-                arrays = convert(args.src, args.dst, crc_check=args.crc)
-                print(f"wrote {args.dst}: {len(arrays)} entries from {args.src}")
+                print(_convert_command(args))
         except (CheckpointError, ImportError, OSError, TypeError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
