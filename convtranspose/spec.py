@@ -1111,7 +1111,7 @@ class Conv2dSpec:
         """
         x_shape = _check_layer_shapes(self, x_shape, weight_shape, bias_shape, "(C_out, C_in // group, kH, kW)")
         for axis, plan in zip(("height", "width"), self.axes(x_shape)):
-            self._check_fit(axis, plan)
+            self._check_fit(axis, plan, x_shape)
         out_shape = self.output_shape(x_shape)
         needed = math.prod(out_shape) * itemsize
         if needed > MEMORY_LIMIT:
@@ -1123,9 +1123,9 @@ class Conv2dSpec:
             )
         return out_shape
 
-    def _check_fit(self, axis: str, plan: ConvAxisPlan) -> None:
-        if plan.padded_length >= plan.kernel and plan.output_length >= 0:
-            return
+    def _check_fit(self, axis: str, plan: ConvAxisPlan, x_shape: Tuple[int, ...]) -> None:
+        if self.pad_mode == "same" or (plan.padded_length >= plan.kernel and plan.output_length >= 0):
+            return  # 'same' always fits: ceil(length / stride) rows, 0 for an empty axis
         rows = "rows" if axis == "height" else "columns"
         if plan.padded_length < plan.kernel:
             problem = f"shorter than kernel_size={_echo(self.kernel_size)}"
@@ -1136,7 +1136,8 @@ class Conv2dSpec:
                 f"stride={_echo(self.stride)}, which leaves no output {rows}"
             )
         raise ValueError(
-            f"the {axis} axis of x is {plan.length} {rows} long, {_echo(plan.padded_length)} with pad_mode="
+            f"the kernel does not fit x of shape {x_shape}: its {axis} axis is {plan.length} {rows} long, "
+            f"{_echo(plan.padded_length)} with pad_mode="
             f"{self.pad_mode!r} and padding={_echo(self.padding)}: {problem}"
         )
 

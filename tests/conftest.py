@@ -137,7 +137,15 @@ def geometry(cfg):
 # gradients are those of sum(y * g); float64() -> a context in which the engine holds float64.
 
 
+# The two layers: (NumPy/torch/Flax class name, functional name in each front end).
+LAYER_NAMES = {"transpose": ("Conv2dTranspose", "conv2d_transpose"), "conv2d": ("Conv2d", "conv2d")}
+
+
 class _Adapter:
+    def __init__(self, layer="transpose"):
+        self.layer = layer
+        self.class_name, self.function_name = LAYER_NAMES[layer]
+
     def float64(self):
         """A block in which float64 arrays exist (every engine but JAX's, which needs x64 on)."""
         return contextlib.nullcontext()
@@ -146,13 +154,14 @@ class _Adapter:
 class NumpyAdapter(_Adapter):
     name = "numpy"
 
-    def __init__(self):
+    def __init__(self, layer="transpose"):
+        super().__init__(layer)
         import convtranspose
 
         self.ct = convtranspose
 
     def construct(self, **kwargs):
-        return self.ct.Conv2dTranspose(**kwargs)
+        return getattr(self.ct, self.class_name)(**kwargs)
 
     def call(self, net, x):
         return net(x)
@@ -167,7 +176,7 @@ class NumpyAdapter(_Adapter):
         return y
 
     def forward_backward(self, cfg, x, w, b, g):
-        net = self.ct.Conv2dTranspose(**cfg, dtype=x.dtype)
+        net = getattr(self.ct, self.class_name)(**cfg, dtype=x.dtype)
         net.weight.set_data(w)
         if b is not None:
             net.bias.set_data(b)
@@ -180,12 +189,13 @@ class NumpyAdapter(_Adapter):
 class TorchAdapter(_Adapter):
     name = "torch"
 
-    def __init__(self):
+    def __init__(self, layer="transpose"):
+        super().__init__(layer)
         self.torch = pytest.importorskip("torch")
         self.module = pytest.importorskip("convtranspose.torch")
 
     def construct(self, **kwargs):
-        return self.module.Conv2dTranspose(**kwargs)
+        return getattr(self.module, self.class_name)(**kwargs)
 
     def call(self, net, x):
         return net(self.torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
@@ -204,7 +214,7 @@ class TorchAdapter(_Adapter):
         x_t = torch.from_numpy(x).requires_grad_(True)
         w_t = torch.from_numpy(w).requires_grad_(True)
         b_t = None if b is None else torch.from_numpy(b).requires_grad_(True)
-        y = self.module.conv2d_transpose(x_t, w_t, b_t, **geometry(cfg))
+        y = getattr(self.module, self.function_name)(x_t, w_t, b_t, **geometry(cfg))
         y.backward(torch.from_numpy(g))
         result = {"y": self.to_numpy(y), "dx": self.to_numpy(x_t.grad), "dw": self.to_numpy(w_t.grad)}
         if b is not None:
@@ -215,7 +225,8 @@ class TorchAdapter(_Adapter):
 class JaxAdapter(_Adapter):
     name = "jax"
 
-    def __init__(self):
+    def __init__(self, layer="transpose"):
+        super().__init__(layer)
         self.jax = pytest.importorskip("jax")
         self.module = pytest.importorskip("convtranspose.jax")
 
@@ -232,11 +243,12 @@ class JaxAdapter(_Adapter):
     def forward_backward(self, cfg, x, w, b, g):
         jax = self.jax
         kwargs = geometry(cfg)
+        function = getattr(self.module, self.function_name)
         if b is None:
-            y, vjp = jax.vjp(lambda x, w: self.module.conv2d_transpose(x, w, None, **kwargs), x, w)
+            y, vjp = jax.vjp(lambda x, w: function(x, w, None, **kwargs), x, w)
             dx, dw = vjp(g)
             return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw)}
-        y, vjp = jax.vjp(lambda x, w, b: self.module.conv2d_transpose(x, w, b, **kwargs), x, w, b)
+        y, vjp = jax.vjp(lambda x, w, b: function(x, w, b, **kwargs), x, w, b)
         dx, dw, db = vjp(g)
         return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw), "db": np.asarray(db)}
 
@@ -244,7 +256,8 @@ class JaxAdapter(_Adapter):
 class FlaxAdapter(_Adapter):
     name = "flax"
 
-    def __init__(self):
+    def __init__(self, layer="transpose"):
+        super().__init__(layer)
         self.jax = pytest.importorskip("jax")
         self.nnx = pytest.importorskip("flax.nnx")
         self.module = pytest.importorskip("convtranspose.flax")
@@ -252,7 +265,7 @@ class FlaxAdapter(_Adapter):
     float64 = JaxAdapter.float64
 
     def construct(self, **kwargs):
-        return self.module.Conv2dTranspose(**kwargs, rngs=self.nnx.Rngs(0))
+        return getattr(self.module, self.class_name)(**kwargs, rngs=self.nnx.Rngs(0))
 
     def call(self, net, x):
         return net(x)  # NumPy arrays as they are: the module converts them (and names their dtype)
@@ -268,7 +281,7 @@ class FlaxAdapter(_Adapter):
 
     def forward_backward(self, cfg, x, w, b, g):
         jax, nnx = self.jax, self.nnx
-        net = self.module.Conv2dTranspose(**cfg, dtype=x.dtype, rngs=nnx.Rngs(0))
+        net = getattr(self.module, self.class_name)(**cfg, dtype=x.dtype, rngs=nnx.Rngs(0))
         net.weight[...] = jax.numpy.asarray(w)
         if b is not None:
             net.bias[...] = jax.numpy.asarray(b)
@@ -298,3 +311,15 @@ def engine(request):
 def layer_engine(request):
     """The engines with a layer constructor (the jax engine is a function)."""
     return ADAPTERS[request.param]()
+
+
+@pytest.fixture(params=list(ADAPTERS), scope="session")
+def conv2d_engine(request):
+    """Every installed engine in turn, for MindSpore's nn.Conv2d."""
+    return ADAPTERS[request.param]("conv2d")
+
+
+@pytest.fixture(params=["numpy", "torch", "flax"], scope="session")
+def conv2d_layer_engine(request):
+    """The engines with a Conv2d layer constructor (the jax engine is a function)."""
+    return ADAPTERS[request.param]("conv2d")
