@@ -18,7 +18,7 @@ import convtranspose as ct
 import reference
 from conftest import GOLDEN, geometry, golden_path
 
-_CASES = json.loads((GOLDEN / "errors.json").read_text()) if (GOLDEN / "errors.json").exists() else []
+_CASES = json.loads((GOLDEN / "errors.json").read_text())
 
 
 def _np_dtype(name):
@@ -354,5 +354,5 @@ def test_every_error_case_says_which_argument_is_at_fault():
 
 
 def test_errors_json_is_present():
-    path = golden_path("errors.json")  # fails in CI, skips elsewhere, when the data is missing
+    path = golden_path("errors.json")  # fails when the data is missing
     assert len(json.loads(path.read_text())) == len(_CASES) == 295

@@ -2,7 +2,6 @@
 with optax under nnx.jit, and MindSpore checkpoints in and out."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -320,7 +319,6 @@ def test_load_parameters_checks_before_changing_anything():
         no_bias.load_parameters({"weight": np.zeros((4, 6, 3, 3), np.float32), "bias": np.zeros(6, np.float32)})
 
 
-@pytest.mark.skipif(not os.environ.get("CI") and not (GOLDEN / "ckpt").exists(), reason="no golden checkpoints")
 def test_expected_npz_parameters_equal_the_checkpoint():
     expected = np.load(GOLDEN / "ckpt" / "expected.npz")
     arrays = ckpt.load(GOLDEN / "ckpt" / "decoder.ckpt")
