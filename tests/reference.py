@@ -14,7 +14,7 @@ def _pairs(value):
 
 
 def axis_window(n, k, s, d, mode, pad_before, pad_after):
-    """(top, window length) of one axis, from the table in MINDSPORE_BEHAVIOR.md section 1."""
+    """(top, window length) of one axis, from the table in docs/mindspore-behavior.md."""
     k_eff = d * (k - 1) + 1
     full = (n - 1) * s + k_eff
     if mode == "pad":

@@ -32,7 +32,7 @@ from conftest import golden_path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("up1.", "blocks.0.", "blocks.1.")
-APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.py passed
+APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what MindSpore was given (tests/data/README.md)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1383,7 +1383,7 @@ def test_cli_convert_warns_about_str_entries(tmp_path, capsys):
 
 
 def _decoder(expected, arrays):
-    """The three layers of make_ckpts.py's Decoder, loaded from ``arrays`` by prefix."""
+    """The three layers of tests/data/ckpt's Decoder, loaded from ``arrays`` by prefix."""
     import convtranspose
 
     configs = json.loads(str(expected["configs"]))

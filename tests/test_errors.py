@@ -26,7 +26,7 @@ def _np_dtype(name):
 
 
 def decode(value, key=None):
-    """Turn the JSON encoding of make_errors.py back into Python values (arrays for Tensors)."""
+    """Turn the JSON encoding of errors.json (tests/data/README.md) back into Python values (arrays for Tensors)."""
     if isinstance(value, list):
         return tuple(decode(item) for item in value)
     if isinstance(value, dict):
@@ -299,7 +299,7 @@ def _check_errors_json_case(engine, case):
 def _crop_axis(kwargs, input_shape):
     """``(axis, full length, rows cropped)`` of the first axis whose 'pad' crop leaves no window.
 
-    Computed here from MINDSPORE_BEHAVIOR.md section 1, not from the library.
+    Computed here from docs/mindspore-behavior.md, not from the library.
     """
 
     def pair(value):

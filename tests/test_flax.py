@@ -70,7 +70,7 @@ def test_without_rngs_it_draws_like_the_numpy_layer():
 
 
 def _decode(value, key=None):
-    """errors.json values: tuples for lists, arrays for Tensors (see make_errors.py)."""
+    """errors.json values: tuples for lists, arrays for Tensors (see tests/data/README.md)."""
     if key == "dtype" and isinstance(value, str):  # a MindSpore dtype, written by its name
         return getattr(np, value, value)  # NumPy has no bfloat16: the name itself
     if isinstance(value, list):
@@ -247,7 +247,7 @@ def test_one_sgd_step_matches_the_numpy_layer():
 
 
 class Decoder(nnx.Module):
-    """make_ckpts.py's network: up1, ReLU, then blocks.0 and blocks.1."""
+    """The network of tests/data/ckpt: up1, ReLU, then blocks.0 and blocks.1."""
 
     def __init__(self, configs, rngs):
         self.up1 = Conv2dTranspose(**configs[0], rngs=rngs)

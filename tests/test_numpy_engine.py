@@ -156,7 +156,7 @@ def test_output_padding_rows_are_exact_zeros_after_the_bias():
 
 
 def test_short_kernel_leaves_bias_only_rows():
-    """'same', k=1, s=3: rows/cols 1, 2, 4, 5 get no tap, only the bias (MINDSPORE_PROBE 5.4)."""
+    """'same', k=1, s=3: rows/cols 1, 2, 4, 5 get no tap, only the bias (docs/mindspore-behavior.md)."""
     x = np.ones((1, 1, 2, 2), np.float32)
     y = ct.conv2d_transpose(x, np.full((1, 1, 1, 1), 2.0, np.float32), np.array([0.5], np.float32), stride=3)
     expected = np.full((6, 6), 0.5, np.float32)
