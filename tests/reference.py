@@ -5,10 +5,12 @@ the benchmark (``benchmarks/bench.py``) before it times anything. It must stay f
 ``convtranspose`` import, so that a mistake in the library cannot hide in it.
 
 Forward: every input pixel (n, ci, i, j) times w[ci, co, kh, kw] lands on the uncropped output
-at (i*s + kh*d, j*s + kw*d) (no kernel flip); here one tap (kh, kw) at a time, as a product over
-the channels of each group. Then a window of rows [top, top + length) is taken (rows past the
-uncropped result are zero), the bias is added, and output_padding zero rows/columns are appended.
-Backward: the same taps with the roles of the arrays swapped.
+at (i*s + kh*d, j*s + kw*d) (no kernel flip). MindSpore keeps a window of rows [top, top + length)
+of that (rows past the uncropped result are zero), adds the bias, and appends output_padding zero
+rows/columns. Here one tap (kh, kw) at a time, for the input pixels whose tap lands inside the
+window, as a matrix product over the channels of each group: every product formed is a term of
+that direct sum, so NaN and inf reach exactly the entries they reach in it. Backward: the same
+taps with the roles of the arrays swapped.
 """
 
 import numpy as np
@@ -44,25 +46,37 @@ def _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation):
     return (sh, sw), (dh, dw), (top, left), (length_h, length_w)
 
 
-def _canvas(x_shape, w_shape, strides, dilations, corner, lengths):
-    """(rows, cols) of a frame that holds both the uncropped result and the window."""
-    return tuple(
-        max(full_length(n, k, s, d), start + length, 0)
-        for n, k, s, d, start, length in zip(x_shape[2:], w_shape[2:], strides, dilations, corner, lengths)
-    )
+def _reach(n, tap, s, d, start, length):
+    """(first, count) of the input positions i < n whose tap lands inside the window on one axis.
+
+    Position i lands on ``i*s + tap*d - start`` of the window, which must lie in [0, length).
+    """
+    first = max(0, -(-(start - tap * d) // s))
+    stop = min(n, -(-(start + length - tap * d) // s))
+    return first, max(stop - first, 0)
 
 
-def _taps(x_shape, w_shape, strides, dilations):
-    """(kh, kw, rows, cols): where the input's pixels land in the uncropped frame through each tap."""
-    (h, wd), (sh, sw), (dh, dw) = x_shape[2:], strides, dilations
+def _taps(x_shape, w_shape, strides, dilations, corner, lengths):
+    """Per tap (kh, kw): the input pixels that land inside the window, and where they land.
+
+    Yields ``(kh, kw, input_rows, input_cols, window_rows, window_cols)`` as slices, only for taps
+    that reach the window: every product the oracle forms is a term of the direct sum.
+    """
+    (h, wd), (sh, sw), (dh, dw), (top, left), (lh, lw) = x_shape[2:], strides, dilations, corner, lengths
     for kh in range(w_shape[2]):
+        i0, rows = _reach(h, kh, sh, dh, top, lh)
         for kw in range(w_shape[3]):
-            yield kh, kw, _spaced(kh * dh, h, sh), _spaced(kw * dw, wd, sw)
-
-
-def _spaced(start, count, step):
-    """The slice of ``count`` positions ``start, start + step, ...`` (an empty one for count 0)."""
-    return slice(start, start + (count - 1) * step + 1, step) if count else slice(0, 0)
+            j0, cols = _reach(wd, kw, sw, dw, left, lw)
+            if rows and cols:
+                r0, c0 = i0 * sh + kh * dh - top, j0 * sw + kw * dw - left
+                yield (
+                    kh,
+                    kw,
+                    slice(i0, i0 + rows),
+                    slice(j0, j0 + cols),
+                    slice(r0, r0 + (rows - 1) * sh + 1, sh),
+                    slice(c0, c0 + (cols - 1) * sw + 1, sw),
+                )
 
 
 def _to_rows(a, group):
@@ -80,16 +94,14 @@ def _from_rows(a, n, h, w):
 def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 forward, shape (N, Cout, H_out, W_out)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    strides, dilations, (top, left), (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
-    n, _, h, wd = x.shape
-    rows_x = _to_rows(x, group)  # (group, N*H*W, Cin/g)
+    strides, dilations, corner, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     wg = w.reshape(group, w.shape[0] // group, *w.shape[1:])  # (group, Cin/g, Cout/g, kH, kW)
-    frame = np.zeros((n, w.shape[1] * group) + _canvas(x.shape, w.shape, strides, dilations, (top, left), (lh, lw)))
-    for kh, kw, rows, cols in _taps(x.shape, w.shape, strides, dilations):
-        frame[:, :, rows, cols] += _from_rows(rows_x @ wg[..., kh, kw], n, h, wd)
     oph, opw = _pairs(output_padding)
-    out = np.zeros(frame.shape[:2] + (lh + oph, lw + opw))
-    out[:, :, :lh, :lw] = frame[:, :, top : top + lh, left : left + lw]
+    out = np.zeros((x.shape[0], w.shape[1] * group, lh + oph, lw + opw))
+    for kh, kw, in_rows, in_cols, rows, cols in _taps(x.shape, w.shape, strides, dilations, corner, (lh, lw)):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        out[:, :, rows, cols] += _from_rows(_to_rows(pixels, group) @ wg[..., kh, kw], n, h, wd)
     if b is not None:
         out[:, :, :lh, :lw] += np.asarray(b, np.float64)[:, None, None]
     return out
@@ -98,16 +110,14 @@ def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0
 def backward(x, w, g, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 gradients (dx, dw, db) of sum(forward(x, w, b) * g)."""
     x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
-    strides, dilations, (top, left), (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
-    n, _, h, wd = x.shape
+    strides, dilations, corner, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
     window = g[:, :, :lh, :lw]  # output_padding rows carry no gradient
-    frame = np.zeros(g.shape[:2] + _canvas(x.shape, w.shape, strides, dilations, (top, left), (lh, lw)))
-    frame[:, :, top : top + lh, left : left + lw] = window
-    rows_x = _to_rows(x, group)
     wg = w.reshape(group, w.shape[0] // group, *w.shape[1:])
-    rows_dx, dwg = np.zeros_like(rows_x), np.zeros_like(wg)
-    for kh, kw, rows, cols in _taps(x.shape, w.shape, strides, dilations):
-        up = _to_rows(frame[:, :, rows, cols], group)  # (group, N*H*W, Cout/g)
-        rows_dx += up @ wg[..., kh, kw].transpose(0, 2, 1)
-        dwg[..., kh, kw] = rows_x.transpose(0, 2, 1) @ up
-    return _from_rows(rows_dx, n, h, wd), dwg.reshape(w.shape), window.sum(axis=(0, 2, 3))
+    dx, dwg = np.zeros_like(x), np.zeros_like(wg)
+    for kh, kw, in_rows, in_cols, rows, cols in _taps(x.shape, w.shape, strides, dilations, corner, (lh, lw)):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        pixels, up = _to_rows(pixels, group), _to_rows(window[:, :, rows, cols], group)
+        dx[:, :, in_rows, in_cols] += _from_rows(up @ wg[..., kh, kw].transpose(0, 2, 1), n, h, wd)
+        dwg[..., kh, kw] = pixels.transpose(0, 2, 1) @ up
+    return dx, dwg.reshape(w.shape), window.sum(axis=(0, 2, 3))
