@@ -37,8 +37,10 @@ demo: $(VENV)/.installed  ## create .venv, install, run the main example
 lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks, examples and scripts
 	$(BIN)/ruff check convtranspose tests benchmarks examples scripts
 
-test: lint  ## create .venv with every engine, lint, run the default test suite
-	$(BIN)/python -m pytest -q
+# Two pytest workers (pytest-xdist); loadgroup keeps each xdist_group on one worker (the float16
+# golden tests reuse their results there).
+test: lint  ## create .venv with every engine, lint, run the default test suite (two workers)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-slow: $(VENV)/.installed-test  ## the slow tests (large sweeps)
 	$(BIN)/python -m pytest -q -m slow

@@ -15,8 +15,9 @@ bias or not, sizes from 0, batch 0 and odd shapes. Each engine of the ``engine``
 
 jax and Flax need float64 enabled (x64, a process-wide switch): their float64 checks run inside
 ``jax.enable_x64(True)``, which scopes it to the block. jax compiles every new configuration, so
-jax and Flax run a tenth of the profile's examples under the default profile (all of them under
-'fuzz'), and a float64 call on a third of them.
+jax runs a tenth of the profile's examples under the default profile and Flax (whose module
+computes with the jax function) a quarter of jax's (all of them under 'fuzz'), and a float64 call
+on a third of them.
 """
 
 import contextlib
@@ -36,18 +37,22 @@ COMPILING = ("jax", "flax")  # engines whose every new configuration is an XLA c
 
 
 def max_examples(engine, scale=1.0):
-    """The profile's example count; under the default profile, ``scale`` of it, a tenth for the compiling engines.
+    """The profile's example count; under the default profile, ``scale`` of it, less for the compiling engines.
 
     jax and Flax compile every new configuration (about 0.2-0.4 s for a forward and its vjp on
-    this machine), so under the default profile they run a tenth of the examples, and the
-    costlier properties ``scale`` of them. Under the 'fuzz' profile (10,000) every property runs
-    all of them, whatever its engine.
+    this machine), so under the default profile jax runs a tenth of the examples, and the
+    costlier properties ``scale`` of them. The Flax module computes with the jax function, whose
+    every property runs here with jax's count: Flax runs a quarter of that, enough for the module's
+    own part (its parameters and dtype on the way in and out). Under the 'fuzz' profile (10,000)
+    every property runs all of them, whatever its engine.
     """
     total = settings.default.max_examples
     if total >= 10_000:
         return total
     if engine.name in COMPILING:
         total = max(10, total // 10)
+    if engine.name == "flax":
+        total = max(2, total // 4)
     return max(1, int(total * scale))
 
 
