@@ -16,8 +16,8 @@ FP16_TOL = 2e-3
 FLAX_SAMPLE = 5
 # The float16 cases' results by (engine, case): test_fp16_case computes them (every case, Flax
 # included, since the bit-exact count needs them all), the count reads them back instead of
-# running every case again. The xdist_group mark sends both tests to
-# one pytest worker; a count run alone (or on a case never run) computes what it lacks.
+# running every case again. conftest.SHARED_UNITS sends both tests to one pytest worker; a count
+# run alone (or on a case never run) computes what it lacks.
 _FP16_RESULTS: dict = {}
 
 
@@ -58,13 +58,11 @@ def test_fp32_case(engine, fp32_golden, index):
     _check_case(engine, fp32_golden, index, FP32_TOL, "fp32")
 
 
-@pytest.mark.xdist_group("fp16_golden")
 @pytest.mark.parametrize("index", range(40))
 def test_fp16_case(engine, fp16_golden, index):
     _check_case(engine, fp16_golden, index, FP16_TOL, "fp16", run=_fp16_case)
 
 
-@pytest.mark.xdist_group("fp16_golden")
 def test_fp16_output_is_bit_exact_with_mindspore(engine, fp16_golden):
     """y = fp16(fp16(conv in fp32) + bias) reproduces MindSpore bit for bit (but rounding ties)."""
     configs, data = fp16_golden
