@@ -37,8 +37,10 @@ demo: $(VENV)/.installed  ## create .venv, install, run the main example
 lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks, examples and scripts
 	$(BIN)/ruff check convtranspose tests benchmarks examples scripts
 
-test: lint  ## create .venv with every engine, lint, run the default test suite
-	$(BIN)/python -m pytest -q
+# Two pytest workers (pytest-xdist); tests/conftest.py's scheduler gives a worker one test and
+# case on every engine at a time (Flax reuses the XLA programs compiled for jax).
+test: lint  ## create .venv with every engine, lint, run the default test suite (two workers)
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(VENV)/.installed-test  ## the slow tests (large sweeps)
 	$(BIN)/python -m pytest -q -m slow

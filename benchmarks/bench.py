@@ -3,12 +3,13 @@
 Engines: ``ours`` (``convtranspose``, NumPy), ``torch`` (``F.conv_transpose2d``), ``jax``
 (``lax.conv_general_dilated``), ``onnxrt`` (a one-node ONNX ``ConvTranspose``, forward only), and the
 ``gemm`` row: BLAS matrix products with the same multiply-adds, a yardstick for the case on this
-machine. Every peer computes MindSpore's result (``spec/MINDSPORE_BEHAVIOR.md`` section 1): the full
-transposed convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
+machine. Every peer computes MindSpore's result (``docs/mindspore-behavior.md``): the full transposed
+convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
 
-Before anything is timed, a float64 oracle written in this file (per-tap scatter, shares no code with
-any engine) checks ``ours``; every peer is then checked against ``ours`` (against the oracle when
-``ours`` is missing or wrong). An engine that disagrees prints FAIL and is not timed.
+Before anything is timed, every engine is checked against the tests' float64 oracle,
+``tests/reference.py`` (which shares no code with any engine, and is itself checked against
+MindSpore's recorded cases by ``tests/test_reference.py``). An engine that disagrees prints FAIL and
+is not timed.
 
 Usage::
 
@@ -38,94 +39,16 @@ import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the tests' float64 oracle
+import reference  # noqa: E402
 from cases import ALL_CASES, CASES, EXTRA_CASES  # noqa: E402
 
 # |got - ref| <= TOL * (1 + max|ref|), per array.
 TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
 PEERS = ("torch", "jax")  # the bar: ours vs the faster of these, both directions
 REFERENCE_FORWARD = "onnxrt"  # the fastest forward we know: reported as /ort, not part of the bar
-
-
-# --------------------------------------------------------------------------------------------
-# float64 oracle: y[n, co, i*s + kh*d, j*s + kw*d] += x[n, ci, i, j] * w[ci, co, kh, kw] per group,
-# one matrix product per kernel tap, then the window, bias and output_padding of section 1.
-# --------------------------------------------------------------------------------------------
-
-
-def _to_rows(a, group):
-    """(N, C, H, W) -> (group, N*H*W, C/group)."""
-    n, c, h, w = a.shape
-    return a.reshape(n, group, c // group, h, w).transpose(1, 0, 3, 4, 2).reshape(group, n * h * w, c // group)
-
-
-def _from_rows(a, n, h, w):
-    """(group, N*H*W, C/group) -> (N, C, H, W)."""
-    group, _, cg = a.shape
-    return a.reshape(group, n, h, w, cg).transpose(1, 0, 4, 2, 3).reshape(n, group * cg, h, w)
-
-
-def _taps(case):
-    """(kh, kw, rows, cols): where input pixel (i, j) lands in the full output for each tap."""
-    _, _, kh_n, kw_n = case.weight_shape
-    sh, sw = (case.stride,) * 2 if isinstance(case.stride, int) else case.stride
-    dh, dw = (case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation
-    for kh in range(kh_n):
-        for kw in range(kw_n):
-            yield (
-                kh,
-                kw,
-                slice(kh * dh, kh * dh + (case.h - 1) * sh + 1, sh),
-                slice(kw * dw, kw * dw + (case.w - 1) * sw + 1, sw),
-            )
-
-
-def _overlap(axis):
-    """Rows of the window that lie inside the full result (the rest are zero extension)."""
-    return max(min(axis.window, axis.full - axis.crop_before), 0)
-
-
-def _grouped(case, x, w):
-    """float64 x as (group, N*H*W, Cin/group) rows and w as (group, Cin/g, Cout/g, kH, kW)."""
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    group = case.group
-    wg = w.reshape(group, w.shape[0] // group, w.shape[1], *w.shape[2:])
-    return x.shape, w.shape, _to_rows(x, group), wg
-
-
-def reference_forward(case, x, w, b):
-    """MindSpore's forward in float64."""
-    (n, _, h, wd), _, xg, wg = _grouped(case, x, w)
-    b = np.asarray(b, np.float64)
-    cout_g = wg.shape[2]
-    ah, aw = case.windows()
-    full = np.zeros((n, case.group * cout_g, ah.full, aw.full))
-    for kh, kw, rows, cols in _taps(case):
-        full[:, :, rows, cols] += _from_rows(xg @ wg[..., kh, kw], n, h, wd)
-    y = np.zeros((n, case.group * cout_g, ah.out, aw.out))
-    lh, lw = _overlap(ah), _overlap(aw)
-    y[:, :, :lh, :lw] = full[:, :, ah.crop_before : ah.crop_before + lh, aw.crop_before : aw.crop_before + lw]
-    y[:, :, : ah.window, : aw.window] += b[None, :, None, None]
-    return y
-
-
-def reference_backward(case, x, w, g):
-    """(dx, dweight, dbias) of sum(y * g) in float64."""
-    (n, _, h, wd), w_shape, xg, wg = _grouped(case, x, w)
-    g, group = np.asarray(g, np.float64), case.group
-    ah, aw = case.windows()
-    window = g[:, :, : ah.window, : aw.window]  # output_padding rows carry no gradient
-    db = window.sum(axis=(0, 2, 3))
-    lh, lw = _overlap(ah), _overlap(aw)
-    full = np.zeros((n, g.shape[1], ah.full, aw.full))  # back into the uncropped frame
-    full[:, :, ah.crop_before : ah.crop_before + lh, aw.crop_before : aw.crop_before + lw] = window[:, :, :lh, :lw]
-    dxg = np.zeros_like(xg)
-    dwg = np.zeros_like(wg)
-    for kh, kw, rows, cols in _taps(case):
-        gt = _to_rows(full[:, :, rows, cols], group)  # (group, N*H*W, Cout/group)
-        dxg += gt @ wg[..., kh, kw].transpose(0, 2, 1)
-        dwg[..., kh, kw] = xg.transpose(0, 2, 1) @ gt
-    return _from_rows(dxg, n, h, wd), dwg.reshape(w_shape), db
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,8 +440,8 @@ def make_data(case, seed):
 def run_case(case, engines, opts, out):
     """Check, then time, every engine on one case; returns the JSON record."""
     data = make_data(case, opts.seed)
-    oracle_y = (reference_forward(case, data["x"], data["w"], data["b"]),)
-    oracle_grads = reference_backward(case, data["x"], data["w"], data["g"])
+    oracle_y = (reference.forward(data["x"], data["w"], data["b"], **case.kwargs()),)
+    oracle_grads = reference.backward(data["x"], data["w"], data["g"], **case.kwargs())
     record = {
         "case": case.name,
         "config": dataclasses.asdict(case),
@@ -528,7 +451,7 @@ def run_case(case, engines, opts, out):
         "engines": {},
     }
     runners, notes = {}, []
-    anchor = {"fwd": ("oracle", oracle_y), "bwd": ("oracle", oracle_grads)}
+    oracle = {"fwd": oracle_y, "bwd": oracle_grads}
     for name, engine in engines.items():
         rec = record["engines"][name] = {"status": "ok"}
         try:
@@ -545,20 +468,17 @@ def run_case(case, engines, opts, out):
                 got = tuple(runner.to_numpy(a) for a in ((call(),) if direction == "fwd" else call()))
             except Exception as exc:
                 got = exc
-            ref_name, ref = anchor[direction]
             worst, msg = (
                 (math.inf, f"{type(got).__name__}: {got}")
                 if isinstance(got, Exception)
-                else compare(got, ref, case.dtype)
+                else compare(got, oracle[direction], case.dtype)
             )
-            rec[f"check_{direction}"] = {"against": ref_name, "worst_ratio": worst}
+            rec[f"check_{direction}"] = {"against": "oracle", "worst_ratio": worst}
             if worst > 1:
                 rec[f"fail_{direction}"] = msg
                 notes.append(
-                    f"  {name} {direction} FAIL vs {ref_name}: {msg}" + ("" if opts.check_only else " (not timed)")
+                    f"  {name} {direction} FAIL vs the oracle: {msg}" + ("" if opts.check_only else " (not timed)")
                 )
-            elif name == "ours":  # ours passed the oracle: every peer is now checked against it
-                anchor[direction] = ("ours", got)
 
     jobs = []
     fwd_gemm, bwd_gemm, gemm_label = gemm_jobs(case, np.random.default_rng(opts.seed + 1))
@@ -890,7 +810,7 @@ def main(argv=None):
     for line in skipped:
         print(line)
     mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
-    checks = "ours vs a float64 oracle, peers vs ours" if "ours" in engines else "every engine vs a float64 oracle"
+    checks = "every engine vs the float64 oracle of tests/reference.py"
     print(f"{mode}; ms per call; checks: {checks}")
     print(
         "\n" + COLUMNS

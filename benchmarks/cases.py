@@ -8,15 +8,21 @@ A case is one MindSpore ``nn.Conv2dTranspose`` call: an NCHW input ``(n, cin, h,
 corners the eight miss: strides 3 and 4, kernels shorter than the stride, asymmetric padding,
 output_padding, odd sizes, rectangular kernels, float16 and float64.
 
-This file repeats the window rule of ``spec/MINDSPORE_BEHAVIOR.md`` section 1 on purpose instead of
-importing ``convtranspose.spec``: the peers in ``bench.py`` need it, and a benchmark that borrowed the
-library's own arithmetic could not catch a mistake in it.
+The window rule (``docs/mindspore-behavior.md``) comes from the tests' oracle, ``tests/reference.py``,
+which shares no code with the library; the peers in ``bench.py`` need its crops. The benchmark checks
+every engine against that oracle before timing it, so a mistake in the rule would show as every
+engine failing, not as a wrong table.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from typing import NamedTuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import reference  # noqa: E402
 
 
 class AxisWindow(NamedTuple):
@@ -47,7 +53,7 @@ class AxisWindow(NamedTuple):
 
 
 def axis_window(n, kernel, stride, dilation, pad_mode, pad_before, pad_after, output_padding):
-    """Window of one spatial axis, from ``spec/MINDSPORE_BEHAVIOR.md`` section 1.
+    """Window of one spatial axis, by ``reference.axis_window`` (MindSpore's rule).
 
     Args:
         n: input length on this axis.
@@ -67,16 +73,10 @@ def axis_window(n, kernel, stride, dilation, pad_mode, pad_before, pad_after, ou
     >>> axis_window(4, 1, 3, 1, 'same', 0, 0, 0).crop_after   # k_eff < stride: 2 zero rows appended
     -2
     """
-    k_eff = dilation * (kernel - 1) + 1
-    full = (n - 1) * stride + k_eff
-    if pad_mode == "pad":
-        before, window = pad_before, full - pad_before - pad_after
-    elif pad_mode == "same":
-        before, window = max(k_eff - stride, 0) // 2, n * stride
-    elif pad_mode == "valid":
-        before, window = 0, n * stride + max(k_eff - stride, 0)
-    else:
+    if pad_mode not in ("same", "valid", "pad"):
         raise ValueError(f"pad_mode must be 'same', 'valid' or 'pad'; got pad_mode={pad_mode!r}")
+    full = reference.full_length(n, kernel, stride, dilation)
+    before, window = reference.axis_window(n, kernel, stride, dilation, pad_mode, pad_before, pad_after)
     return AxisWindow(full, before, full - before - window, output_padding)
 
 

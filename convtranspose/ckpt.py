@@ -1,6 +1,6 @@
 """Read and write MindSpore checkpoints (``.ckpt``) with NumPy alone, and convert them to safetensors.
 
-A MindSpore ``.ckpt`` file is a protobuf ``Checkpoint`` message: a run
+A MindSpore ``.ckpt`` file is a protobuf ``Checkpoint`` message (``docs/checkpoint-format.md``): a run
 of ``Value`` records, each a tensor name (``tag``) and a ``TensorProto`` (``dims``, a ``tensor_type``
 name such as ``"Float32"``, and the raw little-endian C-order bytes). This module reads and writes
 that wire format by hand, so neither protobuf nor MindSpore is needed, and it checks every length

@@ -1,9 +1,16 @@
-"""A slow float64 oracle written from MindSpore's recorded semantics; imports nothing from convtranspose.
+"""The float64 oracle, written from MindSpore's recorded semantics; imports nothing from convtranspose.
 
-Forward: every input pixel (n, ci, i, j) times w[ci, co, kh, kw] lands on the uncropped
-output at (i*s + kh*d, j*s + kw*d) (no kernel flip). Then a window of rows [top, top + length)
-is taken (rows past the uncropped result are zero), the bias is added, and output_padding
-zero rows/columns are appended. Backward: the same loops with the roles of the arrays swapped.
+This is the project's one independent oracle: the tests check every engine against it, and so does
+the benchmark (``benchmarks/bench.py``) before it times anything. It must stay free of any
+``convtranspose`` import, so that a mistake in the library cannot hide in it.
+
+Forward: every input pixel (n, ci, i, j) times w[ci, co, kh, kw] lands on the uncropped output
+at (i*s + kh*d, j*s + kw*d) (no kernel flip). MindSpore keeps a window of rows [top, top + length)
+of that (rows past the uncropped result are zero), adds the bias, and appends output_padding zero
+rows/columns. Here one tap (kh, kw) at a time, for the input pixels whose tap lands inside the
+window, as a matrix product over the channels of each group: every product formed is a term of
+that direct sum, so NaN and inf reach exactly the entries they reach in it. Backward: the same
+taps with the roles of the arrays swapped.
 """
 
 import numpy as np
@@ -13,10 +20,15 @@ def _pairs(value):
     return tuple(value) if isinstance(value, tuple) else (value, value)
 
 
+def full_length(n, k, s, d):
+    """Length of the uncropped transposed convolution on one axis: ``(n - 1) * s + d * (k - 1) + 1``."""
+    return (n - 1) * s + d * (k - 1) + 1
+
+
 def axis_window(n, k, s, d, mode, pad_before, pad_after):
-    """(top, window length) of one axis, from the table in MINDSPORE_BEHAVIOR.md section 1."""
+    """(top, window length) of one axis, from the table in docs/mindspore-behavior.md."""
     k_eff = d * (k - 1) + 1
-    full = (n - 1) * s + k_eff
+    full = full_length(n, k, s, d)
     if mode == "pad":
         return pad_before, full - pad_before - pad_after
     if mode == "same":
@@ -34,34 +46,62 @@ def _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation):
     return (sh, sw), (dh, dw), (top, left), (length_h, length_w)
 
 
-def _contributions(x_shape, w_shape, stride, pad_mode, padding, dilation, group):
-    """Every (ci, out channel, kh, kw, i, j, r, c): input pixel (i, j) of channel ci, through
-    tap (kh, kw), lands on output position (r, c) of that out channel, inside the window."""
-    _, cin, h, wd = x_shape
-    cig, cog = cin // group, w_shape[1]
-    (sh, sw), (dh, dw), (top, left), (lh, lw) = _geometry(x_shape, w_shape, stride, pad_mode, padding, dilation)
-    for ci in range(cin):
-        for co in range(cog):
-            for kh in range(w_shape[2]):
-                for kw in range(w_shape[3]):
-                    for i in range(h):
-                        r = i * sh + kh * dh - top
-                        for j in range(wd):
-                            c = j * sw + kw * dw - left
-                            if 0 <= r < lh and 0 <= c < lw:
-                                yield ci, (ci // cig) * cog + co, co, kh, kw, i, j, r, c
+def _reach(n, tap, s, d, start, length):
+    """(first, count) of the input positions i < n whose tap lands inside the window on one axis.
+
+    Position i lands on ``i*s + tap*d - start`` of the window, which must lie in [0, length).
+    """
+    first = max(0, -(-(start - tap * d) // s))
+    stop = min(n, -(-(start + length - tap * d) // s))
+    return first, max(stop - first, 0)
+
+
+def _taps(x_shape, w_shape, strides, dilations, corner, lengths):
+    """Per tap (kh, kw): the input pixels that land inside the window, and where they land.
+
+    Yields ``(kh, kw, input_rows, input_cols, window_rows, window_cols)`` as slices, only for taps
+    that reach the window: every product the oracle forms is a term of the direct sum.
+    """
+    (h, wd), (sh, sw), (dh, dw), (top, left), (lh, lw) = x_shape[2:], strides, dilations, corner, lengths
+    for kh in range(w_shape[2]):
+        i0, rows = _reach(h, kh, sh, dh, top, lh)
+        for kw in range(w_shape[3]):
+            j0, cols = _reach(wd, kw, sw, dw, left, lw)
+            if rows and cols:
+                r0, c0 = i0 * sh + kh * dh - top, j0 * sw + kw * dw - left
+                yield (
+                    kh,
+                    kw,
+                    slice(i0, i0 + rows),
+                    slice(j0, j0 + cols),
+                    slice(r0, r0 + (rows - 1) * sh + 1, sh),
+                    slice(c0, c0 + (cols - 1) * sw + 1, sw),
+                )
+
+
+def _to_rows(a, group):
+    """(N, C, H, W) -> (group, N*H*W, C/group): one matrix per group, a row per pixel."""
+    n, c, h, w = a.shape
+    return a.reshape(n, group, c // group, h, w).transpose(1, 0, 3, 4, 2).reshape(group, n * h * w, c // group)
+
+
+def _from_rows(a, n, h, w):
+    """(group, N*H*W, C/group) -> (N, C, H, W), the inverse of _to_rows."""
+    group, _, cg = a.shape
+    return a.reshape(group, n, h, w, cg).transpose(1, 0, 4, 2, 3).reshape(n, group * cg, h, w)
 
 
 def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 forward, shape (N, Cout, H_out, W_out)."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    strides, dilations, corner, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    wg = w.reshape(group, w.shape[0] // group, *w.shape[1:])  # (group, Cin/g, Cout/g, kH, kW)
     oph, opw = _pairs(output_padding)
     out = np.zeros((x.shape[0], w.shape[1] * group, lh + oph, lw + opw))
-    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(
-        x.shape, w.shape, stride, pad_mode, padding, dilation, group
-    ):
-        out[:, out_ch, r, c] += x[:, ci, i, j] * w[ci, co, kh, kw]
+    for kh, kw, in_rows, in_cols, rows, cols in _taps(x.shape, w.shape, strides, dilations, corner, (lh, lw)):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        out[:, :, rows, cols] += _from_rows(_to_rows(pixels, group) @ wg[..., kh, kw], n, h, wd)
     if b is not None:
         out[:, :, :lh, :lw] += np.asarray(b, np.float64)[:, None, None]
     return out
@@ -70,16 +110,17 @@ def forward(x, w, b=None, stride=1, pad_mode="same", padding=0, output_padding=0
 def backward(x, w, g, stride=1, pad_mode="same", padding=0, output_padding=0, dilation=1, group=1):
     """float64 gradients (dx, dw, db) of sum(forward(x, w, b) * g)."""
     x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
-    *_, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
-    dx, dw = np.zeros_like(x), np.zeros_like(w)
-    for ci, out_ch, co, kh, kw, i, j, r, c in _contributions(
-        x.shape, w.shape, stride, pad_mode, padding, dilation, group
-    ):
-        up = g[:, out_ch, r, c]
-        dx[:, ci, i, j] += up * w[ci, co, kh, kw]
-        dw[ci, co, kh, kw] += np.dot(up, x[:, ci, i, j])
-    db = g[:, :, :lh, :lw].sum(axis=(0, 2, 3))
-    return dx, dw, db
+    strides, dilations, corner, (lh, lw) = _geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    window = g[:, :, :lh, :lw]  # output_padding rows carry no gradient
+    wg = w.reshape(group, w.shape[0] // group, *w.shape[1:])
+    dx, dwg = np.zeros_like(x), np.zeros_like(wg)
+    for kh, kw, in_rows, in_cols, rows, cols in _taps(x.shape, w.shape, strides, dilations, corner, (lh, lw)):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        pixels, up = _to_rows(pixels, group), _to_rows(window[:, :, rows, cols], group)
+        dx[:, :, in_rows, in_cols] += _from_rows(up @ wg[..., kh, kw].transpose(0, 2, 1), n, h, wd)
+        dwg[..., kh, kw] = pixels.transpose(0, 2, 1) @ up
+    return dx, dwg.reshape(w.shape), window.sum(axis=(0, 2, 3))
 
 
 # ---------------------------------------------------------------------------- nn.Conv2d

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_properties import arrays_for, max_examples, oracle, output_shape, valid_cases, weight_shape
+from test_properties import max_examples, oracle
 
 import convtranspose as ct
 
+from configs import arrays_for, output_shape, valid_cases, weight_shape
 from conftest import counted, geometry
 
 CFG = dict(

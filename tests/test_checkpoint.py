@@ -1,6 +1,6 @@
 """convtranspose.ckpt: MindSpore .ckpt files read and written by hand, checked on files MindSpore wrote.
 
-Covers: the golden files in ../shared/golden/ckpt (exact bytes on re-save, CRC, fp16, encrypted),
+Covers: the golden files in tests/data/ckpt (exact bytes on re-save, CRC, fp16, encrypted),
 every tensor_type and both scalar encodings, slices, str entries, bad files (each kind gets a
 CheckpointError that names the file: empty files and directories too), the CRC against a CRC-32 of
 our own, fuzzing with hypothesis (whatever loads must round-trip), safetensors (conversion, bfloat16
@@ -34,7 +34,7 @@ from conftest import golden_path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("up1.", "blocks.0.", "blocks.1.")
-APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.py passed
+APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what MindSpore was given (tests/data/README.md)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ APPEND_DICT = {"epoch_num": 3, "step_num": 120, "lr": 0.01}  # what make_ckpts.p
 
 @pytest.fixture(scope="module")
 def golden() -> Path:
-    """The golden ckpt folder (conftest's rule: skips locally, fails in CI, when it is missing)."""
+    """The golden ckpt folder, tests/data/ckpt (conftest's rule: fails when it is missing)."""
     return golden_path("ckpt")
 
 
@@ -1397,7 +1397,7 @@ def test_cli_convert_warns_about_str_entries(tmp_path, capsys):
 
 
 def _decoder(expected, arrays):
-    """The three layers of make_ckpts.py's Decoder, loaded from ``arrays`` by prefix."""
+    """The three layers of tests/data/ckpt's Decoder, loaded from ``arrays`` by prefix."""
     import convtranspose
 
     configs = json.loads(str(expected["configs"]))

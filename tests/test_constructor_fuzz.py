@@ -3,7 +3,7 @@
 Each argument gets either a value of its valid kind or one of a pool of odd values (None,
 bools, floats, NaN, inf, 10**400, negatives, strings in any letter case, lists, nested tuples,
 NumPy scalars, 0-d arrays, tensors, objects with ``__index__``). An independent model of
-MindSpore's rules (written here from MINDSPORE_BEHAVIOR.md, not taken from the library) says
+MindSpore's rules (written here from docs/mindspore-behavior.md, not taken from the library) says
 which arguments are at fault; then
 
 - construction (NumPy, torch and Flax layers) and the call that follows it, and the functional

@@ -1,9 +1,10 @@
 """Every ```python block of README.md and docs/*.md runs, and every relative link resolves.
 
 The blocks of one page run in order in one namespace (a page reads like one session), in a
-fresh temporary folder that holds copies of the golden checkpoint files, so that the pages
-can say ``ckpt.load("decoder.ckpt")`` as a user would. A traceback names the page and its
-line. A block that is only a signature is not marked ``python`` (it cannot run).
+fresh temporary folder laid out as a clone's root and as its ``examples/data/`` at once: it holds
+``examples/data/decoder.ckpt`` (what README.md loads from a clone's root) and ``decoder.ckpt`` (what
+the guide's pages load, run from ``examples/data/``). A traceback names the page and its line.
+A block that is only a signature is not marked ``python`` (it cannot run).
 
 A block that imports an optional package that is not installed (torch, jax, flax, keras, ...,
 or the engine modules that need them) is skipped, and so is every later block of its page that
@@ -25,7 +26,7 @@ from typing import List, NamedTuple, Set, Tuple
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, IN_CI
+from conftest import GOLDEN
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
@@ -48,7 +49,8 @@ OPTIONAL = {
     "convtranspose.jax",
     "convtranspose.flax",
 }
-# Copied into each page's folder from ../shared/golden/ckpt (see the module docstring).
+# The files the pages name, shipped for users in examples/data/ (copies of tests/data/ckpt files).
+EXAMPLE_DATA = ROOT / "examples" / "data"
 CKPT_FILES = ("decoder.ckpt", "decoder_fp16.ckpt", "decoder.safetensors", "expected.npz")
 
 
@@ -121,12 +123,12 @@ def _label(page: Path) -> str:
 
 @pytest.fixture
 def page_folder(tmp_path, monkeypatch):
-    """A temporary working folder holding the golden checkpoint files, and global state restored."""
-    source = GOLDEN / "ckpt"
-    if source.is_dir():
-        for name in CKPT_FILES:
-            if (source / name).exists():
-                shutil.copy(source / name, tmp_path / name)
+    """A temporary working folder holding examples/data's files (also under examples/data/), and
+    global state restored."""
+    (tmp_path / "examples" / "data").mkdir(parents=True)
+    for name in CKPT_FILES:
+        shutil.copy(EXAMPLE_DATA / name, tmp_path / name)
+        shutil.copy(EXAMPLE_DATA / name, tmp_path / "examples" / "data" / name)
     monkeypatch.chdir(tmp_path)
     from convtranspose import initializer
 
@@ -163,11 +165,6 @@ def _names(code: str) -> Tuple[Set[str], Set[str]]:
 @pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=_label)
 def test_page_code_runs(page, page_folder):
     code_blocks = python_blocks(page)
-    if any("decoder.ckpt" in b.code for b in code_blocks) and not (page_folder / "decoder.ckpt").exists():
-        message = f"golden checkpoints missing from {GOLDEN / 'ckpt'} (expected ../shared/golden beside the project)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
     namespace = {"__name__": "__docs__"}
     skipped, unavailable = [], set()  # names only a skipped block would have defined
     for block in code_blocks:
@@ -352,11 +349,22 @@ def test_demo_figure_data_follows_the_pad_modes():
 
 def test_printed_inspect_table_is_what_the_command_prints(page_folder, capsys):
     """from-mindspore.md shows `python -m convtranspose.ckpt inspect decoder.ckpt`: the real output."""
-    if not (page_folder / "decoder.ckpt").exists():
-        pytest.skip("golden checkpoints missing")
     from convtranspose import ckpt
 
     assert ckpt.main(["inspect", "decoder.ckpt"]) == 0
     printed = capsys.readouterr().out
     shown = [b.code for b in blocks(ROOT / "docs" / "from-mindspore.md") if b.code.startswith("name ")]
     assert shown == [printed], f"docs/from-mindspore.md shows\n{shown}\nbut the command prints\n{printed}"
+
+
+@pytest.mark.parametrize("name", CKPT_FILES)
+def test_example_data_are_the_recorded_files(name):
+    """examples/data/ ships copies of MindSpore's files in tests/data/ckpt: the same bytes."""
+    assert (EXAMPLE_DATA / name).read_bytes() == (GOLDEN / "ckpt" / name).read_bytes()
+
+
+def test_readme_loads_the_shipped_checkpoint_from_the_clone_root():
+    """The README's checkpoint block names a file that a clone holds at that path."""
+    code = "".join(b.code for b in python_blocks(ROOT / "README.md"))
+    named = re.findall(r'ckpt\.load\("([^"]+)"\)', code)
+    assert named and all((ROOT / path).is_file() for path in named), named

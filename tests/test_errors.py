@@ -18,7 +18,7 @@ import convtranspose as ct
 import reference
 from conftest import GOLDEN, geometry, golden_path
 
-_CASES = json.loads((GOLDEN / "errors.json").read_text()) if (GOLDEN / "errors.json").exists() else []
+_CASES = json.loads((GOLDEN / "errors.json").read_text())
 
 
 def _np_dtype(name):
@@ -26,7 +26,7 @@ def _np_dtype(name):
 
 
 def decode(value, key=None):
-    """Turn the JSON encoding of make_errors.py back into Python values (arrays for Tensors)."""
+    """Turn the JSON encoding of errors.json (tests/data/README.md) back into Python values (arrays for Tensors)."""
     if isinstance(value, list):
         return tuple(decode(item) for item in value)
     if isinstance(value, dict):
@@ -299,7 +299,7 @@ def _check_errors_json_case(engine, case):
 def _crop_axis(kwargs, input_shape):
     """``(axis, full length, rows cropped)`` of the first axis whose 'pad' crop leaves no window.
 
-    Computed here from MINDSPORE_BEHAVIOR.md section 1, not from the library.
+    Computed here from docs/mindspore-behavior.md, not from the library.
     """
 
     def pair(value):
@@ -354,5 +354,5 @@ def test_every_error_case_says_which_argument_is_at_fault():
 
 
 def test_errors_json_is_present():
-    path = golden_path("errors.json")  # fails in CI, skips elsewhere, when the data is missing
+    path = golden_path("errors.json")  # fails when the data is missing
     assert len(json.loads(path.read_text())) == len(_CASES) == 295

@@ -2,7 +2,6 @@
 with optax under nnx.jit, and MindSpore checkpoints in and out."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -71,7 +70,7 @@ def test_without_rngs_it_draws_like_the_numpy_layer():
 
 
 def _decode(value, key=None):
-    """errors.json values: tuples for lists, arrays for Tensors (see make_errors.py)."""
+    """errors.json values: tuples for lists, arrays for Tensors (see tests/data/README.md)."""
     if key == "dtype" and isinstance(value, str):  # a MindSpore dtype, written by its name
         return getattr(np, value, value)  # NumPy has no bfloat16: the name itself
     if isinstance(value, list):
@@ -248,7 +247,7 @@ def test_one_sgd_step_matches_the_numpy_layer():
 
 
 class Decoder(nnx.Module):
-    """make_ckpts.py's network: up1, ReLU, then blocks.0 and blocks.1."""
+    """The network of tests/data/ckpt: up1, ReLU, then blocks.0 and blocks.1."""
 
     def __init__(self, configs, rngs):
         self.up1 = Conv2dTranspose(**configs[0], rngs=rngs)
@@ -320,7 +319,6 @@ def test_load_parameters_checks_before_changing_anything():
         no_bias.load_parameters({"weight": np.zeros((4, 6, 3, 3), np.float32), "bias": np.zeros(6, np.float32)})
 
 
-@pytest.mark.skipif(not os.environ.get("CI") and not (GOLDEN / "ckpt").exists(), reason="no golden checkpoints")
 def test_expected_npz_parameters_equal_the_checkpoint():
     expected = np.load(GOLDEN / "ckpt" / "expected.npz")
     arrays = ckpt.load(GOLDEN / "ckpt" / "decoder.ckpt")

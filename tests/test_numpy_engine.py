@@ -17,51 +17,15 @@ import pytest
 import convtranspose as ct
 from convtranspose._engines import numpy as engine
 
+import configs
 import reference
-from conftest import assert_close
-
-MODES = ("same", "valid", "pad")
-
-
-def random_config(rng):
-    """A random argument set of every kind: modes, groups, depthwise, dilation, asymmetry."""
-    mode = MODES[rng.integers(3)]
-    group = int(rng.choice([1, 1, 2, 3]))
-    cin, cout = group * int(rng.integers(1, 4)), group * int(rng.integers(1, 4))
-    if rng.random() < 0.15:
-        group = cin = cout = int(rng.integers(2, 6))
-    kernel = (int(rng.integers(1, 8)), int(rng.integers(1, 8)))
-    stride = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
-    dilation = (int(rng.integers(1, 4)), int(rng.integers(1, 4))) if rng.random() < 0.4 else (1, 1)
-    padding, output_padding = 0, (0, 0)
-    if mode == "pad":
-        padding = tuple(int(v) for v in rng.integers(0, 4, size=4))
-        if rng.random() < 0.5:
-            output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-    return (
-        dict(
-            stride=stride, pad_mode=mode, padding=padding, output_padding=output_padding, dilation=dilation, group=group
-        ),
-        cin,
-        cout,
-        kernel,
-    )
+from conftest import assert_close, geometry
 
 
 def random_case(seed, dtype=np.float64):
-    """A config and arrays whose output has at least one row and column."""
-    rng = np.random.default_rng(seed)
-    while True:
-        kwargs, cin, cout, kernel = random_config(rng)
-        x = rng.standard_normal(
-            (int(rng.integers(1, 4)), cin, int(rng.integers(1, 10)), int(rng.integers(1, 10)))
-        ).astype(dtype)
-        w = rng.standard_normal((cin, cout // kwargs["group"]) + kernel).astype(dtype)
-        b = rng.standard_normal(cout).astype(dtype)
-        spec = ct.Conv2dTransposeSpec.from_args(cin, cout, kernel, **kwargs, has_bias=True)
-        windows = [plan.window_length(n) for plan, n in zip(spec.axes, x.shape[2:])]
-        if min(windows) > 0:
-            return kwargs, x, w, b
+    """A case of the tests' one generator (tests/configs.py): (geometry kwargs, x, w, b), with a bias."""
+    cfg, x, w, b = configs.random_case(seed, dtype, has_bias=True)
+    return geometry(cfg), x, w, b
 
 
 @pytest.fixture(
@@ -154,7 +118,7 @@ def test_output_padding_rows_are_exact_zeros_after_the_bias():
 
 
 def test_short_kernel_leaves_bias_only_rows():
-    """'same', k=1, s=3: rows/cols 1, 2, 4, 5 get no tap, only the bias (MINDSPORE_PROBE 5.4)."""
+    """'same', k=1, s=3: rows/cols 1, 2, 4, 5 get no tap, only the bias (docs/mindspore-behavior.md)."""
     x = np.ones((1, 1, 2, 2), np.float32)
     y = ct.conv2d_transpose(x, np.full((1, 1, 1, 1), 2.0, np.float32), np.array([0.5], np.float32), stride=3)
     expected = np.full((6, 6), 0.5, np.float32)

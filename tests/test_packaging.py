@@ -48,3 +48,33 @@ def test_the_core_works_with_no_framework_installed():
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "(1, 3, 8, 8)"
     assert lines[1:] == [f"convtranspose.{name} ImportError True" for name in ("torch", "jax", "flax")]
+
+
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml takes the version from convtranspose/__init__.py (hatchling reads it there)."""
+    import convtranspose
+
+    config = _pyproject()
+    assert "version" not in config["project"] and config["project"]["dynamic"] == ["version"]
+    assert config["tool"]["hatch"]["version"]["path"] == "convtranspose/__init__.py"
+    assert f'__version__ = "{convtranspose.__version__}"' in (ROOT / "convtranspose" / "__init__.py").read_text()
+
+
+def test_the_license_file_is_the_declared_apache_license():
+    project = _pyproject()["project"]
+    text = (ROOT / "LICENSE").read_text()
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and "APPENDIX: How to apply the Apache License" in text
+
+
+def test_the_torch_extra_accepts_a_range_while_tests_pin_one_release():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    torch_of = {name: [d for d in deps if d.startswith("torch")] for name, deps in extras.items()}
+    assert torch_of["torch"] == ["torch>=2.4"]
+    assert torch_of["test"] == torch_of["bench"] == ["torch==2.13.0"]

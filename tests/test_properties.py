@@ -1,11 +1,11 @@
 """Generated valid configurations: every engine equals the float64 oracle, and its gradients are adjoints.
 
-Hypothesis draws configurations over every pad mode, int and tuple forms, asymmetric padding,
-output_padding up to max(stride, dilation) - 1, dilation up to 4, stride up to 6 (also above the
-kernel), kernels up to 7, groups and depthwise, bias or not, sizes from 0, batch 0 and odd
-shapes. Each engine of the ``engine`` fixture must then
+Hypothesis draws configurations (``configs.valid_cases``, the tests' one generator) over every pad
+mode, int and tuple forms, asymmetric padding, output_padding up to max(stride, dilation) - 1,
+dilation up to 4, stride up to 6 (also above the kernel), kernels up to 7, groups and depthwise,
+bias or not, sizes from 0, batch 0 and odd shapes. Each engine of the ``engine`` fixture must then
 
-- equal tests/reference.py (a float64 loop that shares no code with the library) in float32,
+- equal tests/reference.py (a float64 oracle that shares no code with the library) in float32,
   within the golden tolerance 1e-4 + 1e-4*|ref|, and in float64 within 1e-10 + 1e-10*|ref|
   (so a float64 call that quietly computes in float32 fails);
 - satisfy the adjoint identities of a bilinear map in float64: with y = A(x, w) + B(b),
@@ -15,175 +15,50 @@ shapes. Each engine of the ``engine`` fixture must then
 
 jax and Flax need float64 enabled (x64, a process-wide switch): their float64 checks run inside
 ``jax.enable_x64(True)``, which scopes it to the block. jax compiles every new configuration, so
-jax and Flax run a tenth of the profile's examples under the default profile (all of them under
-'fuzz'), and a float64 call on a third of them.
+jax runs a tenth of the profile's examples under the default profile and Flax (whose module
+computes with the jax function) a quarter of jax's (all of them under 'fuzz'), and a float64 call
+on a third of them.
 """
 
 import contextlib
 
 import numpy as np
 import pytest
-from hypothesis import assume, example, given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 import reference
+from configs import arrays_for, draw_channels, output_shape, valid_cases, weight_shape
 from conftest import assert_close, counted, geometry
 
 pytestmark = pytest.mark.property
 
-MODES = ("same", "valid", "pad")
-# The oracle is a Python loop over (ci, co, kh, kw, i, j): spatial sizes are bounded so that
-# loop stays below this many iterations (about 1.5 us each, forward; twice that backward).
-ORACLE_LOOP = 1200
 COMPILING = ("jax", "flax")  # engines whose every new configuration is an XLA compile
 
 
 def max_examples(engine, scale=1.0):
-    """The profile's example count; under the default profile, ``scale`` of it, a tenth for the compiling engines.
+    """The profile's example count; under the default profile, ``scale`` of it, less for the compiling engines.
 
     jax and Flax compile every new configuration (about 0.2-0.4 s for a forward and its vjp on
-    this machine), so under the default profile they run a tenth of the examples, and the
-    costlier properties ``scale`` of them. Under the 'fuzz' profile (10,000) every property runs
-    all of them, whatever its engine.
+    this machine), so under the default profile jax runs a tenth of the examples, and the
+    costlier properties ``scale`` of them. The Flax module computes with the jax function, whose
+    every property runs here with jax's count: Flax runs a quarter of that, enough for the module's
+    own part (its parameters and dtype on the way in and out). Under the 'fuzz' profile (10,000)
+    every property runs all of them, whatever its engine.
     """
     total = settings.default.max_examples
     if total >= 10_000:
         return total
     if engine.name in COMPILING:
         total = max(10, total // 10)
+    if engine.name == "flax":
+        total = max(2, total // 4)
     return max(1, int(total * scale))
 
 
 def float64_context(engine):
     """A block in which the engine computes float64 (jax: x64, scoped to the block)."""
     return engine.float64()
-
-
-# ---------------------------------------------------------------------------- strategies
-
-
-def _pair_form(draw, first, second):
-    """``first`` as an int when both axes agree and a coin says so, else the 2-tuple."""
-    if first == second and draw(st.booleans()):
-        return first
-    return (first, second)
-
-
-def _axis_values(draw, low, high):
-    """Two per-axis values in [low, high], equal half of the time (so the int form appears)."""
-    first = draw(st.integers(low, high))
-    second = first if draw(st.booleans()) else draw(st.integers(low, high))
-    return first, second
-
-
-def _size(draw, high):
-    """A spatial size: 0 now and then (only the bias reaches such an output), else 1..high."""
-    if draw(st.integers(0, 11)) == 0:
-        return 0
-    return draw(st.integers(1, max(1, high)))
-
-
-@st.composite
-def channels(draw):
-    """(in_channels, out_channels, group): plain, grouped or depthwise."""
-    kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
-    if kind == "plain":
-        return draw(st.integers(1, 4)), draw(st.integers(1, 4)), 1
-    if kind == "grouped":
-        group = draw(st.integers(2, 3))
-        return group * draw(st.integers(1, 2)), group * draw(st.integers(1, 2)), group
-    group = draw(st.integers(1, 4))
-    return group, group * draw(st.integers(1, 2)), group
-
-
-@st.composite
-def valid_cases(draw, loop_budget=ORACLE_LOOP, max_size=6, max_batch=2):
-    """``(cfg, x_shape)`` of a valid call: the constructor kwargs of the golden files and an input shape.
-
-    The window of a 'pad' crop keeps at least 0 rows, and output_padding is nonzero only on
-    an axis whose window is not empty (MindSpore: uninitialised memory there).
-    """
-    cin, cout, group = draw(channels())
-    kernel = _axis_values(draw, 1, 7)
-    stride = _axis_values(draw, 1, 6)
-    dilation = _axis_values(draw, 1, 4)
-    mode = draw(st.sampled_from(MODES))
-    per_pixel = cin * (cout // group) * kernel[0] * kernel[1]
-    pixels = max(1, loop_budget // per_pixel)
-    h = _size(draw, min(max_size, pixels))
-    w = _size(draw, min(max_size, pixels // max(h, 1)))
-    n = draw(st.integers(0, max_batch)) if draw(st.integers(0, 7)) == 0 else draw(st.integers(1, max_batch))
-    padding, output_padding = 0, 0
-    if mode == "pad":
-        fulls = [(size - 1) * s + d * (k - 1) + 1 for size, s, d, k in zip((h, w), stride, dilation, kernel)]
-        assume(min(fulls) >= 0)  # only an empty axis with a kernel shorter than the stride
-        if draw(st.integers(0, 3)) == 0:  # one int for all four sides
-            p = draw(st.integers(0, min(fulls) // 2))
-            pads = (p, p, p, p)
-        else:
-            pads = []
-            for full in fulls:
-                # mostly keep a row; now and then crop everything (an empty but valid output)
-                crop = full if draw(st.integers(0, 9)) == 0 else draw(st.integers(0, max(full - 1, 0)))
-                before = draw(st.integers(0, crop))
-                pads += [before, crop - before]
-            pads = tuple(pads)
-        windows = (fulls[0] - pads[0] - pads[1], fulls[1] - pads[2] - pads[3])
-        padding = pads[0] if len(set(pads)) == 1 and draw(st.booleans()) else pads
-        ops = tuple(
-            draw(st.integers(0, max(s, d) - 1)) if window > 0 else 0 for s, d, window in zip(stride, dilation, windows)
-        )
-        output_padding = _pair_form(draw, *ops)
-    else:
-        padding = draw(st.sampled_from([0, (0, 0, 0, 0)]))
-        output_padding = draw(st.sampled_from([0, (0, 0)]))
-    cfg = dict(
-        in_channels=cin,
-        out_channels=cout,
-        kernel_size=_pair_form(draw, *kernel),
-        stride=_pair_form(draw, *stride),
-        pad_mode=mode,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=_pair_form(draw, *dilation),
-        group=group,
-        has_bias=draw(st.booleans()),
-    )
-    return cfg, (n, cin, h, w)
-
-
-def weight_shape(cfg):
-    k = cfg["kernel_size"]
-    kernel = k if isinstance(k, tuple) else (k, k)
-    return (cfg["in_channels"], cfg["out_channels"] // cfg["group"]) + kernel
-
-
-@st.composite
-def arrays_for(draw, cfg, x_shape):
-    """float32-representable x, weight, bias: standard normal, or small integers (exact sums)."""
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if draw(st.booleans()):
-
-        def values(shape):
-            return rng.standard_normal(shape).astype(np.float32)
-    else:
-
-        def values(shape):
-            return rng.integers(-4, 5, shape).astype(np.float32)
-
-    x, w = values(x_shape), values(weight_shape(cfg))
-    b = values((cfg["out_channels"],)) if cfg["has_bias"] else None
-    return x, w, b, rng
-
-
-def output_shape(cfg, x_shape):
-    """The output shape by the oracle's own geometry (no loop, no library code)."""
-    *_, (rows, cols) = reference._geometry(
-        x_shape, weight_shape(cfg), cfg["stride"], cfg["pad_mode"], cfg["padding"], cfg["dilation"]
-    )
-    op = cfg["output_padding"]
-    op_h, op_w = op if isinstance(op, tuple) else (op, op)
-    return (x_shape[0], cfg["out_channels"], rows + op_h, cols + op_w)
 
 
 def oracle(cfg, x, w, b, g):
@@ -283,7 +158,7 @@ def over_cropped_cases(draw):
     be read back from the padding, which is all zeros when an empty input (0 rows) meets a
     zero-length window and output_padding.
     """
-    cin, cout, group = draw(channels())
+    cin, cout, group = draw_channels(lambda low, high: draw(st.integers(low, high)))
     k, s, d = draw(st.integers(1, 7)), draw(st.integers(1, 6)), draw(st.integers(1, 4))
     h = draw(st.integers(0, 5))
     full = (h - 1) * s + d * (k - 1) + 1

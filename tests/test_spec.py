@@ -9,7 +9,7 @@ import pytest
 from convtranspose import spec as spec_module
 from convtranspose.spec import AxisPlan, Conv2dTransposeSpec, axis_plan, tap_window
 
-# MINDSPORE_PROBE.md section 5.2: real 'valid' heights for H_in = 4 (the page's formula is wrong)
+# docs/mindspore-behavior.md (the wrong 'valid' length): real 'valid' heights for H_in = 4 (the page's formula is wrong)
 VALID_H4 = {
     (2, 1, 1): 5,
     (2, 1, 2): 6,

@@ -487,7 +487,7 @@ def test_from_torch_refuses_what_mindspore_cannot_express():
 
 
 class _Decoder(torch.nn.Module):
-    """The network of golden/make_ckpts.py: up1, ReLU, then blocks (two layers)."""
+    """The network of tests/data/ckpt (tests/data/README.md): up1, ReLU, then blocks (two layers)."""
 
     def __init__(self, configs):
         super().__init__()
