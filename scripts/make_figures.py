@@ -1,13 +1,15 @@
 """Draw every figure of docs/semantics.md into docs/figures/*.png (`make figures`).
 
 Nothing here places a row by hand: each figure is read off outputs of the library itself
-(``convtranspose.conv2d_transpose``, the NumPy engine) on one-hot inputs, and the script
-checks what it reads (no two output rows with the same sources, cropped windows that really
-are windows of the full result) before drawing.
+(``convtranspose.conv2d_transpose`` and ``convtranspose.conv2d``, the NumPy engine) on one-hot
+inputs, and the script checks what it reads (no two output rows with the same sources, cropped
+windows that really are windows of the full result, one padding for every output row) before
+drawing.
 
 The trick: put a 1 in input row ``i`` (everything else 0) and give tap ``t`` of a one-column
 kernel the value ``t + 1``. Output row ``r`` then holds ``t + 1`` exactly when tap ``t``
-carries input row ``i`` to row ``r``, and 0 when nothing reaches it (float64: exact).
+carries input row ``i`` to row ``r`` (Conv2dTranspose), or when output row ``r`` reads input
+row ``i`` through tap ``t`` (Conv2d), and 0 when nothing links them (float64: exact).
 
 Usage:
     python scripts/make_figures.py                 # all figures into docs/figures/
@@ -84,6 +86,48 @@ def locate_window(window, full):
     if any(c - r != offset for r, c in known):
         raise AssertionError("the output is not a contiguous window of the full result")
     return [r + offset for r in range(window.shape[1])], offset
+
+
+def conv_reads(kernel, stride, n, *, dilation=1, pad_mode="same", padding=(0, 0)):
+    """``R[r, i]`` = the tap through which ``conv2d``'s output row ``r`` reads input row ``i``, or -1.
+
+    One spatial axis (the height) of ``conv2d``; ``padding`` is (top, bottom), used with pad_mode='pad'.
+    """
+    weight = np.arange(1, kernel + 1, dtype=np.float64).reshape(1, 1, kernel, 1)
+    pad = (padding[0], padding[1], 0, 0) if pad_mode == "pad" else 0
+    columns = []
+    for i in range(n):
+        x = np.zeros((1, 1, n, 1))
+        x[0, 0, i, 0] = 1.0
+        y = ct.conv2d(x, weight, stride=(stride, 1), pad_mode=pad_mode, padding=pad, dilation=(dilation, 1))
+        columns.append(y[0, 0, :, 0])
+    values = np.array(columns).T
+    taps = np.rint(values).astype(int) - 1
+    if not np.array_equal(values, taps + 1.0):
+        raise AssertionError("an output row reads one input row through two taps: the reading is ambiguous")
+    return taps
+
+
+def conv_padding(reads, kernel, stride, n, dilation=1):
+    """The zero rows ``(before, after)`` that ``conv2d`` put around the input, from what it read.
+
+    Output row ``r`` reads padded row ``r*stride + t*dilation``, i.e. input row
+    ``r*stride + t*dilation - before``: every tap found in ``reads`` must give the same ``before``,
+    and every tap that lands inside the input must be found there. ``after`` counts the zero rows
+    the last output row reads past the end of the input.
+    """
+    before = {r * stride + t * dilation - i for (r, i), t in np.ndenumerate(reads) if t >= 0}
+    if len(before) != 1:
+        raise AssertionError(f"the output rows disagree on the padding before the input: {sorted(before)}")
+    (before,) = before
+    for r in range(reads.shape[0]):
+        for t in range(kernel):
+            i = r * stride + t * dilation - before
+            if 0 <= i < n and reads[r, i] != t:
+                raise AssertionError(f"output row {r} does not read input row {i} through tap {t}")
+    k_eff = dilation * (kernel - 1) + 1
+    after = (reads.shape[0] - 1) * stride + k_eff - n - before
+    return before, after
 
 
 # ------------------------------------------------------------------ drawing helpers
@@ -384,6 +428,158 @@ def fig_short_kernel(plt, out):
     return _save(fig, out, "short_kernel")
 
 
+def _torch_conv_rows(n, kernel, stride, padding):
+    """What ``torch.nn.functional.conv2d`` computes on one axis (None where PyTorch is not installed)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    x = torch.arange(1.0, n + 1, dtype=torch.float64).reshape(1, 1, n, 1)
+    w = torch.arange(1.0, kernel + 1, dtype=torch.float64).reshape(1, 1, kernel, 1)
+    return torch.nn.functional.conv2d(x, w, stride=(stride, 1), padding=(padding, 0))[0, 0, :, 0].numpy()
+
+
+def _draw_conv_panel(ax, reads, pads, n, kernel, stride, columns):
+    """Input rows (with their zero padding ``pads`` = (top, bottom)) across, one line per output row."""
+    first, last = columns
+    _grid_axes(ax, last - first + 1, reads.shape[0] + 1)
+    ax.set_xlim(first - 0.5, last + 0.5)
+    for p in range(-pads[0], n + pads[1]):
+        if 0 <= p < n:
+            _cell(ax, p, 0, "#6C6C6C", f"x{p}")
+        else:
+            _cell(ax, p, 0, GREY, "0", hatch="///", text_color="#444444")
+    for r in range(reads.shape[0]):
+        for t in range(kernel):
+            p = r * stride + t - pads[0]
+            inside = 0 <= p < n
+            color = TAP_COLORS[t % len(TAP_COLORS)]
+            _cell(
+                ax,
+                p,
+                r + 1,
+                color if inside else GREY,
+                f"w[{t}]",
+                hatch=None if inside else "///",
+                text_color="white" if inside else color,
+            )
+    ax.set_yticks(range(reads.shape[0] + 1))
+    ax.set_yticklabels(["input"] + [f"y{r}" for r in range(reads.shape[0])])
+    ax.set_xticks([])
+
+
+def _same_panel(kernel, stride, n):
+    reads = conv_reads(kernel, stride, n, pad_mode="same")
+    before, after = conv_padding(reads, kernel, stride, n)
+    out = reads.shape[0]
+    if out != -(-n // stride):
+        raise AssertionError(f"'same' on {n} rows gave {out} rows, not ceil({n}/{stride})")
+    rule = (
+        f"total padding (out-1)*s + k_eff - H\n= {out - 1}*{stride} + {kernel} - {n} = {before + after}: "
+        f"top {before}, bottom {after}\nout = ceil({n}/{stride}) = {out} rows"
+    )
+    return f"Conv2d(pad_mode='same', stride={stride}), H = {n}", reads, (before, after), n, rule
+
+
+def _torch_panel(kernel, stride, n, padding):
+    """PyTorch's nn.Conv2d(padding=p): MindSpore's 'pad' with (p, p), checked against torch where installed."""
+    reads = conv_reads(kernel, stride, n, pad_mode="pad", padding=(padding, padding))
+    before, _ = conv_padding(reads, kernel, stride, n)
+    if before != padding:
+        raise AssertionError(f"'pad' with top {padding} read as top {before}")
+    ours = ct.conv2d(
+        np.arange(1.0, n + 1).reshape(1, 1, n, 1),
+        np.arange(1.0, kernel + 1).reshape(1, 1, kernel, 1),
+        stride=(stride, 1),
+        pad_mode="pad",
+        padding=(padding, padding, 0, 0),
+    )[0, 0, :, 0]
+    torch_rows = _torch_conv_rows(n, kernel, stride, padding)
+    if torch_rows is not None and not np.array_equal(torch_rows, ours):
+        raise AssertionError(f"nn.Conv2d(padding={padding}) is not 'pad' with ({padding}, {padding})")
+    rule = (
+        f"padding='same' refuses stride {stride}; padding={padding}\npads {padding} at both ends, "
+        f"whatever H is: {reads.shape[0]} rows too,\nbut each window starts one row earlier\n"
+        "(and its bottom zero is never read)"
+    )
+    return f"PyTorch nn.Conv2d(stride={stride}, padding={padding}), H = {n}", reads, (padding, padding), n, rule
+
+
+def fig_conv2d_same(plt, out):
+    kernel, stride = 3, 2
+    panels = [_same_panel(kernel, stride, 7), _same_panel(kernel, stride, 6), _torch_panel(kernel, stride, 6, 1)]
+    columns = (min(-pads[0] for _, _, pads, _, _ in panels), max(n + pads[1] - 1 for _, _, pads, n, _ in panels))
+    heights = [reads.shape[0] + 1 for _, reads, _, _, _ in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9.4, 0.42 * sum(heights) + 1.5), gridspec_kw={"height_ratios": heights}
+    )
+    for ax, (title, reads, pads, n, rule) in zip(axes, panels):
+        _draw_conv_panel(ax, reads, pads, n, kernel, stride, columns)
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.text(columns[1] + 0.8, reads.shape[0] / 2, rule, va="center", ha="left", fontsize=9)
+    fig.suptitle(
+        f"Conv2d 'same' at stride {stride}, kernel {kernel}: the padding depends on the input size, and an odd\n"
+        f"total puts the extra zero row at the bottom (TensorFlow's rule). Hatched: zero padding.",
+        x=0.02,
+        ha="left",
+        fontsize=10.5,
+    )
+    fig.tight_layout()
+    return _save(fig, out, "conv2d_same")
+
+
+def _draw_matrix(ax, matrix, row_name, col_name):
+    """``matrix[r, c]`` = the tap linking output row r and input row c (-1: none), as a grid of cells."""
+    _grid_axes(ax, matrix.shape[1], matrix.shape[0])
+    for (r, c), t in np.ndenumerate(matrix):
+        if t >= 0:
+            _cell(ax, c, r, TAP_COLORS[t % len(TAP_COLORS)], f"w[{t}]")
+        else:
+            _cell(ax, c, r, "#F4F4F4")
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_xticklabels([f"{col_name}{c}" for c in range(matrix.shape[1])])
+    ax.set_yticks(range(matrix.shape[0]))
+    ax.set_yticklabels([f"{row_name}{r}" for r in range(matrix.shape[0])])
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel(f"input ({col_name})")
+    ax.set_ylabel(f"output ({row_name})")
+
+
+def fig_adjoint(plt, out):
+    kernel, stride, n = 3, 2, 8
+    reads = conv_reads(kernel, stride, n, pad_mode="same")  # Conv2d: n rows -> ceil(n/stride)
+    # Conv2dTranspose back to n rows; tap_matrix is indexed [its input row, its output row].
+    spread = tap_matrix(kernel, stride, reads.shape[0], pad_mode="same").T
+    if not np.array_equal(spread, reads.T):
+        raise AssertionError("Conv2dTranspose's matrix is not Conv2d's transposed for this case")
+    before, after = conv_padding(reads, kernel, stride, n)
+    m = reads.shape[0]
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 5.6), gridspec_kw={"width_ratios": [n, m]})
+    _draw_matrix(axes[0], reads, "y", "x")
+    axes[0].set_title(
+        f"Conv2d(pad_mode='same', stride={stride}), kernel {kernel}:\n"
+        f"{n} rows -> {m} (zero rows: top {before}, bottom {after})",
+        y=-0.32,
+        fontsize=10,
+    )
+    _draw_matrix(axes[1], spread, "x", "y")
+    axes[1].set_title(
+        f"Conv2dTranspose(pad_mode='same',\nstride={stride}), same weight: {m} rows -> {n}",
+        y=-0.16,
+        fontsize=10,
+    )
+    fig.suptitle(
+        "One weight, two layers: Conv2dTranspose's matrix (right) is Conv2d's (left), transposed.\n"
+        "So <conv2d(x), g> = <x, conv2d_transpose(g)>, and each layer's input gradient is the other's forward.",
+        x=0.02,
+        ha="left",
+        fontsize=10.5,
+    )
+    fig.tight_layout()
+    return _save(fig, out, "adjoint")
+
+
 FIGURES = {
     "scatter": fig_scatter,
     "pad_modes": fig_pad_modes,
@@ -391,6 +587,8 @@ FIGURES = {
     "dilation": fig_dilation,
     "groups": fig_groups,
     "short_kernel": fig_short_kernel,
+    "conv2d_same": fig_conv2d_same,
+    "adjoint": fig_adjoint,
 }
 
 
