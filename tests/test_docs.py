@@ -2,8 +2,9 @@
 
 The blocks of one page run in order in one namespace (a page reads like one session), in a
 fresh temporary folder that holds copies of the golden checkpoint files, so that the pages
-can say ``ckpt.load("decoder.ckpt")`` as a user would. A traceback names the page and its
-line. A block that is only a signature is not marked ``python`` (it cannot run).
+can say ``ckpt.load("decoder.ckpt")`` as a user would, and a link ``tests`` to the repository's
+``tests`` folder, so that they read ``tests/data/...`` as a user in the repository root would. A
+traceback names the page and its line. A block that is only a signature is not marked ``python`` (it cannot run).
 
 A block that imports an optional package that is not installed (torch, jax, flax, keras, ...,
 or the engine modules that need them) is skipped, and so is every later block of its page that
@@ -127,6 +128,8 @@ def page_folder(tmp_path, monkeypatch):
         for name in CKPT_FILES:
             if (source / name).exists():
                 shutil.copy(source / name, tmp_path / name)
+    # Pages read the test data as a user in the repository root would: tests/data/networks/...
+    (tmp_path / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     from convtranspose import initializer
 
