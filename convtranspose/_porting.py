@@ -23,6 +23,7 @@ framework's name does not have:
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
@@ -221,20 +222,26 @@ def _container_matches(
 
     A container qualifies when every one of its unmatched tensors is in ``unclaimed`` once the
     components between an ancestor and the container are dropped; the fewest dropped wins, and
-    outer containers are tried before inner ones.
+    an outer container is tried before the ones inside it. Names that two containers could
+    claim (two appended SequentialCells both have a ``0.weight``) are given to neither: the
+    loader does not guess.
     """
-    found: Dict[int, str] = {}
+    proposals: List[Tuple[Tuple[str, ...], Dict[int, str]]] = []
     for container in sorted(containers, key=len):
         depth = len(container)
-        members = [i for i in sorted(unmatched - set(found)) if slots[i].path[:depth] == container]
-        if not members:
-            continue
-        for kept in range(depth - 1, -1, -1):
+        if any(container[: len(outer)] == outer for outer, _ in proposals):
+            continue  # inside a container already matched
+        members = [i for i in sorted(unmatched) if slots[i].path[:depth] == container]
+        for kept in range(depth - 1, -1, -1) if members else ():
             names = {i: ".".join(container[:kept] + slots[i].path[depth:] + (slots[i].leaf,)) for i in members}
             if len(set(names.values())) == len(names) and all(n in unclaimed for n in names.values()):
-                found.update(names)
-                unclaimed -= set(names.values())
+                proposals.append((container, names))
                 break
+    claims = Counter(name for _, names in proposals for name in names.values())
+    found: Dict[int, str] = {}
+    for _, names in proposals:
+        if all(claims[name] == 1 for name in names.values()):
+            found.update(names)
     return found
 
 

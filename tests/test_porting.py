@@ -289,9 +289,12 @@ def test_two_appended_containers_with_one_name_each_are_not_guessed(front):
                 self.b = nnx.Sequential(Conv2d(2, 2, 1, rngs=nnx.Rngs(1)))
 
         net = Two()
-    result = front.module.load_mindspore(net, {"0.weight": np.ones((2, 2, 1, 1), np.float32)}, strict=False)
-    assert result.loaded == ("0.weight",) and result.missing == ("b.0.weight",)  # the first container claims it
-    assert result.renamed == {"0.weight": {"torch": "a.0.weight", "flax": "a.layers.0.weight"}[front.name]}
+    arrays = {"0.weight": np.ones((2, 2, 1, 1), np.float32)}
+    result = front.module.load_mindspore(net, arrays, strict=False)
+    assert result.loaded == () and result.renamed == {}
+    assert result.missing == ("a.0.weight", "b.0.weight") and result.unexpected == ("0.weight",)
+    with pytest.raises(ValueError, match=r"Missing from the checkpoint \(2\): a.0.weight"):
+        front.module.load_mindspore(net, arrays)
 
 
 def test_torch_layers_beyond_the_three_networks(tmp_path):
@@ -407,3 +410,42 @@ def test_flax_conv_layouts_give_mindspore_outputs(transpose_kernel):
     )
     expected = up(conv(x))
     assert np.abs(net(jnp.asarray(x)) - expected).max() <= 1e-5 * (1 + np.abs(expected).max())
+
+
+def test_an_appended_container_inside_a_cell_keeps_the_path_above_that_cell(tmp_path):
+    """MindSpore: Stage's SequentialCell filled with append names '0.weight'; assigning the Stage to
+    the root then prefixes 'stage.': 'stage.0.weight' for the module's 'stage.blocks.0.weight'."""
+    pytest.importorskip("torch")
+    from torch import nn
+
+    from convtranspose.torch import Conv2d, load_mindspore, save_mindspore
+
+    class Stage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(Conv2d(2, 3, 1), nn.BatchNorm2d(3))
+
+    class Root(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = Conv2d(2, 2, 1)
+            self.stage = Stage()
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "head.weight": rng.standard_normal((2, 2, 1, 1)).astype(np.float32),
+        "stage.0.weight": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
+        "stage.1.moving_mean": rng.standard_normal(3).astype(np.float32),
+        "stage.1.moving_variance": np.ones(3, np.float32),
+        "stage.1.gamma": rng.standard_normal(3).astype(np.float32),
+        "stage.1.beta": rng.standard_normal(3).astype(np.float32),
+    }
+    net = Root()
+    result = load_mindspore(net, arrays)
+    assert result.renamed["stage.0.weight"] == "stage.blocks.0.weight"
+    assert result.renamed["stage.1.gamma"] == "stage.blocks.1.weight" and len(result.renamed) == 5
+    assert np.array_equal(net.stage.blocks[1].running_mean.numpy(), arrays["stage.1.moving_mean"])
+    save_mindspore(net, tmp_path / "root.ckpt", renamed=result.renamed)
+    back = ckpt.load(tmp_path / "root.ckpt")
+    assert list(back) == list(arrays)
+    assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
