@@ -261,11 +261,13 @@ def flax_networks():
                 Conv2d(c1, c2, 4, stride=3, pad_mode="valid", has_bias=True, rngs=rngs),
                 nnx.relu,
             )
+            # uniform: the checkpoint replaces every value, and Flax's default initializer costs an XLA compile
+            dense_init = nnx.initializers.uniform()
             self.bottleneck = nnx.Sequential(
-                nnx.Linear(code, hidden, rngs=rngs),
+                nnx.Linear(code, hidden, kernel_init=dense_init, rngs=rngs),
                 nnx.LayerNorm(hidden, epsilon=1e-7, rngs=rngs),
                 nnx.relu,
-                nnx.Linear(hidden, code, rngs=rngs),
+                nnx.Linear(hidden, code, kernel_init=dense_init, rngs=rngs),
                 nnx.relu,
             )
             self.decoder = nnx.Sequential(

@@ -391,9 +391,19 @@ def test_flax_conv_layouts_give_mindspore_outputs(transpose_kernel):
 
     class Net(nnx.Module):
         def __init__(self, rngs):
-            self.conv = nnx.Conv(4, 6, (3, 2), strides=2, padding="VALID", feature_group_count=2, rngs=rngs)
+            zeros = nnx.initializers.zeros_init()  # loaded below; Flax's random initializer costs an XLA compile
+            self.conv = nnx.Conv(
+                4, 6, (3, 2), strides=2, padding="VALID", feature_group_count=2, kernel_init=zeros, rngs=rngs
+            )
             self.up = nnx.ConvTranspose(
-                6, 3, (2, 3), strides=2, padding="VALID", transpose_kernel=transpose_kernel, rngs=rngs
+                6,
+                3,
+                (2, 3),
+                strides=2,
+                padding="VALID",
+                transpose_kernel=transpose_kernel,
+                kernel_init=zeros,
+                rngs=rngs,
             )
 
         def __call__(self, x):  # NCHW in and out, as MindSpore
