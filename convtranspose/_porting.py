@@ -255,6 +255,9 @@ def _mismatch(slot: Slot, ckpt_name: str, value: np.ndarray) -> Optional[str]:
     return None
 
 
+_DTYPE_HINT = "\n  (the module's dtype is not the file's: convert the module or the arrays to one dtype first)"
+
+
 def _strict_error(module_name: str, missing: Sequence[Slot], unexpected: Sequence[str]) -> ValueError:
     lines = [f"Error(s) in loading a MindSpore checkpoint into {module_name}:"]
     if missing:
@@ -321,7 +324,9 @@ def load(
             staged.append((slot, slot.layout.from_mindspore(value)))
     if problems:
         raise ValueError(
-            f"Nothing was loaded into {module_name}: {len(problems)} tensor(s) do not fit:\n  " + "\n  ".join(problems)
+            f"Nothing was loaded into {module_name}: {len(problems)} tensor(s) do not fit:\n  "
+            + "\n  ".join(problems)
+            + _DTYPE_HINT * any(" dtype " in problem for problem in problems)
         )
     for slot, value in staged:  # every tensor checked first: a failed load changes nothing
         slot.write(np.array(value, dtype=slot.dtype, copy=True))
