@@ -16,8 +16,8 @@ framework's name does not have:
 * a ``SequentialCell`` (or ``CellList``) made empty, assigned to its parent, and then filled with
   ``append`` names its cells' parameters from the container down (``0.weight``), without the path
   above it (``generator.0.weight`` in the framework). The loader finds such a container when all of
-  its tensors are in the checkpoint under the shorter names and none under the full ones, and lists
-  what it matched that way in :attr:`LoadResult.renamed`.
+  its tensors are in the checkpoint under the shorter names, none under the full ones, and no other
+  container could claim them; it lists what it matched that way in :attr:`LoadResult.renamed`.
 """
 
 from __future__ import annotations
