@@ -33,7 +33,7 @@ from . import jax as jax_front
 from ._layers import LayerCore
 from .spec import Conv2dSpec, Conv2dTransposeSpec
 
-__all__ = ["Conv2dTranspose", "Conv2d"]
+__all__ = ["Conv2dTranspose", "Conv2d", "load_mindspore", "save_mindspore"]
 
 
 def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
@@ -254,3 +254,170 @@ class Conv2d(_FlaxLayer):
             data_format=data_format,
         )
         self._setup(geometry, weight_init, bias_init, dtype, rngs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Porting a whole MindSpore network: load_mindspore / save_mindspore
+# ----------------------------------------------------------------------------------------------
+
+# The framework-neutral part (names, training state, checks, the result) is convtranspose._porting.
+
+
+def _flax_renames(module: Any) -> Dict[str, Tuple[str, Any]]:
+    """Flax variable name -> (MindSpore's name, layout), for the layers whose names or layouts differ."""
+    from . import _porting
+
+    if isinstance(module, nnx.BatchNorm):
+        return {name: (ms, _porting.AS_IS) for name, ms in _porting.BATCHNORM_NAMES.items()}
+    if isinstance(module, (nnx.LayerNorm, nnx.GroupNorm)):
+        return {name: (ms, _porting.AS_IS) for name, ms in _porting.NORM_NAMES.items()}
+    if isinstance(module, nnx.Linear):
+        return {"kernel": ("weight", _porting.DENSE_TRANSPOSED)}
+    if isinstance(module, nnx.Conv):
+        return {"kernel": ("weight", _porting.CONV_KERNEL)}
+    if isinstance(module, nnx.ConvTranspose):
+        # transpose_kernel=True holds MindSpore's weight as (kH, kW, C_out, C_in), the Conv layout
+        layout = _porting.CONV_KERNEL if module.transpose_kernel else _porting.CONV_TRANSPOSE_KERNEL
+        return {"kernel": ("weight", layout)}
+    if isinstance(module, nnx.Embed):
+        return {"embedding": ("embedding_table", _porting.AS_IS)}
+    if isinstance(module, nnx.PReLU):
+        return {"negative_slope": ("alpha", _porting.AS_IS)}
+    return {}
+
+
+def _flax_slot(parts: Tuple[str, ...], leaf: str, target: str, variable: nnx.Variable, layout: Any) -> Any:
+    from . import _porting
+
+    value = variable.get_value()
+    shape = tuple(value.shape)
+    if layout is _porting.AS_IS and shape == () and leaf == "alpha":  # nnx.PReLU's scalar: MindSpore's (1,)
+        layout = _porting.reshaped((), (1,))
+
+    def read() -> np.ndarray:
+        return np.array(variable.get_value())
+
+    def write(values: np.ndarray) -> None:
+        variable.set_value(jnp.asarray(values))
+
+    return _porting.Slot(parts, leaf, target, shape, np.dtype(value.dtype), layout, read, write)
+
+
+def _flax_children(node: Any) -> Any:
+    """``(MindSpore name, framework name, child)`` of a module or container, in insertion order."""
+    if isinstance(node, nnx.Sequential):  # MindSpore's SequentialCell numbers its cells: no 'layers'
+        return [(str(i), f"layers.{i}", child) for i, child in enumerate(node.layers)]
+    if isinstance(node, (nnx.List, list, tuple)):
+        return [(str(i), str(i), child) for i, child in enumerate(node)]
+    if isinstance(node, (nnx.Dict, dict)):
+        return [(str(k), str(k), child) for k, child in node.items()]
+    return [(k, k, v) for k, v in vars(node).items() if not k.startswith("_")]
+
+
+def _flax_walk(node: Any, parts: Tuple[str, ...], target: str, seen: set, slots: list, containers: list) -> None:
+    from . import _porting
+
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    container = isinstance(node, (nnx.Sequential, nnx.List, nnx.Dict, list, tuple, dict))
+    if container:
+        containers.append(parts)
+    renames = {} if container else _flax_renames(node)
+    layer, children = [], []
+    for ms_name, name, child in _flax_children(node):
+        path = f"{target}.{name}" if target else name
+        if isinstance(child, (nnx.Param, nnx.BatchStat)):
+            leaf, layout = renames.get(name, (ms_name, _porting.AS_IS))
+            layer.append(_flax_slot(parts, leaf, path, child, layout))
+        elif isinstance(child, (nnx.Module, list, tuple, dict)):
+            children.append((parts + (ms_name,), path, child))
+    slots += _porting.in_mindspore_order(layer) if renames else layer
+    for child_parts, path, child in children:
+        _flax_walk(child, child_parts, path, seen, slots, containers)
+
+
+def _flax_slots(model: Any) -> Tuple[list, list]:
+    """Every ``nnx.Param`` and ``nnx.BatchStat`` of ``model``, as MindSpore names it; and the container paths."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    slots: list = []
+    containers: list = []
+    _flax_walk(model, (), "", set(), slots, containers)
+    return slots, containers
+
+
+def load_mindspore(model: nnx.Module, checkpoint: Any, *, strict: bool = True) -> Any:
+    """Load a MindSpore checkpoint into a Flax NNX port of the network, in one call.
+
+    MindSpore's names and layouts are mapped onto the model's ``nnx.Param`` and ``nnx.BatchStat``
+    variables: ``gamma``, ``beta``, ``moving_mean``, ``moving_variance`` onto ``nnx.BatchNorm``'s
+    ``scale``, ``bias``, ``mean``, ``var``; ``gamma``/``beta`` onto ``nnx.LayerNorm``/``nnx.GroupNorm``'s
+    ``scale``/``bias``; ``nn.Dense``'s weight ``(out, in)`` onto ``nnx.Linear``'s kernel ``(in, out)``;
+    ``nn.Conv2d``'s weight ``(C_out, C_in/group, kH, kW)`` onto ``nnx.Conv``'s kernel
+    ``(kH, kW, C_in/group, C_out)``; ``nn.Conv2dTranspose``'s weight ``(C_in, C_out, kH, kW)`` onto
+    ``nnx.ConvTranspose``'s kernel (``(kH, kW, C_in, C_out)`` with the taps reversed, or
+    ``(kH, kW, C_out, C_in)`` with ``transpose_kernel=True``: both give MindSpore's output exactly);
+    ``embedding_table`` onto ``nnx.Embed``, ``alpha`` onto ``nnx.PReLU``; this library's
+    :class:`Conv2d` and :class:`Conv2dTranspose` and every other variable by its own name, as they
+    are. ``nnx.Sequential``'s cells are numbered as a ``SequentialCell``'s (``layers.0.weight`` for
+    ``self.layers = nnx.Sequential(...)``), and so are ``nnx.List`` and lists of modules. The
+    optimizer's state and training scalars are left out (:func:`convtranspose.ckpt.split_training_state`).
+
+    Args:
+        model: the Flax NNX network, built with the MindSpore network's structure.
+        checkpoint: a path to a ``.ckpt`` or ``.safetensors`` file, or a mapping of names to arrays.
+        strict: raise when a variable is missing from the checkpoint or a network entry of the
+            checkpoint has no place in the model; False loads what matches and returns the rest.
+
+    Returns:
+        A :class:`convtranspose._porting.LoadResult`: ``loaded``, ``training_state``, ``missing``,
+        ``unexpected`` and ``renamed``.
+
+    Raises:
+        TypeError: model is not an ``nnx.Module``, checkpoint neither a path nor a mapping, strict
+            not a bool.
+        ValueError: strict and names differ (all listed), or a tensor of the wrong shape or dtype
+            (all listed); nothing is written then.
+        convtranspose.ckpt.CheckpointError: the file is damaged.
+    """
+    from . import _porting
+
+    slots, containers = _flax_slots(model)
+    return _porting.load(slots, containers, checkpoint, strict=strict, module_name=type(model).__name__)
+
+
+def save_mindspore(
+    model: nnx.Module,
+    path: Any,
+    *,
+    append_dict: Optional[Dict[str, Any]] = None,
+    renamed: Optional[Dict[str, str]] = None,
+) -> None:
+    """Write a Flax NNX port's variables as a MindSpore ``.ckpt``, under MindSpore's names and layouts.
+
+    The reverse of :func:`load_mindspore` (kernels transposed back to MindSpore's layouts), then the
+    ``append_dict`` entries. Written atomically by :func:`convtranspose.ckpt.save`. The tensors come
+    in the order of the model's attributes, BatchNorm's in MindSpore's order (``moving_mean``,
+    ``moving_variance``, ``gamma``, ``beta``): for a model built as MindSpore's network is, the
+    file MindSpore writes. ``nnx.clone`` and ``nnx.merge`` sort attributes by name, which changes
+    only the order of the entries (MindSpore loads by name).
+
+    Args:
+        model: the port whose variables to write.
+        path: the ``.ckpt`` file to write (``.safetensors`` also works); replaced.
+        append_dict: ``{name: value}`` written after the parameters (``{'epoch_num': 3, 'step_num': 120}``),
+            as ``save_checkpoint(append_dict=...)`` stores it; or None.
+        renamed: ``load_mindspore(...).renamed``: writes the tensors of a container that MindSpore
+            names without the path above it under MindSpore's names (``0.weight`` rather than
+            ``generator.0.weight``), so the file is the one MindSpore's network writes; or None.
+
+    Raises:
+        TypeError: model is not an ``nnx.Module``, or append_dict or renamed not a mapping.
+        ValueError: an ``append_dict`` name is a parameter's name, or renamed names a tensor the
+            model does not have.
+    """
+    from . import _porting
+
+    slots, _ = _flax_slots(model)
+    _porting.save(slots, path, append_dict, renamed, module_name=type(model).__name__)

@@ -38,7 +38,7 @@ from ._layers import LayerCore, build_parameters, describe_init, to_numpy
 from .dtypes import bfloat16, is_bfloat16
 from .spec import Conv2dSpec, Conv2dTransposeSpec, conv2d_spec_from_weight, spec_from_weight
 
-__all__ = ["Conv2dTranspose", "conv2d_transpose", "Conv2d", "conv2d"]
+__all__ = ["Conv2dTranspose", "conv2d_transpose", "Conv2d", "conv2d", "load_mindspore", "save_mindspore"]
 
 _NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 _COMPUTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -599,3 +599,157 @@ class Conv2d(_TorchLayer):
             if module.bias is not None:
                 net.bias.copy_(module.bias.detach())
         return net.train(module.training)
+
+
+# ----------------------------------------------------------------------------------------------
+# Porting a whole MindSpore network: load_mindspore / save_mindspore
+# ----------------------------------------------------------------------------------------------
+
+# The framework-neutral part (names, training state, checks, the result) is convtranspose._porting.
+_TORCH_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _torch_renames(module: nn.Module) -> Dict[str, str]:
+    """PyTorch tensor name -> MindSpore's, for the layers whose names differ."""
+    from . import _porting
+
+    if isinstance(module, nn.modules.batchnorm._NormBase):  # BatchNorm*d, SyncBatchNorm, InstanceNorm*d
+        return _porting.BATCHNORM_NAMES
+    if isinstance(module, (nn.GroupNorm, nn.LayerNorm)):
+        return _porting.NORM_NAMES
+    if isinstance(module, nn.PReLU):
+        return {"weight": "alpha"}
+    if isinstance(module, nn.Embedding):
+        return {"weight": "embedding_table"}
+    return {}
+
+
+def _torch_tensor_dtype(tensor: torch.Tensor) -> np.dtype:
+    if tensor.dtype == torch.bfloat16:
+        return bfloat16()
+    return torch.empty((), dtype=tensor.dtype).numpy().dtype
+
+
+def _torch_slot(parts: Tuple[str, ...], leaf: str, target: str, tensor: torch.Tensor) -> Any:
+    from . import _porting
+
+    def read() -> np.ndarray:
+        return to_numpy(tensor, target).copy()
+
+    def write(values: np.ndarray) -> None:
+        with torch.no_grad():
+            tensor.copy_(_to_tensor(values, tensor.device))
+
+    return _porting.Slot(
+        parts, leaf, target, tuple(tensor.shape), _torch_tensor_dtype(tensor), _porting.AS_IS, read, write
+    )
+
+
+def _torch_slots(module: nn.Module) -> Tuple[list, list]:
+    """Every tensor ``module.state_dict()`` holds, as MindSpore names it; and the container paths."""
+    from . import _porting
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    slots, containers = [], []
+    for path, sub in module.named_modules():
+        parts = tuple(path.split(".")) if path else ()
+        if isinstance(sub, _TORCH_CONTAINERS):
+            containers.append(parts)
+        renames = _torch_renames(sub)
+        tensors = list(sub.named_parameters(recurse=False)) + [
+            (name, buffer)
+            for name, buffer in sub.named_buffers(recurse=False)
+            if name not in sub._non_persistent_buffers_set and name != "num_batches_tracked"  # not in MindSpore's
+        ]
+        layer = [
+            _torch_slot(parts, renames.get(name, name), f"{path}.{name}" if path else name, tensor)
+            for name, tensor in tensors
+        ]
+        slots += _porting.in_mindspore_order(layer) if renames else layer
+    return slots, containers
+
+
+def load_mindspore(module: nn.Module, checkpoint: Any, *, strict: bool = True) -> Any:
+    """Load a MindSpore checkpoint into a PyTorch port of the network, in one call.
+
+    MindSpore's names are mapped onto the module's parameters and persistent buffers:
+    ``gamma``, ``beta``, ``moving_mean``, ``moving_variance`` onto ``BatchNorm*d``/``SyncBatchNorm``/
+    ``InstanceNorm*d``'s ``weight``, ``bias``, ``running_mean``, ``running_var`` (``num_batches_tracked``,
+    which MindSpore has not, is left as it is), ``gamma``/``beta`` onto ``GroupNorm``/``LayerNorm``,
+    ``alpha`` onto ``PReLU.weight``, ``embedding_table`` onto ``Embedding.weight``; everything else by
+    its own name, in MindSpore's layout (``nn.Conv2d``, ``nn.ConvTranspose2d``, ``nn.Linear`` and this
+    library's :class:`Conv2d` and :class:`Conv2dTranspose` hold it as it is). Containers number their
+    children as a ``SequentialCell`` does (``layers.0.weight``). The optimizer's state and the training
+    scalars of a ``ModelCheckpoint`` file (``moment1.*``, ``moments.*``, ``accum.*``, ``global_step``,
+    ``learning_rate``, ``epoch_num``, ...) are recognised and left out
+    (:func:`convtranspose.ckpt.split_training_state`).
+
+    Args:
+        module: the PyTorch network, built with the MindSpore network's structure.
+        checkpoint: a path to a ``.ckpt`` or ``.safetensors`` file, or a mapping of names to arrays
+            (what :func:`convtranspose.ckpt.load` returns).
+        strict: raise when a module tensor is missing from the checkpoint or a network entry of
+            the checkpoint has no place in the module (as ``load_state_dict`` does); False loads
+            what matches and returns the rest.
+
+    Returns:
+        A :class:`convtranspose._porting.LoadResult` (a NamedTuple): ``loaded``, ``training_state``,
+        ``missing``, ``unexpected`` (the last two empty when strict) and ``renamed``.
+
+    Raises:
+        TypeError: module is not an ``nn.Module``, checkpoint neither a path nor a mapping, strict
+            not a bool.
+        ValueError: strict and names differ (all listed), or a tensor of the wrong shape or dtype
+            (all listed); nothing is written then.
+        convtranspose.ckpt.CheckpointError: the file is damaged.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from convtranspose.torch import Conv2d, load_mindspore
+        >>> net = torch.nn.Sequential(Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        >>> arrays = {"0.weight": np.zeros((4, 3, 3, 3), np.float32), "1.moving_mean": np.ones(4, np.float32),
+        ...           "1.moving_variance": np.ones(4, np.float32), "1.gamma": np.ones(4, np.float32),
+        ...           "1.beta": np.zeros(4, np.float32), "global_step": np.array([3], np.int32)}
+        >>> result = load_mindspore(net, arrays)
+        >>> net[1].running_mean.tolist(), result.training_state
+        ([1.0, 1.0, 1.0, 1.0], ('global_step',))
+    """
+    from . import _porting
+
+    slots, containers = _torch_slots(module)
+    return _porting.load(slots, containers, checkpoint, strict=strict, module_name=type(module).__name__)
+
+
+def save_mindspore(
+    module: nn.Module,
+    path: Any,
+    *,
+    append_dict: Optional[Dict[str, Any]] = None,
+    renamed: Optional[Dict[str, str]] = None,
+) -> None:
+    """Write a PyTorch port's tensors as a MindSpore ``.ckpt``, under MindSpore's names and layouts.
+
+    The reverse of :func:`load_mindspore`: BatchNorm's ``moving_mean``, ``moving_variance``,
+    ``gamma``, ``beta`` in that order (MindSpore's), ``num_batches_tracked`` left out, the rest by
+    its own name; then the ``append_dict`` entries (``{'epoch_num': 3}``), stored as
+    ``save_checkpoint`` stores them. Written atomically by :func:`convtranspose.ckpt.save`.
+
+    Args:
+        module: the port whose parameters and buffers to write.
+        path: the ``.ckpt`` file to write (``.safetensors`` also works); replaced.
+        append_dict: ``{name: value}`` written after the parameters (``{'epoch_num': 3, 'step_num': 120}``),
+            as ``save_checkpoint(append_dict=...)`` stores it; or None.
+        renamed: ``load_mindspore(...).renamed``: writes the tensors of a container that MindSpore
+            names without the path above it under MindSpore's names (``0.weight`` rather than
+            ``generator.0.weight``), so the file is the one MindSpore's network writes; or None.
+
+    Raises:
+        TypeError: module is not an ``nn.Module``, or append_dict or renamed not a mapping.
+        ValueError: an ``append_dict`` name is a parameter's name, or renamed names a tensor the
+            module does not have.
+    """
+    from . import _porting
+
+    slots, _ = _torch_slots(module)
+    _porting.save(slots, path, append_dict, renamed, module_name=type(module).__name__)

@@ -3,8 +3,9 @@
 The blocks of one page run in order in one namespace (a page reads like one session), in a
 fresh temporary folder laid out as a clone's root and as its ``examples/data/`` at once: it holds
 ``examples/data/decoder.ckpt`` (what README.md loads from a clone's root) and ``decoder.ckpt`` (what
-the guide's pages load, run from ``examples/data/``). A traceback names the page and its line.
-A block that is only a signature is not marked ``python`` (it cannot run).
+the guide's pages load, run from ``examples/data/``), and a link ``tests`` to the repository's ``tests``
+folder, so that pages read ``tests/data/...`` as a user in the repository root would. A traceback
+names the page and its line. A block that is only a signature is not marked ``python`` (it cannot run).
 
 A block that imports an optional package that is not installed (torch, jax, flax, keras, ...,
 or the engine modules that need them) is skipped, and so is every later block of its page that
@@ -123,12 +124,14 @@ def _label(page: Path) -> str:
 
 @pytest.fixture
 def page_folder(tmp_path, monkeypatch):
-    """A temporary working folder holding examples/data's files (also under examples/data/), and
-    global state restored."""
+    """A temporary working folder holding examples/data's files (also under examples/data/), a link to
+    the repository's tests folder, and global state restored."""
     (tmp_path / "examples" / "data").mkdir(parents=True)
     for name in CKPT_FILES:
         shutil.copy(EXAMPLE_DATA / name, tmp_path / name)
         shutil.copy(EXAMPLE_DATA / name, tmp_path / "examples" / "data" / name)
+    # Pages read the test data as a user in the repository root would: tests/data/networks/...
+    (tmp_path / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     from convtranspose import initializer
 
