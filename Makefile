@@ -34,8 +34,10 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed  ## create .venv, install, run the main example
 	$(BIN)/python examples/demo.py
 
-lint: $(VENV)/.installed-test  ## ruff over the package, tests, benchmarks, examples and scripts
+lint: $(VENV)/.installed-test  ## ruff check, ruff format --check and mypy over the package, tests, benchmarks, examples, scripts
 	$(BIN)/ruff check convtranspose tests benchmarks examples scripts
+	$(BIN)/ruff format --check convtranspose tests benchmarks examples scripts
+	$(BIN)/mypy convtranspose
 
 # Two pytest workers (pytest-xdist); tests/conftest.py's scheduler gives a worker one test and
 # case on every engine at a time (Flax reuses the XLA programs compiled for jax).

@@ -676,7 +676,7 @@ def _as_entry(name: str, value: Any) -> _Entry:
         return _Entry(tag, (0,), _STR, memoryview(text.tobytes()))
     type_name = _type_name(name, arr.dtype)
     flat = np.ascontiguousarray(arr.reshape(-1), dtype=arr.dtype.newbyteorder("<"))
-    return _Entry(tag, arr.shape, type_name, memoryview(flat.view(np.uint8)))
+    return _Entry(tag, arr.shape, type_name, flat.view(np.uint8).data)
 
 
 def _encoded_name(name: str) -> bytes:

@@ -7,7 +7,7 @@ non-float ones at construction (TypeError) and compute float64 as an extension.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -19,7 +19,7 @@ FLOAT_DTYPES = (float16, float32, float64)
 
 # MindSpore's own spellings (str(mindspore.float16) == 'Float16', the type names 'float16',
 # 'mindspore.float16') and the usual short names. Looked up in lower case.
-_NAMES = {
+_NAMES: Dict[str, np.dtype] = {
     "float16": float16,
     "half": float16,
     "fp16": float16,
@@ -79,7 +79,7 @@ def resolve_dtype(dtype: Any, name: str = "dtype", with_bfloat16: bool = False) 
         raise ValueError(f"{name} must be {allowed}, got {name}=None")
     if with_bfloat16 and is_bfloat16(dtype):
         return bfloat16()
-    resolved = None
+    resolved: Optional[np.dtype] = None
     if isinstance(dtype, str):
         key = dtype.lower()
         if key.startswith("mindspore."):

@@ -63,6 +63,10 @@ class _NumpyLayer(LayerCore):
             self.bias.grad = dbias
         return dx
 
+    def extend_repr(self) -> str:
+        """MindSpore's layer description (each layer writes its own)."""
+        raise NotImplementedError
+
     def _parameter_info(self, param: Parameter) -> Tuple[Tuple[int, ...], np.dtype]:
         return param.shape, param.dtype
 

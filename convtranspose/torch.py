@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -223,7 +223,7 @@ class _TorchLayer(LayerCore, nn.Module):
         )
         with torch.no_grad():
             self.weight.copy_(_to_tensor(built.weight, "cpu"))
-            if self.bias is not None:
+            if self.bias is not None and built.bias is not None:
                 self.bias.copy_(_to_tensor(built.bias, "cpu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -579,7 +579,7 @@ class Conv2d(_TorchLayer):
             elif module.padding == "valid":
                 pads += (0, 0)
             else:
-                pads += (module.padding[index],) * 2
+                pads += (int(module.padding[index]),) * 2
         weight = module.weight.detach()
         net = cls(
             module.in_channels,
@@ -651,7 +651,8 @@ def _torch_slots(module: nn.Module) -> Tuple[list, list]:
 
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    slots, containers = [], []
+    slots: List[Any] = []
+    containers: List[Tuple[str, ...]] = []
     for path, sub in module.named_modules():
         parts = tuple(path.split(".")) if path else ()
         if isinstance(sub, _TORCH_CONTAINERS):

@@ -137,7 +137,7 @@ class _Phase(NamedTuple):
     """
 
     start: int
-    count: int
+    count: int  # type: ignore[assignment]  # a field named like tuple.count, which it shadows
     taps: Tuple[Tuple[int, int, int, int], ...]
 
 
@@ -399,7 +399,7 @@ def _dx(
         )
     wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
     if route == "taps":
-        dx = 0
+        dx = jnp.zeros((n, group, h, w), grad_window.dtype)
         for kh, kw, part in _tap_slices(grad_window, spec, h, w):
             dx = dx + (part.reshape(n, group, cog, h, w) * wg[:, 0, :, kh, kw, None, None]).sum(axis=2)
         return dx.reshape(x_shape)
@@ -542,7 +542,7 @@ def _explicit_batch_axis(*arrays: Optional[jax.Array]):
         sharding = getattr(typeof(array), "sharding", None)
         mesh = getattr(sharding, "mesh", None)
         explicit = any(str(kind).endswith("Explicit") for kind in getattr(mesh, "axis_types", ()))
-        specs.append(tuple(sharding.spec) if explicit else ())
+        specs.append(tuple(sharding.spec) if explicit and sharding is not None else ())
     if not any(entry is not None for spec in specs for entry in spec):
         return False
     return specs[0][0] if specs[0] else None

@@ -53,6 +53,7 @@ def _phase_sums(spec: Conv2dTransposeSpec, h: int, w: int) -> Tuple[_PhaseSum, .
             for th, shift_h in phase_h.taps
             for tw, shift_w in phase_w.taps
             for rows, cols in [(phase_h.overlap(shift_h, h), phase_w.overlap(shift_w, w))]
+            if rows is not None and cols is not None  # reading taps overlap their phase
         )
         whole = (slice(0, phase_h.count), slice(0, phase_w.count))
         single = len(taps) == 1 and taps[0][3] == whole

@@ -27,6 +27,12 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
+def _asked(gradient: Optional[np.ndarray]) -> np.ndarray:
+    """A gradient the transposed backward was asked for (it returns None only for those it was not)."""
+    assert gradient is not None
+    return gradient
+
+
 def _reads_nothing(x: np.ndarray, spec: Conv2dSpec) -> bool:
     """No output entry reads any input value: an empty input or output, or only padding under every tap."""
     out_shape = spec.output_shape(x.shape)
@@ -51,7 +57,9 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], spec:
     else:
         adjoint = spec.adjoint(x.shape)
         placeholder = np.broadcast_to(np.zeros((), x.dtype), out_shape)  # read for its shape only
-        y = transposed.backward(placeholder, weight, x, adjoint, need_dweight=False)[0]  # fp16: fp16(conv in fp32)
+        y = _asked(
+            transposed.backward(placeholder, weight, x, adjoint, need_dweight=False)[0]
+        )  # fp16: fp16(conv in fp32)
     if bias is None:
         return y
     if x.dtype == np.float16:  # one exact float32 sum of two float16 values, rounded once
@@ -74,5 +82,5 @@ def backward(
         return np.zeros_like(x), np.zeros_like(weight), dbias
     adjoint = spec.adjoint(x.shape)
     dx = transposed.forward(grad_out, weight, None, adjoint)
-    dweight = transposed.backward(grad_out, weight, x, adjoint, need_dx=False)[1]
+    dweight = _asked(transposed.backward(grad_out, weight, x, adjoint, need_dx=False)[1])
     return dx, dweight, dbias

@@ -20,7 +20,7 @@ class Phase(NamedTuple):
     """Window rows ``rows`` (a strided slice, ``count`` rows) and their ``(tap, shift)`` pairs."""
 
     rows: slice
-    count: int
+    count: int  # type: ignore[assignment]  # a field named like tuple.count, which it shadows
     taps: Tuple[Tuple[int, int], ...]
 
     def overlap(self, shift: int, n: int) -> Optional[Tuple[slice, slice]]:
