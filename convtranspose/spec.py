@@ -32,6 +32,9 @@ import math
 import os
 from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 
+# Public: the two specs (layers expose theirs as ``.spec``). The rest serves the library.
+__all__ = ["Conv2dTransposeSpec", "Conv2dSpec"]
+
 PAD_MODES = ("valid", "same", "pad")
 
 Pair = Tuple[int, int]
