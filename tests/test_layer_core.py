@@ -121,3 +121,23 @@ def test_the_docstrings_share_the_entries_of_mindspores_arguments():
     for name, other in entries.items():
         for key in SHARED_ENTRIES:
             assert other.get(key) == first[key], f"{name}'s entry for {key} differs from the NumPy layer's"
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")  # PyTorch deprecates making quantized tensors
+def test_torch_tensors_without_plain_values_are_refused_as_initializers_naming_the_argument():
+    torch = pytest.importorskip("torch")
+    from convtranspose.torch import Conv2d, Conv2dTranspose
+
+    dense = torch.ones(2, 4, 3, 3)
+    quantized = torch.quantize_per_tensor(dense, scale=0.1, zero_point=0, dtype=torch.qint8)
+    cases = [
+        (dense.to("meta"), "weight_init is a tensor on the meta device"),
+        (dense.to_sparse(), r"weight_init is a torch.sparse_coo tensor: pass weight_init.to_dense\(\)"),
+        (quantized, r"weight_init is a quantized tensor .*: pass weight_init.dequantize\(\)"),
+    ]
+    for cls in (Conv2dTranspose, Conv2d):
+        for init, message in cases:
+            with pytest.raises(TypeError, match=message):
+                cls(2, 4, 3, weight_init=init)
+    with pytest.raises(TypeError, match="bias_init is a tensor on the meta device"):
+        Conv2dTranspose(2, 4, 3, has_bias=True, bias_init=torch.ones(4, device="meta"))
