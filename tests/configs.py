@@ -91,20 +91,24 @@ def draw_config(
     max_channels=4,
     has_bias: Optional[bool] = None,
     pad_mode: Optional[str] = None,
+    max_kernel=7,
+    max_stride=6,
+    max_dilation=4,
 ) -> Optional[Tuple[dict, tuple]]:
     """``(cfg, x_shape)`` of a valid call (the constructor kwargs of the golden files), or None.
 
     None means the draw is rejected (an empty 'pad' axis whose kernel is shorter than the stride);
-    draw again. ``has_bias`` and ``pad_mode``, when given, are fixed instead of drawn.
+    draw again. ``has_bias`` and ``pad_mode``, when given, are fixed instead of drawn; ``max_kernel``,
+    ``max_stride`` and ``max_dilation`` bound the per-axis values.
     ``loop_budget`` bounds ``pixels * Cin * Cout/group * kH * kW`` (keeps the oracle and float64
     sums cheap); ``empty=False`` keeps every size, the batch and the window at one or more. The
     window of a 'pad' crop keeps at least 0 rows, and output_padding is nonzero only on an axis
     whose window is not empty (MindSpore: uninitialised memory there).
     """
     cin, cout, group = draw_channels(pick, max_channels)
-    kernel = _axis_values(pick, 1, 7)
-    stride = _axis_values(pick, 1, 6)
-    dilation = _axis_values(pick, 1, 4)
+    kernel = _axis_values(pick, 1, max_kernel)
+    stride = _axis_values(pick, 1, max_stride)
+    dilation = _axis_values(pick, 1, max_dilation)
     mode = MODES[pick(0, 2)] if pad_mode is None else pad_mode
     pixels = max_size * max_size
     if loop_budget is not None:
@@ -194,10 +198,12 @@ def random_config(rng: np.random.Generator, **limits) -> Tuple[dict, tuple]:
 def random_case(seed: int, dtype=np.float32, **limits):
     """``(cfg, x, w, b)`` of seed ``seed``: standard-normal arrays of ``dtype``; b is None without a bias.
 
-    ``limits`` are draw_config's (max_size 9 and max_batch 3 unless given).
+    ``limits`` are draw_config's; unless given, sizes up to 9, batch up to 3, strides up to 4 and
+    dilation up to 3 (the jax engine's program grows with the stride phases, stride_h * stride_w).
     """
     rng = np.random.default_rng(seed)
-    cfg, x_shape = random_config(rng, **{"max_size": 9, "max_batch": 3, **limits})
+    defaults = {"max_size": 9, "max_batch": 3, "max_stride": 4, "max_dilation": 3}
+    cfg, x_shape = random_config(rng, **{**defaults, **limits})
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(weight_shape(cfg)).astype(dtype)
     b = rng.standard_normal(cfg["out_channels"]).astype(dtype) if cfg["has_bias"] else None
