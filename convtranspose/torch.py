@@ -94,8 +94,9 @@ def check_call(
     every view of the same values must give bitwise the same result.
 
     Raises:
-        TypeError: x (or the weight or bias) is not a tensor, the weight's dtype cannot be
-            computed, or x's or the bias's dtype differs from the weight's.
+        TypeError: x (or the weight or bias) is not a tensor, is sparse (any layout but
+            strided) or quantized, the weight's dtype cannot be computed, or x's or the bias's
+            dtype differs from the weight's.
         ValueError: shapes that do not fit the spec (see
             :meth:`~convtranspose.spec.Conv2dTransposeSpec.check_shapes`: rank, channels,
             parameter shapes, output_padding range, a crop that leaves no rows), or x or the
@@ -105,6 +106,18 @@ def check_call(
         if not isinstance(value, torch.Tensor) and (value is not None or name != "bias"):
             hint = f"; convert it with torch.from_numpy({name})" if isinstance(value, np.ndarray) else ""
             raise TypeError(f"{name} must be a torch.Tensor, got {name} of type {type(value).__name__}{hint}")
+        # PyTorch's kernels read dense values: a sparse (or MKL-DNN) layout fails deep inside
+        # Tensor.contiguous, and a quantized tensor holds integers that .to(dtype) cannot convert.
+        if value is not None and value.layout != torch.strided:
+            raise TypeError(
+                f"{name} must be a dense (strided) tensor, got {name} with layout {value.layout}; "
+                f"convert it with {name}.to_dense()"
+            )
+        if value is not None and value.is_quantized:
+            raise TypeError(
+                f"{name} must be a float tensor, got a quantized {name} of dtype {value.dtype}; "
+                f"convert it with {name}.dequantize()"
+            )
     x_shape = tuple(x.shape)
     # A traced call (torch.export, a dynamic torch.compile) has symbolic sizes and builds a graph
     # for every size: the memory checks, which an eager call makes on its own sizes, would only
@@ -325,8 +338,10 @@ class Conv2dTranspose(nn.Module):
             module: an initialised ``nn.ConvTranspose2d`` (not a lazy one before its first call).
 
         Raises:
-            TypeError: ``module`` is not an ``nn.ConvTranspose2d``.
-            ValueError: an output_padding larger than the padding on an axis (PyTorch then
+            TypeError: ``module`` is not an ``nn.ConvTranspose2d``, or one of its geometry
+                attributes is not a tuple of 2 ints.
+            ValueError: a string padding (``padding='same'``, which PyTorch stores as a tuple
+                of characters and cannot compute), an output_padding larger than the padding on an axis (PyTorch then
                 computes rows past the full result, which MindSpore's 'pad' mode, whose
                 output_padding rows are zeros, cannot express), or a lazy module not yet
                 initialised.
@@ -351,6 +366,17 @@ class Conv2dTranspose(nn.Module):
                 f"module must use padding_mode='zeros' (the only mode of a transposed "
                 f"convolution), got padding_mode={module.padding_mode!r}"
             )
+        for name in ("kernel_size", "stride", "padding", "output_padding", "dilation"):
+            value = getattr(module, name)
+            if isinstance(value, tuple) and all(isinstance(item, str) for item in value) and value:
+                # nn.ConvTranspose2d(padding='same') stores the string's characters, and its own
+                # forward then fails: there is no string padding for a transposed convolution.
+                raise ValueError(
+                    f"module has {name}={''.join(value)!r} (stored by PyTorch as {value!r}), which "
+                    f"nn.ConvTranspose2d cannot compute (its own forward fails); give the module a pair of ints"
+                )
+            if not (isinstance(value, tuple) and len(value) == 2 and all(type(item) is int for item in value)):
+                raise TypeError(f"module must have {name} as a tuple of 2 ints, got {name}={value!r}")
         pads = []
         for axis, pad, extra in zip(("height", "width"), module.padding, module.output_padding):
             if extra > pad:

@@ -419,6 +419,34 @@ def test_call_errors_name_the_argument(x, error, match):
         net(x)
 
 
+def _quantized(tensor):
+    return torch.quantize_per_tensor(tensor, 0.1, 0, torch.quint8)
+
+
+@pytest.mark.parametrize(
+    "argument, convert, match",
+    [
+        (
+            "x",
+            lambda t: t.to_sparse(),
+            r"x must be a dense \(strided\) tensor, got x with layout torch.sparse_coo.*x.to_dense",
+        ),
+        ("x", lambda t: t.to_mkldnn(), r"x must be a dense \(strided\) tensor, got x with layout torch._mkldnn"),
+        ("weight", lambda t: t.to_sparse(), r"weight must be a dense \(strided\) tensor.*weight.to_dense"),
+        ("bias", lambda t: t.to_sparse(), r"bias must be a dense \(strided\) tensor.*bias.to_dense"),
+        ("x", _quantized, r"x must be a float tensor, got a quantized x of dtype torch.quint8.*x.dequantize\(\)"),
+        ("weight", _quantized, r"quantized weight.*weight.dequantize\(\)"),
+    ],
+)
+def test_sparse_and_quantized_tensors_are_refused_naming_the_argument(argument, convert, match):
+    """Found by the adversarial round: a sparse tensor crashed inside Tensor.contiguous(); a quantized x
+    was told to use x.to(torch.float32), which fails for a quantized tensor."""
+    tensors = dict(x=torch.ones(1, 2, 3, 3), weight=torch.ones(2, 4, 3, 3), bias=torch.ones(4))
+    tensors[argument] = convert(tensors[argument])
+    with pytest.raises(TypeError, match=match):
+        conv2d_transpose(tensors["x"], tensors["weight"], tensors["bias"])
+
+
 def test_call_errors_from_the_shared_core():
     with pytest.raises(ValueError, match="output_padding"):  # range: checked at the call, as MindSpore
         Conv2dTranspose(2, 4, 3, stride=2, pad_mode="pad", output_padding=2)(torch.ones(1, 2, 3, 3))
@@ -481,6 +509,29 @@ def test_from_torch_refuses_what_mindspore_cannot_express():
         Conv2dTranspose.from_torch(torch.nn.Conv2d(2, 2, 3))
     with pytest.raises(ValueError, match="lazy"):
         Conv2dTranspose.from_torch(torch.nn.LazyConvTranspose2d(2, 3))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_from_torch_refuses_a_string_padding_naming_it(padding):
+    """Found by the adversarial round: PyTorch stores padding='same' as ('s', 'a', 'm', 'e'), and
+    from_torch failed on "'>' not supported between instances of 'int' and 'str'"."""
+    conv = torch.nn.ConvTranspose2d(2, 2, 3, padding=padding)
+    with pytest.raises(ValueError, match=f"module has padding='{padding}'.*cannot compute"):
+        Conv2dTranspose.from_torch(conv)
+
+
+def test_from_torch_refuses_attributes_that_are_not_pairs_of_ints():
+    conv = torch.nn.ConvTranspose2d(2, 2, 3)
+    conv.stride = (2.0, 1)
+    with pytest.raises(TypeError, match=r"module must have stride as a tuple of 2 ints, got stride=\(2.0, 1\)"):
+        Conv2dTranspose.from_torch(conv)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_from_torch_keeps_the_training_flag(training):
+    """A mutation audit dropped the flag unnoticed: the copy must train (or evaluate) as the module does."""
+    conv = torch.nn.ConvTranspose2d(2, 2, 3).train(training)
+    assert Conv2dTranspose.from_torch(conv).training is training
 
 
 # ---------------------------------------------------------------------------- checkpoints
