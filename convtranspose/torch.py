@@ -153,22 +153,18 @@ _INT32_MAX = 2**31 - 1
 
 
 def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> None:
-    """What PyTorch's kernel takes and writes: 32-bit strides and dilations, and its uncropped result.
+    """What PyTorch's kernel writes: its uncropped result, when the kernel computes the request.
 
     A huge stride or dilation that a huge padding crops back to a small output is valid for
-    MindSpore's semantics (and the NumPy engine); PyTorch would wrap it around 32 bits or
-    allocate the uncropped result, so it is refused here, naming the arguments.
+    MindSpore's semantics: the engine computes it tap by tap (:func:`engine.uses_kernel`),
+    never with PyTorch's kernel, whose 32-bit shape check and stride-bound cost cannot take it.
+    When the kernel computes it, an asymmetric crop makes it write more than the output: that
+    is checked against the memory limit here, naming the arguments.
     """
-    for name, values in (("stride", spec.kernel_strides(x_shape)), ("dilation", spec.kernel_dilations)):
-        if max(values) > _INT32_MAX:
-            raise ValueError(
-                f"{name}={getattr(spec, name)} is past 2**31 - 1, the largest {name} PyTorch's "
-                f"convolution kernels take (the NumPy engine, convtranspose.conv2d_transpose, "
-                f"has no such limit)"
-            )
-    spec.check_memory(
-        x_shape, engine.kernel_output_shape(spec, x_shape), itemsize, "the torch engine's uncropped kernel output"
-    )
+    if engine.uses_kernel(spec, x_shape):
+        spec.check_memory(
+            x_shape, engine.kernel_output_shape(spec, x_shape), itemsize, "the torch engine's uncropped kernel output"
+        )
 
 
 def conv2d_transpose(
