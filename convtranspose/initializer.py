@@ -54,14 +54,33 @@ __all__ = [
 
 _rng: Optional[np.random.Generator] = None
 
+# The largest seed: MindSpore's set_seed passes it to np.random.seed, which takes 32 bits.
+_SEED_MAX = 2**32 - 1
+
 
 def set_seed(seed: Optional[int]) -> None:
     """Seed the generator that initializers use when no ``rng`` is given (like ``ms.set_seed``).
 
     ``set_seed(None)`` goes back to the default: as in MindSpore, each draw then takes its seed
     from NumPy's global random state, so ``np.random.seed(n)`` also makes it reproducible.
+
+    Args:
+        seed: a Python int in ``[0, 2**32 - 1]`` (MindSpore's ``set_seed`` takes a non-negative
+            int, not a bool, and seeds NumPy's global generator with it, whose range this is),
+            or None.
+
+    Raises:
+        TypeError: seed is not an int (a bool, a float, a string, a NumPy integer, a list).
+        ValueError: seed is negative or past ``2**32 - 1``.
     """
     global _rng
+    if seed is not None:
+        if type(seed) is not int:
+            raise TypeError(
+                f"seed must be an int in [0, 2**32 - 1] or None, got seed={_brief(seed)} of type {type(seed).__name__}"
+            )
+        if not 0 <= seed <= _SEED_MAX:
+            raise ValueError(f"seed must be an int in [0, 2**32 - 1] or None, got seed={_brief(seed)}")
     _rng = None if seed is None else np.random.default_rng(seed)
 
 

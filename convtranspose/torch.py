@@ -83,8 +83,9 @@ def check_call(
     every view of the same values must give bitwise the same result.
 
     Raises:
-        TypeError: x (or the weight or bias) is not a tensor, the weight's dtype cannot be
-            computed, or x's or the bias's dtype differs from the weight's.
+        TypeError: x (or the weight or bias) is not a tensor, is sparse (any layout but
+            strided) or quantized, the weight's dtype cannot be computed, or x's or the bias's
+            dtype differs from the weight's.
         ValueError: shapes that do not fit the spec (see
             :meth:`~convtranspose.spec.Conv2dTransposeSpec.check_shapes`: rank, channels,
             parameter shapes, output_padding range, a crop that leaves no rows), or x or the
@@ -94,6 +95,18 @@ def check_call(
         if not isinstance(value, torch.Tensor) and (value is not None or name != "bias"):
             hint = f"; convert it with torch.from_numpy({name})" if isinstance(value, np.ndarray) else ""
             raise TypeError(f"{name} must be a torch.Tensor, got {name} of type {type(value).__name__}{hint}")
+        # PyTorch's kernels read dense values: a sparse (or MKL-DNN) layout fails deep inside
+        # Tensor.contiguous, and a quantized tensor holds integers that .to(dtype) cannot convert.
+        if value is not None and value.layout != torch.strided:
+            raise TypeError(
+                f"{name} must be a dense (strided) tensor, got {name} with layout {value.layout}; "
+                f"convert it with {name}.to_dense()"
+            )
+        if value is not None and value.is_quantized:
+            raise TypeError(
+                f"{name} must be a float tensor, got a quantized {name} of dtype {value.dtype}; "
+                f"convert it with {name}.dequantize()"
+            )
     x_shape = tuple(x.shape)
     # A traced call (torch.export, a dynamic torch.compile) has symbolic sizes and builds a graph
     # for every size: the memory checks, which an eager call makes on its own sizes, would only
@@ -129,22 +142,18 @@ _INT32_MAX = 2**31 - 1
 
 
 def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> None:
-    """What PyTorch's kernel takes and writes: 32-bit strides and dilations, and its uncropped result.
+    """What PyTorch's kernel writes: its uncropped result, when the kernel computes the request.
 
     A huge stride or dilation that a huge padding crops back to a small output is valid for
-    MindSpore's semantics (and the NumPy engine); PyTorch would wrap it around 32 bits or
-    allocate the uncropped result, so it is refused here, naming the arguments.
+    MindSpore's semantics: the engine computes it tap by tap (:func:`engine.uses_kernel`),
+    never with PyTorch's kernel, whose 32-bit shape check and stride-bound cost cannot take it.
+    When the kernel computes it, an asymmetric crop makes it write more than the output: that
+    is checked against the memory limit here, naming the arguments.
     """
-    for name, values in (("stride", spec.kernel_strides(x_shape)), ("dilation", spec.kernel_dilations)):
-        if max(values) > _INT32_MAX:
-            raise ValueError(
-                f"{name}={getattr(spec, name)} is past 2**31 - 1, the largest {name} PyTorch's "
-                f"convolution kernels take (the NumPy engine, convtranspose.conv2d_transpose, "
-                f"has no such limit)"
-            )
-    spec.check_memory(
-        x_shape, engine.kernel_output_shape(spec, x_shape), itemsize, "the torch engine's uncropped kernel output"
-    )
+    if engine.uses_kernel(spec, x_shape):
+        spec.check_memory(
+            x_shape, engine.kernel_output_shape(spec, x_shape), itemsize, "the torch engine's uncropped kernel output"
+        )
 
 
 def conv2d_transpose(
@@ -366,8 +375,10 @@ class Conv2dTranspose(_TorchLayer):
             module: an initialised ``nn.ConvTranspose2d`` (not a lazy one before its first call).
 
         Raises:
-            TypeError: ``module`` is not an ``nn.ConvTranspose2d``.
-            ValueError: an output_padding larger than the padding on an axis (PyTorch then
+            TypeError: ``module`` is not an ``nn.ConvTranspose2d``, or one of its geometry
+                attributes is not a tuple of 2 ints.
+            ValueError: a string padding (``padding='same'``, which PyTorch stores as a tuple
+                of characters and cannot compute), an output_padding larger than the padding on an axis (PyTorch then
                 computes rows past the full result, which MindSpore's 'pad' mode, whose
                 output_padding rows are zeros, cannot express), or a lazy module not yet
                 initialised.
@@ -392,8 +403,20 @@ class Conv2dTranspose(_TorchLayer):
                 f"module must use padding_mode='zeros' (the only mode of a transposed "
                 f"convolution), got padding_mode={module.padding_mode!r}"
             )
-        pads = []
-        for axis, pad, extra in zip(("height", "width"), module.padding, module.output_padding):
+        for name in ("kernel_size", "stride", "padding", "output_padding", "dilation"):
+            value = getattr(module, name)
+            if isinstance(value, tuple) and all(isinstance(item, str) for item in value) and value:
+                # nn.ConvTranspose2d(padding='same') stores the string's characters, and its own
+                # forward then fails: there is no string padding for a transposed convolution.
+                raise ValueError(
+                    f"module has {name}={''.join(value)!r} (stored by PyTorch as {value!r}), which "
+                    f"nn.ConvTranspose2d cannot compute (its own forward fails); give the module a pair of ints"
+                )
+            if not (isinstance(value, tuple) and len(value) == 2 and all(type(item) is int for item in value)):
+                raise TypeError(f"module must have {name} as a tuple of 2 ints, got {name}={value!r}")
+        pads: List[int] = []
+        paddings: Tuple[int, int] = module.padding  # type: ignore[assignment]  # ints: checked above
+        for axis, pad, extra in zip(("height", "width"), paddings, module.output_padding):
             if extra > pad:
                 raise ValueError(
                     f"module has output_padding={module.output_padding} and padding={module.padding}: "

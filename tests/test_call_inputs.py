@@ -573,6 +573,7 @@ if name == "numpy":
 elif name == "torch":
     import torch
     import convtranspose.torch as module
+    torch.set_num_threads(1)  # one thread: no per-thread buffers whose number depends on the machine
     def call(x, w, **kwargs): return module.conv2d_transpose(torch.from_numpy(x), torch.from_numpy(w), **kwargs).numpy()
 else:
     import convtranspose.jax as module
@@ -638,14 +639,23 @@ def test_the_jax_backward_of_a_huge_stride_cropped_to_a_small_window_costs_what_
 def test_a_huge_dilated_kernel_with_one_tap_in_the_window_costs_what_its_output_costs(name):
     """10**5 taps dilated by 10**5, cropped so that one tap reaches a 32x32 window: a valid, small request.
 
-    Run in a fresh process so that its peak memory (ru_maxrss) is this call's own.
+    Run in a fresh process so that its peak memory (ru_maxrss) is this call's own, with one thread
+    (thread pools and per-thread allocator arenas otherwise grow with the machine's load and cores).
+    Found flaky under load: the torch engine then ran PyTorch's kernel, whose columns for 10**5 taps
+    took 391 MiB; the tap route computes the one tap in the window (4 MiB, measured).
     """
+    import os
     import subprocess
     import sys
 
     functional(name)  # skips when the engine is absent
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
     result = subprocess.run(
-        [sys.executable, "-c", HUGE_KERNEL_SCRIPT, name, "32", str(10**5)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", HUGE_KERNEL_SCRIPT, name, "32", str(10**5)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     grown_mib = int(result.stdout.split()[-1])

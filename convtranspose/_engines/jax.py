@@ -108,6 +108,8 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
     """
     group = spec.group
     cig, cog = spec.in_channels // group, spec.out_channels // group
+    if math.prod(spec.kernel_size) > _MANY_TAPS:
+        return _many_tap_routes(spec, x_shape)
     if cig == 1:
         return Routes("taps", "taps", "taps")
     if spec.stride == (1, 1) and group == 1 and math.prod(spec.kernel_size) > 9:
@@ -124,6 +126,34 @@ def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes
     overlap = any(plan.effective_kernel > plan.stride for plan in spec.axes)
     dweight = "conv" if overlap and group == 1 and not cropped_away else "im2col"
     return Routes(forward, dx, dweight)
+
+
+# Past this many kernel taps, the routes that write one op per tap (col2im, taps, im2col) trace
+# and compile in time and memory that follow the tap count (a 48x48 kernel with its gradient:
+# 27-44 s, 2.2-3.0 GiB, for a 37 KB output): one convolution does each computation instead.
+_MANY_TAPS = 256
+
+
+def _cropped_away(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> bool:
+    """Whether the crops are far longer than the window (a huge stride or dilation cropped away)."""
+    return any(
+        plan.crop_before + max(plan.crop_after, 0) > 4 * plan.window_length(n) + 64
+        for plan, n in zip(spec.axes, x_shape[2:])
+    )
+
+
+def _many_tap_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes:
+    """Convolutions for a kernel of more than ``_MANY_TAPS`` taps (grouped ones included).
+
+    Where the crops are far longer than the window, a convolution would be padded by them: the
+    tap slices read the window alone, and the forward's scattered taps skip the taps that miss
+    it, so those keep the per-tap routes.
+    """
+    if _cropped_away(spec, x_shape):
+        taps = "taps" if spec.in_channels == spec.group else "col2im"
+        gradient = "taps" if spec.in_channels == spec.group else "im2col"
+        return Routes(taps, gradient, gradient)
+    return Routes("conv", "conv", "conv")
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -268,6 +298,8 @@ def _phase_sums(
     ``slab(kh, kw, rows, cols)`` gives one tap's contribution ``(N, Cout, len(rows), len(cols))``
     from those input rows and columns.
     """
+    if _phase_blocks(spec, h, w) > math.prod(spec.kernel_size):
+        return _scattered_taps(slab, spec, n, h, w, dtype)
     phases_h, phases_w = (_phases(plan, size) for plan, size in zip(spec.axes, (h, w)))
     m_h, m_w = phases_h[0].count, phases_w[0].count
     blocks = []
@@ -291,6 +323,52 @@ def _phase_sums(
             row.append(acc)
         blocks.append(row)
     return _interleave(blocks, (spec.axes[0].window_length(h), spec.axes[1].window_length(w)))
+
+
+def _phase_blocks(spec: Conv2dTransposeSpec, h: int, w: int) -> int:
+    """How many stride-phase blocks :func:`_phase_sums` would build (one op each, taps or not)."""
+    return math.prod(min(plan.stride, plan.window_length(size)) for plan, size in zip(spec.axes, (h, w)))
+
+
+def _scattered_taps(
+    slab: Callable[[int, int, slice, slice], jax.Array],
+    spec: Conv2dTransposeSpec,
+    n: int,
+    h: int,
+    w: int,
+    dtype: jnp.dtype,
+) -> jax.Array:
+    """The window as a sum over taps, each contribution placed on its strided window rows.
+
+    For strides whose phases outnumber the taps (stride 512: 262,144 phase blocks, most of
+    them receiving no tap), one ``lax.pad`` with interior padding per tap reaching the window
+    puts its contribution where :func:`~convtranspose.spec.tap_window` says; XLA fuses the pads
+    and the sum into one pass over the window. Trace and compile follow the tap count.
+    """
+    plan_h, plan_w = spec.axes
+    win_h, win_w = plan_h.window_length(h), plan_w.window_length(w)
+    zero = jnp.zeros((), dtype)
+    window = jnp.zeros((n, spec.out_channels, win_h, win_w), dtype)
+    for kh in range(plan_h.kernel):
+        rows = tap_window(plan_h, kh, h)
+        for kw in range(plan_w.kernel) if rows is not None else ():
+            cols = tap_window(plan_w, kw, w)
+            if cols is None:
+                continue
+            assert rows is not None  # the loop over kw runs only then
+            (in_rows, out_rows), (in_cols, out_cols) = rows, cols
+            part = slab(kh, kw, in_rows, in_cols)
+            window = window + lax.pad(
+                part,
+                zero,
+                (
+                    (0, 0, 0),
+                    (0, 0, 0),
+                    (out_rows.start, win_h - out_rows.stop, out_rows.step - 1),
+                    (out_cols.start, win_w - out_cols.stop, out_cols.step - 1),
+                ),
+            )
+    return window
 
 
 def _forward_col2im(x: jax.Array, weight: jax.Array, spec: Conv2dTransposeSpec, nhwc: bool) -> jax.Array:

@@ -24,6 +24,14 @@ Symmetric crops ('pad' with equal padding, 'same' with an even overlap, 'valid')
 kernel, whose CPU path with a bias is slower), and ``output_padding`` exact-zero rows and
 columns are appended with ``F.pad`` (no bias, and autograd gives them no gradient).
 
+A request whose kernel stride or dilation is past ``KERNEL_STRIDE_LIMIT`` (64), or whose sizes
+PyTorch's 32-bit shape check would get wrong (:func:`uses_kernel`), never reaches
+``F.conv_transpose2d``: :func:`_forward_taps` adds one channel contraction per kernel tap into
+the strided window rows it lands on, at the cost of the output and the multiply-adds (measured,
+float32, 2x2 input, 4 channels, 4x4 kernel, 'same', forward and backward, one thread: stride 128
+kernel 0.105 s, taps 0.059 s; stride 512 kernel 3.7 s, taps 1.26 s; stride 1024 kernel 27.9 s,
+taps 4.7 s).
+
 Gradients are autograd's, through those ops. PyTorch's backward of ``conv_transpose2d``
 already computes dx as a strided convolution of the gradient and dweight as a correlation of x
 with it (bit for bit what ``F.conv2d`` and the weight gradient of ``conv2d`` give); ``dbias``
@@ -60,10 +68,56 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_packaging.py in a subprocess
     raise ImportError("the torch engine needs PyTorch: pip install 'convtranspose[torch]' (torch==2.13.0)") from exc
 
-from ..spec import AxisPlan, Conv2dSpec, Conv2dTransposeSpec
+from ..spec import AxisPlan, Conv2dSpec, Conv2dTransposeSpec, tap_window
 
 # Computed in float32 and rounded, as MindSpore computes float16.
 _REDUCED = (torch.float16, torch.bfloat16)
+
+# PyTorch's CPU kernels take stride, padding, output_padding, dilation and kernel size as 32-bit
+# ints in their shape check, where ``2 * padding`` and ``dilation * (kernel - 1) + 1`` are also
+# computed in 32 bits (only ``(n - 1) * stride`` is 64-bit): when that check's output length is
+# not the true one, the forward (a length below 1) or the backward (a gradient of "the wrong
+# size") raises a RuntimeError. Probed on torch 2.13 CPU (slow and oneDNN paths): this rule
+# predicted the error in every one of 11,730 configurations.
+_INT32 = 2**31
+
+# Past this kernel stride or dilation, PyTorch's CPU kernels cost far more than the work: oneDNN's
+# deconvolution allocates and runs in proportion to the stride (a stride of 16384 crashed it;
+# 10,000 asked for more than 6 GiB on a 2x2 input), and the dilated paths materialise the dilated
+# kernel. Such requests take the tap route (:func:`_forward_taps`), whose cost is the output plus
+# the multiply-adds of the convolution.
+KERNEL_STRIDE_LIMIT = 64
+
+
+def _wraps_int32(n: int, kernel: int, stride: int, dilation: int, padding: int, extra: int) -> bool:
+    """Whether PyTorch's 32-bit shape check gets one axis of the kernel's output length wrong."""
+
+    def int32(value: int) -> int:
+        return (value + _INT32) % (2 * _INT32) - _INT32
+
+    checked = (
+        (n - 1) * int32(stride)
+        - int32(2 * int32(padding))
+        + int32(int32(int32(dilation) * (int32(kernel) - 1)) + 1)
+        + int32(extra)
+    )
+    return checked != (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + 1 + extra
+
+
+def uses_kernel(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> bool:
+    """Whether ``F.conv_transpose2d`` computes this request (else the tap route does).
+
+    Not when PyTorch's 32-bit shape check would get a length wrong, nor when a kernel stride or
+    dilation is past :data:`KERNEL_STRIDE_LIMIT`, where its cost no longer follows the output.
+    """
+    strides = spec.kernel_strides(x_shape)
+    if max(strides + spec.kernel_dilations) > KERNEL_STRIDE_LIMIT:
+        return False
+    for plan, stride, n in zip(spec.axes, strides, x_shape[2:]):
+        padding, extra, _ = _torch_crop(plan, stride)
+        if _wraps_int32(n, plan.kernel, stride, plan.kernel_dilation, padding, extra):
+            return False
+    return True
 
 
 def _torch_crop(plan: AxisPlan, stride: int) -> Tuple[int, int, int]:
@@ -119,7 +173,9 @@ def forward(
     win_h, win_w = plan_h.window_length(height), plan_w.window_length(width)
     reduced = x.dtype in _REDUCED
     x_work, w_work = (x.float(), weight.float()) if reduced else (x, weight)
-    if height and width and win_h and win_w:
+    if height and width and win_h and win_w and not uses_kernel(spec, tuple(x.shape)):
+        y = _forward_taps(x_work, w_work, spec)
+    elif height and width and win_h and win_w:
         # A stride or dilation that changes nothing (one input row, a one-tap kernel) is passed
         # as 1: the result is the same, and a huge one would not fit PyTorch's 64-bit argument.
         strides = spec.kernel_strides(x.shape)
@@ -158,6 +214,38 @@ def forward(
     extra = (plan_h.output_padding, plan_w.output_padding)
     if extra[0] or extra[1]:
         return F.pad(y, (0, extra[1], 0, extra[0]))
+    return y
+
+
+def _forward_taps(x: torch.Tensor, weight: torch.Tensor, spec: Conv2dTransposeSpec) -> torch.Tensor:
+    """The window ``(N, Cout, win_h, win_w)`` as a sum of one product per kernel tap.
+
+    Tap ``(kh, kw)`` sends input rows ``in_rows`` to the strided window rows ``out_rows``
+    (:func:`~convtranspose.spec.tap_window`, which reads the window alone: nothing of the
+    uncropped length is built): one channel contraction of those input pixels with the tap's
+    weights, added into that strided slice. The cost is the window plus the multiply-adds of the
+    convolution, whatever the stride and dilation: the adds are in place, into one buffer (whose
+    backward reads each tap's slice of the gradient); the buffer starts from the empty sums of x
+    and the weight, so under ``torch.func.vmap`` it is batched as they are.
+    """
+    n, cin, height, width = x.shape
+    group, cog = spec.group, weight.shape[1]
+    plan_h, plan_w = spec.axes
+    xg = x.reshape(n, group, cin // group, height, width)
+    wg = weight.reshape(group, cin // group, cog, *spec.kernel_size)
+    # The empty sums keep x and weight in the graph when no tap reaches the window.
+    y = x.new_zeros((n, spec.out_channels, plan_h.window_length(height), plan_w.window_length(width)))
+    y = y + (x[:0].sum() + weight[:0].sum())
+    for kh in range(plan_h.kernel):
+        rows = tap_window(plan_h, kh, height)
+        for kw in range(plan_w.kernel):
+            cols = tap_window(plan_w, kw, width)
+            if rows is None or cols is None:
+                continue
+            (in_rows, out_rows), (in_cols, out_cols) = rows, cols
+            part = torch.einsum("ngchw,gco->ngohw", xg[:, :, :, in_rows, in_cols], wg[:, :, :, kh, kw])
+            part = part.reshape(n, spec.out_channels, *part.shape[3:])
+            y[:, :, out_rows, out_cols] += part
     return y
 
 
