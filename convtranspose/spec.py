@@ -382,6 +382,8 @@ class Conv2dTransposeSpec:
         dilation: Any = 1,
         group: Any = 1,
         has_bias: Any = False,
+        *,
+        allocate: bool = True,
     ) -> "Conv2dTransposeSpec":
         """Validate raw user arguments in MindSpore's order and return the spec.
 
@@ -401,7 +403,7 @@ class Conv2dTransposeSpec:
                 large for this machine's memory (see ``MEMORY_LIMIT``).
         """
         early = cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group, allocate
         )
         check_has_bias(has_bias)
         if not isinstance(pad_mode, str) or pad_mode not in PAD_MODES:
@@ -437,6 +439,8 @@ class Conv2dTransposeSpec:
         dilation: Any = 1,
         group: Any = 1,
         has_bias: Any = False,
+        *,
+        allocate: bool = True,
     ) -> Tuple[int, int, int, int]:
         """The weight's shape, after the checks MindSpore makes before it builds the weight initializer.
 
@@ -444,7 +448,7 @@ class Conv2dTransposeSpec:
         accepted so that the same arguments go to this method and to :meth:`from_args`.
         """
         return cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group, allocate
         ).weight_shape
 
     @staticmethod
@@ -457,6 +461,7 @@ class Conv2dTransposeSpec:
         output_padding: Any,
         dilation: Any,
         group: Any,
+        allocate: bool = True,
     ) -> "_Normalised":
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
@@ -480,7 +485,8 @@ class Conv2dTransposeSpec:
                 f"out_channels={_echo(out_channels)} and group={_echo(group)}"
             )
         weight_shape = (in_channels, out_channels // group) + kernel
-        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        if allocate:  # a weight on PyTorch's meta device holds no memory
+            _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
         return _Normalised(kernel, strides, dilations, pads, out_pad, weight_shape)
 
     # ------------------------------------------------------------------ derived geometry
@@ -930,6 +936,8 @@ class Conv2dSpec:
         group: Any = 1,
         has_bias: Any = False,
         data_format: Any = "NCHW",
+        *,
+        allocate: bool = True,
     ) -> "Conv2dSpec":
         """Validate raw user arguments in MindSpore 2.10's order for ``nn.Conv2d`` and return the spec.
 
@@ -947,7 +955,7 @@ class Conv2dSpec:
                 or a weight too large for this machine's memory.
         """
         early = cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format, allocate
         )
         check_has_bias(has_bias)
         if not isinstance(pad_mode, str):
@@ -994,10 +1002,12 @@ class Conv2dSpec:
         group: Any = 1,
         has_bias: Any = False,
         data_format: Any = "NCHW",
+        *,
+        allocate: bool = True,
     ) -> Tuple[int, int, int, int]:
         """The weight's shape ``(C_out, C_in // group, kH, kW)``, after the checks before its initializer."""
         return cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format, allocate
         ).weight_shape
 
     @staticmethod
@@ -1010,6 +1020,7 @@ class Conv2dSpec:
         dilation: Any,
         group: Any,
         data_format: Any,
+        allocate: bool = True,
     ) -> _Normalised:
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
@@ -1049,7 +1060,8 @@ class Conv2dSpec:
                     f"{name} must be at most 2**63 - 1 (MindSpore's 64-bit limit), got {name}={_echo(given)}"
                 )
         weight_shape = (out_channels, in_channels // group) + kernel
-        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        if allocate:  # a weight on PyTorch's meta device holds no memory
+            _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
         padding4 = pads + (0,) * (4 - len(pads))  # a wrong length is refused later, with pad_mode
         return _Normalised(kernel, strides, dilations, padding4[:4], (0, 0), weight_shape)  # type: ignore[arg-type]
 
