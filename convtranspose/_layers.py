@@ -327,6 +327,31 @@ class LayerCore:
         self.weight_init, self.bias_init = built.weight_init, built.bias_init
         return built
 
+    @classmethod
+    def from_flax(cls, module: Any, **options: Any) -> Any:
+        """The layer that computes what a Flax ``nnx.ConvTranspose`` (``nnx.Conv`` for Conv2d) computes.
+
+        The kernel is moved into MindSpore's layout (a spatial flip and a transpose for
+        ``nnx.ConvTranspose``, a transpose for ``nnx.Conv``) and 'SAME'/'VALID'/explicit padding
+        becomes 'same'/'valid'/'pad'. The parameters become the layer's array initializers
+        (their dtype kept), so :meth:`reset_parameters`, where a layer has it, restores them.
+
+        Args:
+            module: the Flax module (2-D kernels).
+            **options: more constructor arguments of this front end (``device`` for PyTorch,
+                ``rngs`` or ``compute_dtype`` for Flax).
+
+        Raises:
+            TypeError: ``module`` is not an ``nnx.ConvTranspose`` (``nnx.Conv``).
+            ValueError: what MindSpore's arguments cannot express, naming the module's
+                attribute (circular, reflect or causal padding, input dilation, a padding that
+                adds rows before the full transposed convolution or rows after it with a bias).
+        """
+        from ._from_flax import flax_arguments
+
+        arguments, weight, bias = flax_arguments(cls._spec_class, module)
+        return cls(**arguments, weight_init=weight, bias_init=bias, **options)
+
     # ------------------------------------------------------------------ hooks (per framework)
 
     def _parameter_info(self, param: Any) -> Tuple[Tuple[int, ...], np.dtype]:

@@ -293,6 +293,29 @@ def axis_plan(
     return AxisPlan(kernel, stride, dilation, before, after, output_padding)
 
 
+def lax_transpose_crop(kernel: int, stride: int, dilation: int, padding: Any) -> Tuple[int, int]:
+    """``(crop_before, crop_after)`` of one axis of ``jax.lax.conv_transpose`` (what ``nnx.ConvTranspose`` calls).
+
+    lax computes a transposed convolution as a convolution of the stride-dilated input padded
+    with ``(lo, hi)``: 'SAME' pads ``k_eff + s - 2`` rows in all, ``lo = k_eff - 1`` when
+    ``s > k_eff - 1`` and ``ceil(total / 2)`` otherwise; 'VALID' pads ``lo = k_eff - 1`` and
+    ``hi = s - 1 + max(k_eff - s, 0)``; an explicit ``(lo, hi)`` is used as it is. The full
+    transposed convolution is the padding ``(k_eff - 1, k_eff - 1)``, so the crops are
+    ``k_eff - 1 - lo`` and ``k_eff - 1 - hi`` (negative: that many rows without a kernel term
+    are added). 'SAME' and 'VALID' give what :func:`axis_plan` gives for 'same' and 'valid'.
+    """
+    k_eff = dilation * (kernel - 1) + 1
+    if padding == "SAME":
+        total = k_eff + stride - 2
+        lo = k_eff - 1 if stride > k_eff - 1 else -(-total // 2)
+        hi = total - lo
+    elif padding == "VALID":
+        lo, hi = k_eff - 1, stride - 1 + max(k_eff - stride, 0)
+    else:
+        lo, hi = padding
+    return k_eff - 1 - lo, k_eff - 1 - hi
+
+
 def _gib(size: int) -> str:
     try:
         return f"{size / 2**30:.3g} GiB"
