@@ -354,9 +354,16 @@ class Conv2dTranspose(_TorchLayer):
         weight_init, bias_init: the initializers :meth:`reset_parameters` draws from.
 
     Shape:
-        - Input: ``(N, C_in, H, W)`` of the parameters' dtype and device.
+        - Input: ``(N, C_in, H, W)`` of the parameters' dtype and device (under
+          ``torch.autocast``: any float dtype, computed in the autocast dtype).
         - Output: ``(N, C_out, H_out, W_out)``, per axis as for ``pad_mode`` above plus
           output_padding.
+
+    Note:
+        ``torch.nn.utils.spectral_norm`` (and ``parametrizations.spectral_norm``) normalises
+        the weight around ``dim=1`` only for PyTorch's own ConvTranspose classes; on this layer,
+        whose weight has the same ``(C_in, C_out // group, kH, kW)`` layout, pass ``dim=1``
+        (``spectral_norm(layer, dim=1)``), or it silently normalises another matrix.
 
     Example:
         >>> import torch
