@@ -21,13 +21,14 @@ einops' layers share ``_EinmixMixin`` and implement ``_create_parameters``).
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from typing import Any, ClassVar, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .dtypes import bfloat16, check_float_array, is_bfloat16, native, resolve_dtype
-from .initializer import HeUniform, Uniform, fan_in_and_fan_out, initializer
+from .initializer import HeUniform, Initializer, Uniform, _from_name, fan_in_and_fan_out, initializer
 from .spec import check_has_bias
 
 
@@ -76,6 +77,7 @@ def build_parameters(
     *,
     rng: Optional[np.random.Generator] = None,
     with_bfloat16: bool = False,
+    draw: bool = True,
 ) -> BuiltParameters:
     """Validate a layer's arguments and draw its parameters, in MindSpore's order.
 
@@ -96,9 +98,15 @@ def build_parameters(
         with_bfloat16: the caller computes bfloat16 (the torch and Flax layers): bfloat16 names
             and dtypes are accepted (the arrays are then ml_dtypes' bfloat16), drawn values are
             drawn in float32 and rounded once, and a bfloat16 array initializer is kept.
+        draw: False for parameters that hold no values yet (PyTorch's meta device, a Flax
+            initializer drawn by the caller): nothing is drawn or allocated and the weight-memory
+            limit does not apply; the initializers' forms are checked (a known name, an array of
+            the right shape and a float dtype), their arguments when they are drawn.
 
     Returns:
-        :class:`BuiltParameters`: the spec and the arrays (fresh, owned by the caller).
+        :class:`BuiltParameters`: the spec and the arrays (fresh, owned by the caller); with
+        ``draw=False`` read-only placeholders of the parameters' shapes and dtypes that use one
+        element of memory each (:func:`placeholder`).
 
     Raises:
         TypeError, ValueError: naming the argument, as the real MindSpore 2.10 raises them.
@@ -110,18 +118,53 @@ def build_parameters(
         >>> built.weight.shape, built.bias.shape, built.weight.dtype.name
         ((4, 8, 3, 3), (8,), 'float32')
     """
-    weight_shape = spec_class.weight_shape_of(**geometry)
+    weight_shape = spec_class.weight_shape_of(**geometry, allocate=draw)
     param_dtype = resolve_dtype(dtype, with_bfloat16=with_bfloat16)
+    make = _draw if draw else _placeholder_for
     weight_init = default_weight_init() if weight_init is None else _framework_init(weight_init, "weight_init")
-    weight = _draw(weight_init, weight_shape, param_dtype, rng, "weight_init", with_bfloat16)
+    weight = make(weight_init, weight_shape, param_dtype, rng, "weight_init", with_bfloat16)
     has_bias = geometry.get("has_bias", False)
     check_has_bias(has_bias)
     bias = None
     if has_bias:
         bias_init = default_bias_init(weight_shape) if bias_init is None else _framework_init(bias_init, "bias_init")
-        bias = _draw(bias_init, (geometry["out_channels"],), param_dtype, rng, "bias_init", with_bfloat16)
-    spec = spec_class.from_args(**geometry)
+        bias = make(bias_init, (geometry["out_channels"],), param_dtype, rng, "bias_init", with_bfloat16)
+    spec = spec_class.from_args(**geometry, allocate=draw)
     return BuiltParameters(spec, weight, bias, weight_init, bias_init, param_dtype)
+
+
+def placeholder(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of ``shape`` and ``dtype`` that holds one zero (every stride is 0)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _placeholder_for(
+    init: Any,
+    shape: Tuple[int, ...],
+    dtype: np.dtype,
+    rng: Optional[np.random.Generator],
+    name: str,
+    with_bfloat16: bool,
+) -> np.ndarray:
+    """The parameter's shape and dtype without its values: the initializer's form checked, nothing drawn.
+
+    A name must be known and an array must have ``shape`` and a float dtype (which it keeps);
+    an initializer's arguments are checked when it draws.
+    """
+    del rng  # nothing is drawn
+    if isinstance(init, np.ndarray):
+        if init.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got an array of shape {init.shape}")
+        check_float_array(init, name, with_bfloat16)
+        return placeholder(shape, native(init.dtype))
+    if isinstance(init, str):
+        _from_name(init, name)
+    elif not isinstance(init, (Initializer, numbers.Number)):
+        raise TypeError(
+            f"{name} must be an Initializer, a name, a number or a NumPy array, got "
+            f"{name}={init!r} (type {type(init).__name__})"
+        )
+    return placeholder(shape, dtype)
 
 
 def _draw(
@@ -274,14 +317,40 @@ class LayerCore:
         *,
         rng: Optional[np.random.Generator] = None,
         with_bfloat16: bool = False,
+        draw: bool = True,
     ) -> BuiltParameters:
-        """Validate, draw, and keep the spec and the initializers; returns the arrays to wrap."""
+        """Validate, draw (unless ``draw`` is False), and keep the spec and the initializers; returns the arrays."""
         built = build_parameters(
-            self._spec_class, geometry, weight_init, bias_init, dtype, rng=rng, with_bfloat16=with_bfloat16
+            self._spec_class, geometry, weight_init, bias_init, dtype, rng=rng, with_bfloat16=with_bfloat16, draw=draw
         )
         self.spec = built.spec
         self.weight_init, self.bias_init = built.weight_init, built.bias_init
         return built
+
+    @classmethod
+    def from_flax(cls, module: Any, **options: Any) -> Any:
+        """The layer that computes what a Flax ``nnx.ConvTranspose`` (``nnx.Conv`` for Conv2d) computes.
+
+        The kernel is moved into MindSpore's layout (a spatial flip and a transpose for
+        ``nnx.ConvTranspose``, a transpose for ``nnx.Conv``) and 'SAME'/'VALID'/explicit padding
+        becomes 'same'/'valid'/'pad'. The parameters become the layer's array initializers
+        (their dtype kept), so :meth:`reset_parameters`, where a layer has it, restores them.
+
+        Args:
+            module: the Flax module (2-D kernels).
+            **options: more constructor arguments of this front end (``device`` for PyTorch,
+                ``rngs`` or ``compute_dtype`` for Flax).
+
+        Raises:
+            TypeError: ``module`` is not an ``nnx.ConvTranspose`` (``nnx.Conv``).
+            ValueError: what MindSpore's arguments cannot express, naming the module's
+                attribute (circular, reflect or causal padding, input dilation, a padding that
+                adds rows before the full transposed convolution or rows after it with a bias).
+        """
+        from ._from_flax import flax_arguments
+
+        arguments, weight, bias = flax_arguments(cls._spec_class, module)
+        return cls(**arguments, weight_init=weight, bias_init=bias, **options)  # type: ignore[call-arg]
 
     # ------------------------------------------------------------------ hooks (per framework)
 

@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+import numbers
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -30,54 +32,224 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_packagi
     raise ImportError("convtranspose.flax needs JAX and Flax: pip install 'convtranspose[jax]'") from exc
 
 from . import jax as jax_front
-from ._layers import LayerCore
+from ._layers import LayerCore, _draw, build_parameters, placeholder
+from .dtypes import is_bfloat16, resolve_dtype
+from .initializer import (
+    Constant,
+    Dirac,
+    HeNormal,
+    HeUniform,
+    Identity,
+    Initializer,
+    Normal,
+    One,
+    TruncatedNormal,
+    Uniform,
+    VarianceScaling,
+    XavierNormal,
+    XavierUniform,
+    Zero,
+    _from_name,
+)
 from .spec import Conv2dSpec, Conv2dTransposeSpec
 
 __all__ = ["Conv2dTranspose", "Conv2d", "load_mindspore", "save_mindspore"]
 
 
-def _numpy_rng(rngs: Optional[nnx.Rngs]) -> Optional[np.random.Generator]:
-    """A NumPy generator seeded from the ``params`` stream of ``rngs`` (None: the module generator).
-
-    MindSpore's initializers are NumPy code, so the key only seeds them: 128 bits drawn from it.
-    """
+def _params_key(rngs: Optional[nnx.Rngs]) -> Optional[jax.Array]:
+    """One key from the ``params`` stream of ``rngs`` (None without rngs); traced under a transform."""
     if rngs is None:
         return None
     if not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs must be a flax.nnx.Rngs or None, got rngs of type {type(rngs).__name__}")
-    bits = jax.random.bits(rngs.params(), (4,), jnp.uint32)
-    try:
-        seed = np.asarray(bits)
-    except jax.errors.TracerArrayConversionError:
+    return rngs.params()
+
+
+def _numpy_rng(key: Optional[jax.Array]) -> Optional[np.random.Generator]:
+    """A NumPy generator seeded by 128 bits drawn from a concrete ``key`` (None: the module generator).
+
+    MindSpore's initializers are NumPy code, so the key only seeds them.
+    """
+    if key is None:
+        return None
+    return np.random.default_rng(np.asarray(jax.random.bits(key, (4,), jnp.uint32)))
+
+
+def _is_flax_init(init: Any) -> bool:
+    """A Flax initializer: a callable ``(key, shape, dtype) -> array`` that is not MindSpore's."""
+    return callable(init) and not isinstance(init, (Initializer, np.ndarray, jax.Array, str, numbers.Number))
+
+
+class _JaxGenerator:
+    """The part of ``numpy.random.Generator`` MindSpore's initializers draw with, drawn by ``jax.random``.
+
+    Construction under a JAX transform has a traced key and no NumPy values: the same
+    initializers' code then draws the same distributions from the key (in JAX's default float
+    dtype), not the same values as NumPy.
+    """
+
+    def __init__(self, key: jax.Array) -> None:
+        self._key = key
+
+    def _next(self) -> jax.Array:
+        self._key, key = jax.random.split(self._key)
+        return key
+
+    def uniform(self, low: float, high: float, size: Tuple[int, ...]) -> jax.Array:
+        """U[low, high) of shape ``size``."""
+        return jax.random.uniform(self._next(), size, minval=low, maxval=high)
+
+    def normal(self, loc: float, scale: float, size: Tuple[int, ...]) -> jax.Array:
+        """N(loc, scale**2) of shape ``size``."""
+        return loc + scale * jax.random.normal(self._next(), size)
+
+
+# What a traced construction can draw: MindSpore's code with _JaxGenerator, or (Dirac,
+# Identity) deterministic values; TruncatedNormal by jax.random.truncated_normal.
+_TRACEABLE = (Normal, Uniform, HeUniform, HeNormal, XavierUniform, XavierNormal, VarianceScaling, Constant)
+_DETERMINISTIC = (Dirac, Identity, One, Zero)
+
+
+def _traced_draw(init: Any, shape: Tuple[int, ...], dtype: np.dtype, key: jax.Array, name: str) -> jax.Array:
+    """MindSpore's initializer ``init`` drawn with ``jax.random`` from ``key`` (same distribution).
+
+    The initializer's arguments are checked as an eager draw checks them (on a one-element
+    draw with NumPy); bfloat16 is drawn in float32 and rounded once.
+
+    Raises:
+        TypeError: an initializer whose NumPy code needs concrete values (Orthogonal, Sparse, a
+            custom Initializer), naming the argument and how to construct instead.
+        TypeError, ValueError: a bad argument of the initializer, as an eager draw raises it.
+    """
+    if isinstance(init, str):
+        init = _from_name(init, name)
+    elif isinstance(init, numbers.Number):
+        init = Constant(init)
+    if isinstance(init, _DETERMINISTIC):
+        return jnp.asarray(_draw(init, shape, dtype, None, name, True))
+    if not isinstance(init, _TRACEABLE + (TruncatedNormal,)):
         raise TypeError(
-            "Conv2dTranspose draws its parameters with MindSpore's (NumPy) initializers, so it "
-            "must be constructed outside jax.jit, nnx.jit and nnx.eval_shape"
-        ) from None
-    return np.random.default_rng(seed)
+            f"{name}={init!r} cannot be drawn under a JAX transform (nnx.jit, nnx.eval_shape, nnx.vmap, "
+            f"nnx.scan): its NumPy code needs concrete values. Construct the module outside the transform, "
+            f"or pass one of {', '.join(cls.__name__ for cls in _TRACEABLE + (TruncatedNormal,))} or a Flax "
+            f"initializer (key, shape, dtype) -> array"
+        )
+    _draw(init, (1,) * len(shape), np.dtype(np.float32), np.random.default_rng(0), name, True)  # the checks
+    work = jnp.float32 if is_bfloat16(dtype) else dtype
+    if isinstance(init, TruncatedNormal):
+        values = _truncated_normal(init, shape, key)
+    else:
+        values = init._sample(shape, _JaxGenerator(key))
+    return jnp.asarray(values, dtype=work).astype(dtype)
+
+
+def _truncated_normal(init: TruncatedNormal, shape: Tuple[int, ...], key: jax.Array) -> jax.Array:
+    """N(mean, sigma**2) restricted to the absolute bounds ``[a, b]`` (arguments already checked)."""
+    sigma, mean, a, b = (float(value) for value in (init.sigma, init.mean, init.a, init.b))
+    if sigma == 0:
+        return jnp.full(shape, min(max(mean, a), b))
+    z = jax.random.truncated_normal(key, (a - mean) / sigma, (b - mean) / sigma, shape)
+    return jnp.clip(mean + sigma * z, a, b)
 
 
 class _FlaxLayer(LayerCore, nnx.Module):
-    """The Flax front end's share of a layer: ``nnx.Param`` objects, the engine call."""
+    """The Flax front end's share of a layer: ``nnx.Param`` objects, the engine call, mixed precision."""
 
     _engine_forward: Callable[..., jax.Array]
 
     def _setup(
-        self, geometry: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any, rngs: Optional[nnx.Rngs]
+        self,
+        geometry: Dict[str, Any],
+        weight_init: Any,
+        bias_init: Any,
+        dtype: Any,
+        rngs: Optional[nnx.Rngs],
+        compute_dtype: Any,
+        weight_metadata: Mapping[str, Any],
+        bias_metadata: Mapping[str, Any],
     ) -> None:
-        built = self._build(geometry, weight_init, bias_init, dtype, rng=_numpy_rng(rngs), with_bfloat16=True)
-        self.weight = nnx.Param(_to_jax(built.weight, weight_init, "weight_init"))
-        self.bias = nnx.Param(_to_jax(built.bias, bias_init, "bias_init")) if built.bias is not None else None
+        self.compute_dtype = _check_compute_dtype(compute_dtype)
+        key = _params_key(rngs)
+        traced = isinstance(key, jax.core.Tracer)
+        if not traced and not _is_flax_init(weight_init) and not _is_flax_init(bias_init):
+            # eager, MindSpore's NumPy initializers: the values as they always were
+            built = self._build(geometry, weight_init, bias_init, dtype, rng=_numpy_rng(key), with_bfloat16=True)
+            weight = _to_jax(built.weight, weight_init, "weight_init")
+            bias = None if built.bias is None else _to_jax(built.bias, bias_init, "bias_init")
+        else:
+            weight, bias = self._draw_with_jax(geometry, weight_init, bias_init, dtype, key, rngs)
+        self.weight = nnx.Param(weight, **weight_metadata)
+        self.bias = None if bias is None else nnx.Param(bias, **bias_metadata)
+
+    def _draw_with_jax(
+        self, geometry: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any, key: Any, rngs: Any
+    ) -> Tuple[Any, Any]:
+        """The parameters drawn from the key: under a transform, or with a Flax initializer.
+
+        The arguments are checked in MindSpore's order with nothing drawn; MindSpore's
+        initializers are then drawn by :func:`_traced_draw`, a Flax initializer is called with a
+        key of its own (what it returns, ``nnx.with_partitioning``'s metadata included, becomes
+        the parameter).
+        """
+        if key is None:
+            raise TypeError(
+                "rngs is None: a Flax initializer, and construction under a JAX transform, draw from "
+                "rngs.params(); pass rngs=nnx.Rngs(seed)"
+            )
+        shape_of = self._spec_class.weight_shape_of(**geometry, allocate=False)
+        param_dtype = resolve_dtype(dtype, with_bfloat16=True)
+        if param_dtype == np.float64:
+            _to_jax(placeholder((), param_dtype), None, "dtype")  # refused while x64 is off
+        flax_values = {}
+        for name, init, shape in (("weight_init", weight_init, shape_of), ("bias_init", bias_init, None)):
+            if _is_flax_init(init):
+                shape = shape if shape is not None else (geometry["out_channels"],)
+                flax_values[name] = _call_flax_init(init, rngs.params(), shape, param_dtype, name)
+        built = build_parameters(
+            self._spec_class,
+            geometry,
+            _placeholder_of(flax_values.get("weight_init"), weight_init),
+            _placeholder_of(flax_values.get("bias_init"), bias_init),
+            dtype,
+            with_bfloat16=True,
+            draw=False,
+        )
+        # Set once (nnx fixes an attribute's kind, data or static, at its first assignment): a
+        # Flax initializer as given, not the placeholder of its result that the builder saw.
+        self.spec = built.spec
+        self.weight_init = weight_init if _is_flax_init(weight_init) else built.weight_init
+        self.bias_init = bias_init if _is_flax_init(bias_init) else built.bias_init
+        weight_key, bias_key = jax.random.split(key)
+        weight = flax_values.get("weight_init")
+        if weight is None:
+            weight = _traced_or_array(built.weight_init, built.weight, weight_key, "weight_init")
+        bias = None
+        if built.bias is not None:
+            bias = flax_values.get("bias_init")
+            if bias is None:
+                bias = _traced_or_array(built.bias_init, built.bias, bias_key, "bias_init")
+        return weight, bias
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
+        """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``.
+
+        Without ``compute_dtype`` x must have the parameters' dtype (as in MindSpore) and the
+        result has it. With ``compute_dtype`` x, the weight and the bias are cast to it (or, for
+        'promote', to their promoted dtype, as ``nnx.Conv`` with ``dtype=None``) and the result
+        has that dtype; float16 and bfloat16 compute as MindSpore does:
+        ``fp16(fp16(conv in float32) + bias)``.
 
         Raises:
-            TypeError: x is not an array or its dtype is not the parameters' dtype.
+            TypeError: x is not an array, or its dtype is not the parameters' dtype (without
+                ``compute_dtype``), or not a float dtype (with it).
             ValueError: wrong rank or channels, a crop that leaves no rows (Conv2dTranspose), or a
                 kernel larger than the padded input (Conv2d).
         """
+        weight = self.weight.get_value()
         bias = None if self.bias is None else self.bias.get_value()
-        return self._engine_forward(self.spec, x, self.weight.get_value(), bias)
+        if self.compute_dtype is not None:
+            x, weight, bias = _in_compute_dtype(self.compute_dtype, x, weight, bias)
+        return self._engine_forward(self.spec, x, weight, bias)
 
     def _parameter_info(self, param: nnx.Param) -> Tuple[Tuple[int, ...], np.dtype]:
         value = param.get_value()
@@ -88,6 +260,79 @@ class _FlaxLayer(LayerCore, nnx.Module):
 
     def _assign(self, param: nnx.Param, values: np.ndarray) -> None:
         param.set_value(jnp.asarray(values))
+
+
+_COMPUTE_DTYPES = tuple(jnp.dtype(name) for name in ("float16", "bfloat16", "float32", "float64"))
+
+
+def _check_compute_dtype(compute_dtype: Any) -> Any:
+    """None, 'promote', or a float dtype (as a ``jnp.dtype``).
+
+    Raises:
+        TypeError: anything else, naming compute_dtype.
+    """
+    if compute_dtype is None or (isinstance(compute_dtype, str) and compute_dtype == "promote"):
+        return compute_dtype
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype not in _COMPUTE_DTYPES:  # np.dtype(None) is float64: test None first
+        raise TypeError(
+            f"compute_dtype must be None, 'promote' or float16, bfloat16, float32 or float64, got "
+            f"compute_dtype={compute_dtype!r}"
+        )
+    if dtype == jnp.float64 and not jax.config.read("jax_enable_x64"):
+        raise TypeError(
+            "compute_dtype=float64 needs JAX's 64-bit mode: run jax.config.update('jax_enable_x64', True) first"
+        )
+    return dtype
+
+
+def _in_compute_dtype(compute_dtype: Any, x: Any, weight: jax.Array, bias: Optional[jax.Array]) -> Tuple[Any, ...]:
+    """x, weight and bias in the compute dtype ('promote': their promoted dtype, as ``nnx.Conv``'s)."""
+    if not isinstance(x, (jax.Array, np.ndarray)):
+        return x, weight, bias  # the engine's check names x and its type
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be a float array, got x of dtype {np.dtype(x.dtype).name}")
+    arrays = (x, weight) if bias is None else (x, weight, bias)
+    dtype = jnp.result_type(*arrays) if compute_dtype == "promote" else compute_dtype
+    return tuple(None if array is None else jnp.asarray(array).astype(dtype) for array in (x, weight, bias))
+
+
+def _call_flax_init(init: Callable[..., Any], key: jax.Array, shape: Tuple[int, ...], dtype: np.dtype, name: str):
+    """``init(key, shape, dtype)``, its shape and dtype checked (``nnx.with_partitioning``'s metadata kept)."""
+    value = init(key, shape, jnp.dtype(dtype))
+    array = getattr(value, "raw_value", value)  # nnx.VariableMetadata carries the array and its sharding
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        raise TypeError(f"{name}={init!r} must return an array, got {type(array).__name__}")
+    if tuple(array.shape) != shape:
+        raise ValueError(f"{name}={init!r} returned shape {tuple(array.shape)}; the parameter has shape {shape}")
+    if jnp.dtype(array.dtype) not in _COMPUTE_DTYPES:
+        raise TypeError(f"{name}={init!r} returned dtype {jnp.dtype(array.dtype).name}; a float dtype is needed")
+    return value
+
+
+def _placeholder_of(flax_value: Any, init: Any) -> Any:
+    """What the shared builder checks for a parameter: a placeholder of a Flax initializer's result, or ``init``."""
+    if flax_value is None:
+        return init
+    array = getattr(flax_value, "raw_value", flax_value)
+    return placeholder(tuple(array.shape), np.dtype(array.dtype))
+
+
+def _traced_or_array(init: Any, placeholder_array: np.ndarray, key: jax.Array, name: str) -> jax.Array:
+    """An array initializer as a JAX array, else MindSpore's initializer drawn from ``key``.
+
+    A concrete key (eager construction beside a Flax initializer) seeds MindSpore's NumPy
+    initializer as eager construction does; a traced one draws with ``jax.random``.
+    """
+    if isinstance(init, np.ndarray):
+        return _to_jax(np.array(init), init, name)
+    shape, dtype = placeholder_array.shape, placeholder_array.dtype
+    if isinstance(key, jax.core.Tracer):
+        return _traced_draw(init, shape, dtype, key, name)
+    return _to_jax(_draw(init, shape, dtype, _numpy_rng(key), name, True), init, name)
 
 
 def _to_jax(array: np.ndarray, init: Any, name: str) -> jax.Array:
@@ -120,8 +365,10 @@ class Conv2dTranspose(_FlaxLayer):
         dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
         group: splits channels into groups; both channel counts must be divisible by it.
         has_bias: whether to add a bias (a real bool).
-        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_in, C_out//group, kH, kW)``.
-            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_in, C_out//group, kH, kW)``,
+            or a Flax initializer ``(key, shape, dtype) -> array`` (``nnx.initializers.lecun_normal()``,
+            ``nnx.with_partitioning(...)``), called with a key of ``rngs.params()``. Default
+            ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
             ``fan_in = (C_out//group)*kH*kW``.
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
             (not even checked) when has_bias is False.
@@ -131,7 +378,18 @@ class Conv2dTranspose(_FlaxLayer):
         rngs: the parameters are drawn by MindSpore's (NumPy) initializers from a generator
             seeded by ``rngs.params()``, so the same ``rngs`` gives the same parameters. None
             uses the module generator of :mod:`convtranspose.initializer`, as the NumPy layer
-            does (seeded by :func:`convtranspose.set_seed`).
+            does (seeded by :func:`convtranspose.set_seed`). Under a JAX transform (``nnx.jit``,
+            ``nnx.eval_shape``, ``nnx.vmap``, ``nnx.scan``) the key is traced: the same
+            initializers are then drawn with ``jax.random`` from it (same distributions, other
+            values; Orthogonal and Sparse are refused there).
+        compute_dtype: None (default): x must have the parameters' dtype, as in MindSpore.
+            A float dtype: x, the weight and the bias are cast to it for the call (float16 and
+            bfloat16 computed as MindSpore computes them), e.g. float32 parameters computed in
+            bfloat16. 'promote': cast to their promoted dtype, as ``nnx.ConvTranspose`` does
+            with ``dtype=None`` (a bfloat16 module given float32 input computes in float32).
+        weight_metadata, bias_metadata: keyword arguments of the ``nnx.Param`` (sharding
+            annotations such as ``{'out_sharding': ('model', None, None, None)}``), as
+            ``nnx.Conv``'s ``kernel_metadata``.
 
     Attributes:
         weight: ``nnx.Param``, shape ``(C_in, C_out // group, kH, kW)``.
@@ -164,6 +422,9 @@ class Conv2dTranspose(_FlaxLayer):
         dtype: Any = jnp.float32,
         *,
         rngs: Optional[nnx.Rngs] = None,
+        compute_dtype: Any = None,
+        weight_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ) -> None:
         geometry = dict(
             in_channels=in_channels,
@@ -177,7 +438,7 @@ class Conv2dTranspose(_FlaxLayer):
             group=group,
             has_bias=has_bias,
         )
-        self._setup(geometry, weight_init, bias_init, dtype, rngs)
+        self._setup(geometry, weight_init, bias_init, dtype, rngs, compute_dtype, weight_metadata, bias_metadata)
 
 
 class Conv2d(_FlaxLayer):
@@ -196,8 +457,9 @@ class Conv2d(_FlaxLayer):
         dilation: int or ``(dH, dW)``, spacing of the kernel taps (1 is dense).
         group: splits channels into groups; both channel counts must be divisible by it.
         has_bias: whether to add a bias (a real bool).
-        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_out, C_in//group, kH, kW)``.
-            Default ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
+        weight_init: Initializer, name, number, NumPy or JAX array of shape ``(C_out, C_in//group, kH, kW)``,
+            or a Flax initializer ``(key, shape, dtype) -> array``. Default
+            ``HeUniform(negative_slope=sqrt(5))``, i.e. ``U(±1/sqrt(fan_in))`` with
             ``fan_in = (C_in//group)*kH*kW``.
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
             (not even checked) when has_bias is False.
@@ -205,7 +467,9 @@ class Conv2d(_FlaxLayer):
         dtype: parameter dtype: float16, float32 (default), float64 (needs ``jax_enable_x64``)
             or bfloat16 (drawn in float32, then rounded), as a dtype or a name.
         rngs: seeds MindSpore's (NumPy) initializers from ``rngs.params()``; None uses the module
-            generator of :mod:`convtranspose.initializer`.
+            generator of :mod:`convtranspose.initializer`. Under a JAX transform, as for
+            :class:`Conv2dTranspose`.
+        compute_dtype, weight_metadata, bias_metadata: as for :class:`Conv2dTranspose`.
 
     Attributes:
         weight: ``nnx.Param``, shape ``(C_out, C_in // group, kH, kW)``.
@@ -240,6 +504,9 @@ class Conv2d(_FlaxLayer):
         dtype: Any = jnp.float32,
         *,
         rngs: Optional[nnx.Rngs] = None,
+        compute_dtype: Any = None,
+        weight_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ) -> None:
         geometry = dict(
             in_channels=in_channels,
@@ -253,7 +520,7 @@ class Conv2d(_FlaxLayer):
             has_bias=has_bias,
             data_format=data_format,
         )
-        self._setup(geometry, weight_init, bias_init, dtype, rngs)
+        self._setup(geometry, weight_init, bias_init, dtype, rngs, compute_dtype, weight_metadata, bias_metadata)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -296,6 +296,29 @@ def axis_plan(
     return AxisPlan(kernel, stride, dilation, before, after, output_padding)
 
 
+def lax_transpose_crop(kernel: int, stride: int, dilation: int, padding: Any) -> Tuple[int, int]:
+    """``(crop_before, crop_after)`` of one axis of ``jax.lax.conv_transpose`` (what ``nnx.ConvTranspose`` calls).
+
+    lax computes a transposed convolution as a convolution of the stride-dilated input padded
+    with ``(lo, hi)``: 'SAME' pads ``k_eff + s - 2`` rows in all, ``lo = k_eff - 1`` when
+    ``s > k_eff - 1`` and ``ceil(total / 2)`` otherwise; 'VALID' pads ``lo = k_eff - 1`` and
+    ``hi = s - 1 + max(k_eff - s, 0)``; an explicit ``(lo, hi)`` is used as it is. The full
+    transposed convolution is the padding ``(k_eff - 1, k_eff - 1)``, so the crops are
+    ``k_eff - 1 - lo`` and ``k_eff - 1 - hi`` (negative: that many rows without a kernel term
+    are added). 'SAME' and 'VALID' give what :func:`axis_plan` gives for 'same' and 'valid'.
+    """
+    k_eff = dilation * (kernel - 1) + 1
+    if padding == "SAME":
+        total = k_eff + stride - 2
+        lo = k_eff - 1 if stride > k_eff - 1 else -(-total // 2)
+        hi = total - lo
+    elif padding == "VALID":
+        lo, hi = k_eff - 1, stride - 1 + max(k_eff - stride, 0)
+    else:
+        lo, hi = padding
+    return k_eff - 1 - lo, k_eff - 1 - hi
+
+
 def _gib(size: int) -> str:
     try:
         return f"{size / 2**30:.3g} GiB"
@@ -385,6 +408,8 @@ class Conv2dTransposeSpec:
         dilation: Any = 1,
         group: Any = 1,
         has_bias: Any = False,
+        *,
+        allocate: bool = True,
     ) -> "Conv2dTransposeSpec":
         """Validate raw user arguments in MindSpore's order and return the spec.
 
@@ -404,7 +429,7 @@ class Conv2dTransposeSpec:
                 large for this machine's memory (see ``MEMORY_LIMIT``).
         """
         early = cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group, allocate
         )
         check_has_bias(has_bias)
         if not isinstance(pad_mode, str) or pad_mode not in PAD_MODES:
@@ -440,6 +465,8 @@ class Conv2dTransposeSpec:
         dilation: Any = 1,
         group: Any = 1,
         has_bias: Any = False,
+        *,
+        allocate: bool = True,
     ) -> Tuple[int, int, int, int]:
         """The weight's shape, after the checks MindSpore makes before it builds the weight initializer.
 
@@ -447,7 +474,7 @@ class Conv2dTransposeSpec:
         accepted so that the same arguments go to this method and to :meth:`from_args`.
         """
         return cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group
+            in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, group, allocate
         ).weight_shape
 
     @staticmethod
@@ -460,6 +487,7 @@ class Conv2dTransposeSpec:
         output_padding: Any,
         dilation: Any,
         group: Any,
+        allocate: bool = True,
     ) -> "_Normalised":
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
@@ -483,7 +511,8 @@ class Conv2dTransposeSpec:
                 f"out_channels={_echo(out_channels)} and group={_echo(group)}"
             )
         weight_shape = (in_channels, out_channels // group) + kernel
-        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        if allocate:  # a weight on PyTorch's meta device holds no memory
+            _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
         return _Normalised(kernel, strides, dilations, pads, out_pad, weight_shape)
 
     # ------------------------------------------------------------------ derived geometry
@@ -933,6 +962,8 @@ class Conv2dSpec:
         group: Any = 1,
         has_bias: Any = False,
         data_format: Any = "NCHW",
+        *,
+        allocate: bool = True,
     ) -> "Conv2dSpec":
         """Validate raw user arguments in MindSpore 2.10's order for ``nn.Conv2d`` and return the spec.
 
@@ -950,7 +981,7 @@ class Conv2dSpec:
                 or a weight too large for this machine's memory.
         """
         early = cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format, allocate
         )
         check_has_bias(has_bias)
         if not isinstance(pad_mode, str):
@@ -997,10 +1028,12 @@ class Conv2dSpec:
         group: Any = 1,
         has_bias: Any = False,
         data_format: Any = "NCHW",
+        *,
+        allocate: bool = True,
     ) -> Tuple[int, int, int, int]:
         """The weight's shape ``(C_out, C_in // group, kH, kW)``, after the checks before its initializer."""
         return cls._check_until_weight(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format
+            in_channels, out_channels, kernel_size, stride, padding, dilation, group, data_format, allocate
         ).weight_shape
 
     @staticmethod
@@ -1013,6 +1046,7 @@ class Conv2dSpec:
         dilation: Any,
         group: Any,
         data_format: Any,
+        allocate: bool = True,
     ) -> _Normalised:
         kernel = _pair("kernel_size", kernel_size)
         strides = _pair("stride", stride)
@@ -1052,7 +1086,8 @@ class Conv2dSpec:
                     f"{name} must be at most 2**63 - 1 (MindSpore's 64-bit limit), got {name}={_echo(given)}"
                 )
         weight_shape = (out_channels, in_channels // group) + kernel
-        _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
+        if allocate:  # a weight on PyTorch's meta device holds no memory
+            _check_weight_memory(weight_shape, in_channels, out_channels, group, kernel_size)
         padding4 = pads + (0,) * (4 - len(pads))  # a wrong length is refused later, with pad_mode
         return _Normalised(kernel, strides, dilations, padding4[:4], (0, 0), weight_shape)  # type: ignore[arg-type]
 

@@ -73,6 +73,32 @@ def _to_tensor(array: np.ndarray, device: Any) -> torch.Tensor:
     return torch.from_numpy(array).to(device=device)
 
 
+def _empty_like(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An uninitialised tensor of the array's shape and dtype on ``device`` (the meta device: no memory)."""
+    dtype = torch.bfloat16 if is_bfloat16(array.dtype) else torch.from_numpy(np.zeros(0, array.dtype)).dtype
+    return torch.empty(array.shape, dtype=dtype, device=device)
+
+
+def _autocast_dtype(tensor: torch.Tensor) -> Optional[torch.dtype]:
+    """The dtype ``torch.autocast`` computes in for the tensor's device type, or None outside autocast.
+
+    A device type that autocast does not know (meta) is never autocast.
+    """
+    device_type = tensor.device.type
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return None
+    return torch.get_autocast_dtype(device_type) if enabled else None
+
+
+def _autocast(tensor: Any, dtype: torch.dtype) -> Any:
+    """A float tensor in ``dtype`` as autocast casts it (float64 left as it is, as autocast leaves it)."""
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.dtype == torch.float64:
+        return tensor
+    return tensor.to(dtype)
+
+
 def check_call(
     spec: Union[Conv2dTransposeSpec, Conv2dSpec], x: Any, weight: torch.Tensor, bias: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
@@ -209,13 +235,20 @@ class _TorchLayer(LayerCore, nn.Module):
 
     def __init__(self, geometry: Dict[str, Any], weight_init: Any, bias_init: Any, dtype: Any, device: Any) -> None:
         nn.Module.__init__(self)
-        self._geometry, self._dtype = geometry, _resolve(dtype)
-        built = self._build(geometry, weight_init, bias_init, self._dtype, with_bfloat16=True)
+        # None means what it means for PyTorch's layers: the default dtype and device, the
+        # latter set by torch.set_default_device or a `with torch.device(...)` block.
+        device = torch.get_default_device() if device is None else torch.device(device)
+        self._geometry = geometry
+        self._dtype = _resolve(torch.get_default_dtype() if dtype is None else dtype)
+        # On the meta device nothing is drawn: to_empty() then reset_parameters() draws.
+        drawn = device.type != "meta"
+        built = self._build(geometry, weight_init, bias_init, self._dtype, with_bfloat16=True, draw=drawn)
         # extra_repr shows only the initializers the caller chose
         self._chosen_inits = (weight_init is not None, built.bias is not None and bias_init is not None)
-        self.weight = nn.Parameter(_to_tensor(built.weight, device))
+        make = _to_tensor if drawn else _empty_like
+        self.weight = nn.Parameter(make(built.weight, device))
         if built.bias is not None:
-            self.bias = nn.Parameter(_to_tensor(built.bias, device))
+            self.bias = nn.Parameter(make(built.bias, device))
         else:
             self.register_parameter("bias", None)
 
@@ -225,8 +258,11 @@ class _TorchLayer(LayerCore, nn.Module):
         Random initializers draw from the generator that :func:`convtranspose.set_seed` seeds,
         so ``set_seed(s)`` before construction and before ``reset_parameters`` gives the same
         values; an array initializer restores that array. The parameters keep their current
-        dtype and device (after a ``.to()``).
+        dtype and device (after a ``.to()``). On the meta device it does nothing (there are no
+        values); after ``to_empty(device=...)`` it draws what construction on that device draws.
         """
+        if self.weight.is_meta:
+            return
         built = build_parameters(
             self._spec_class, self._geometry, self.weight_init, self.bias_init, self._dtype, with_bfloat16=True
         )
@@ -238,13 +274,26 @@ class _TorchLayer(LayerCore, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``, in the parameters' dtype.
 
+        Under ``torch.autocast`` the layer computes what it computes for x and the parameters
+        cast to the autocast dtype (float16 or bfloat16: MindSpore's ``fp16(fp16(conv in
+        float32) + bias)``) and returns that dtype; gradients reach the parameters in their
+        own dtype through the casts. float64 tensors are not cast, as autocast leaves them.
+
         Raises:
             TypeError: x is not a tensor, or its dtype is not the parameters' dtype.
             ValueError: wrong rank or channels, a crop that leaves no rows (Conv2dTranspose), a
                 kernel larger than the padded input (Conv2d), or x on another device than the
                 parameters.
         """
-        return self._engine_forward(*check_call(self.spec, x, self.weight, self.bias), self.spec)
+        weight, bias = self.weight, self.bias
+        autocast_dtype = _autocast_dtype(x if isinstance(x, torch.Tensor) else weight)
+        if autocast_dtype is None:
+            return self._engine_forward(*check_call(self.spec, x, weight, bias), self.spec)
+        x, weight = _autocast(x, autocast_dtype), _autocast(weight, autocast_dtype)
+        bias = None if bias is None else _autocast(bias, autocast_dtype)
+        # The engine's own casts (float32 convolution, rounding, bias add) must not be recast.
+        with torch.autocast(weight.device.type, enabled=False):
+            return self._engine_forward(*check_call(self.spec, x, weight, bias), self.spec)
 
     def extra_repr(self) -> str:
         """The MindSpore arguments that differ from their defaults (canonical forms)."""
@@ -294,14 +343,18 @@ class Conv2dTranspose(_TorchLayer):
             ``U(±1/sqrt(fan_in))`` with ``fan_in = (C_out//group)*kH*kW``.
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
             (not even checked) when has_bias is False.
-        dtype: ``torch.float32`` (default), ``torch.float16``, ``torch.float64``,
-            ``torch.bfloat16``, anything the NumPy layer takes (``np.float16``, 'float16',
-            'mindspore.float16'), or a bfloat16 name ('bfloat16', 'mindspore.bfloat16'). An array
-            or tensor initializer keeps its own dtype, as a MindSpore Tensor does. Drawn bfloat16
-            parameters are drawn in float32 and rounded once. float16 (and bfloat16) computes as
-            MindSpore computes float16: the convolution in float32, ``fp16(fp16(conv) + bias)``.
+        dtype: None (default) for ``torch.get_default_dtype()`` (float32 unless changed),
+            ``torch.float16``, ``torch.float32``, ``torch.float64``, ``torch.bfloat16``, anything
+            the NumPy layer takes (``np.float16``, 'float16', 'mindspore.float16'), or a bfloat16
+            name ('bfloat16', 'mindspore.bfloat16'). An array or tensor initializer keeps its own
+            dtype, as a MindSpore Tensor does. Drawn bfloat16 parameters are drawn in float32 and
+            rounded once. float16 (and bfloat16) computes as MindSpore computes float16: the
+            convolution in float32, ``fp16(fp16(conv) + bias)``.
         device: where the parameters live (``'cpu'``, ``'cuda'``, a ``torch.device``); None is
-            PyTorch's default device.
+            PyTorch's default device (``torch.set_default_device``, ``with torch.device(...)``).
+            On ``'meta'`` nothing is drawn or allocated (and the weight-memory limit does not
+            apply): ``to_empty(device=...)`` then :meth:`reset_parameters` draws MindSpore's
+            initializers there, the values construction on that device draws with the same seed.
 
     Attributes:
         weight: ``nn.Parameter`` ``(C_in, C_out // group, kH, kW)``, MindSpore's (and
@@ -311,9 +364,16 @@ class Conv2dTranspose(_TorchLayer):
         weight_init, bias_init: the initializers :meth:`reset_parameters` draws from.
 
     Shape:
-        - Input: ``(N, C_in, H, W)`` of the parameters' dtype and device.
+        - Input: ``(N, C_in, H, W)`` of the parameters' dtype and device (under
+          ``torch.autocast``: any float dtype, computed in the autocast dtype).
         - Output: ``(N, C_out, H_out, W_out)``, per axis as for ``pad_mode`` above plus
           output_padding.
+
+    Note:
+        ``torch.nn.utils.spectral_norm`` (and ``parametrizations.spectral_norm``) normalises
+        the weight around ``dim=1`` only for PyTorch's own ConvTranspose classes; on this layer,
+        whose weight has the same ``(C_in, C_out // group, kH, kW)`` layout, pass ``dim=1``
+        (``spectral_norm(layer, dim=1)``), or it silently normalises another matrix.
 
     Example:
         >>> import torch
@@ -344,7 +404,7 @@ class Conv2dTranspose(_TorchLayer):
         has_bias: bool = False,
         weight_init: Any = None,
         bias_init: Any = None,
-        dtype: Any = torch.float32,
+        dtype: Any = None,
         device: Any = None,
     ) -> None:
         geometry = dict(
@@ -511,8 +571,9 @@ class Conv2d(_TorchLayer):
         bias_init: same forms, shape ``(C_out,)``; default ``Uniform(1/sqrt(fan_in))``; ignored
             (not even checked) when has_bias is False.
         data_format: 'NCHW', the only layout MindSpore computes on CPU (and this library).
-        dtype: as for :class:`Conv2dTranspose` (torch or NumPy float dtypes, names, bfloat16).
-        device: where the parameters live; None is PyTorch's default device.
+        dtype: as for :class:`Conv2dTranspose` (torch or NumPy float dtypes, names, bfloat16;
+            None for ``torch.get_default_dtype()``).
+        device: as for :class:`Conv2dTranspose` (None: PyTorch's default device; 'meta' draws nothing).
 
     Attributes:
         weight: ``nn.Parameter`` ``(C_out, C_in // group, kH, kW)``, MindSpore's (and PyTorch's
@@ -544,7 +605,7 @@ class Conv2d(_TorchLayer):
         weight_init: Any = None,
         bias_init: Any = None,
         data_format: str = "NCHW",
-        dtype: Any = torch.float32,
+        dtype: Any = None,
         device: Any = None,
     ) -> None:
         geometry = dict(

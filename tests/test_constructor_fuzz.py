@@ -231,7 +231,9 @@ def as_tuple(value, size):
     return value if type(value) is tuple else (value,) * size
 
 
-# dtypes: (value, fault?) for every layer, numpy forms and names only (engine-specific ones apart)
+# dtypes: (value, fault?) for every layer, numpy forms and names only (engine-specific ones apart:
+# None is refused by the NumPy and Flax layers, as MindSpore does (errors.json's dtype_none), and
+# is torch.get_default_dtype() in the torch layer)
 DTYPES = [
     (np.float32, False),
     (np.float16, False),
@@ -241,7 +243,6 @@ DTYPES = [
     ("HALF", False),
     (np.dtype("float32"), False),
     ("fp32", False),
-    (None, True),
     (np.int32, True),
     ("int8", True),
     (np.complex64, True),

@@ -267,6 +267,10 @@ def check_extension(engine, case, net, y):
 
 @pytest.mark.parametrize("case", _CASES, ids=[c["id"] for c in _CASES])
 def test_errors_json_case(layer_engine, case):
+    if case["id"] == "dtype_none" and layer_engine.name == "torch":
+        # PyTorch's convention wins in its front end: dtype=None is torch.get_default_dtype()
+        # (tests/test_torch_training.py), where MindSpore refuses None.
+        pytest.skip("dtype=None is PyTorch's default dtype in convtranspose.torch")
     # MindSpore holds float64 parameters: so must the engine here (Flax only with x64 on; what
     # it says with x64 off is tested in test_flax.py)
     with layer_engine.float64():
