@@ -26,6 +26,12 @@ Forward routes (:func:`choose_routes` picks one from the spec and the input shap
 - ``conv``: ``lax.conv_general_dilated`` of the input with the flipped kernel, the crops folded
   into its padding; for stride 1 this is a plain convolution.
 
+Trace and compile follow the output and the work: when the stride phases outnumber the kernel
+taps (a stride of 512 makes 262,144 phase blocks, most of them without a tap), ``col2im`` and
+``taps`` place each tap's contribution on its strided window rows by one ``lax.pad`` with
+interior padding instead (:func:`_scattered_taps`); a kernel of more than ``_MANY_TAPS`` taps
+takes the ``conv`` routes, one op each, unless the crops dwarf the window.
+
 Backward. Let ``F`` be the upstream gradient put back into the uncropped frame: the window part
 of ``g`` (cropped rows, the zero extension and output_padding rows carry no gradient), padded
 with ``cb`` zero rows before and ``ca`` after (a negative ``ca`` drops the extension rows). The
