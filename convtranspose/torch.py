@@ -163,10 +163,6 @@ def check_call(
     return x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
 
 
-# PyTorch's convolution kernels hold a stride and a dilation in 32 bits (CPU and cuDNN alike).
-_INT32_MAX = 2**31 - 1
-
-
 def _check_kernel_limits(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...], itemsize: int) -> None:
     """What PyTorch's kernel writes: its uncropped result, when the kernel computes the request.
 
@@ -212,8 +208,8 @@ def conv2d_transpose(
 
     Raises:
         TypeError, ValueError: naming the argument, as :class:`Conv2dTranspose` raises them; also
-            ValueError for what PyTorch's kernel cannot take: a stride or dilation past
-            2**31 - 1 that it would use, an uncropped kernel output past the memory limit.
+            ValueError for an uncropped kernel output past the memory limit. Strides, dilations
+            and sizes past PyTorch's 32-bit kernel arguments are computed tap by tap instead.
 
     Example:
         >>> x, w = torch.ones(2, 4, 5, 5), torch.ones(4, 3, 3, 3)
