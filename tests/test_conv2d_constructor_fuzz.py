@@ -230,7 +230,7 @@ def _construct_and_call(engine, kwargs, fault):
 def test_a_conv2d_constructor_accepts_exactly_the_valid_arguments(conv2d_layer_engine):
     engine = conv2d_layer_engine
 
-    @settings(max_examples=max_examples([engine.name]) // 2)
+    @settings(max_examples=max_examples([engine.name]) // 4)
     @given(case=constructor_arguments())
     @counted
     def check(case):
@@ -251,7 +251,7 @@ def test_the_three_conv2d_constructors_agree():
     if len(engines) < 2:
         pytest.skip("fewer than two layer engines are installed")
 
-    @settings(max_examples=max_examples([e.name for e in engines]) // 2)
+    @settings(max_examples=max_examples([e.name for e in engines]) // 4)
     @given(case=constructor_arguments())
     @counted
     def check(case):

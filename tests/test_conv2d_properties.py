@@ -49,9 +49,11 @@ from conftest import ADAPTERS, assert_close, counted, geometry
 pytestmark = pytest.mark.property
 
 # Fractions of the profile's examples under the default profile (see max_examples): the oracle
-# runs numpy and torch 40, jax 4, Flax 1; the adjoint and NaN properties 20, 20, 2, 1; views 10, 10, 1.
-ORACLE_SCALE = 0.2
-ADJOINT_SCALE = 0.1
+# runs numpy and torch 20, jax 2, Flax 1; the adjoint, NaN and view properties numpy and torch 10,
+# jax and Flax 1 (jax and Flax compile every new configuration: the seeded cases of
+# test_conv2d_oracle.py add theirs).
+ORACLE_SCALE = 0.1
+ADJOINT_SCALE = 0.05
 VIEWS_SCALE = 0.05
 
 
