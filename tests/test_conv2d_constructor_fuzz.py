@@ -60,6 +60,12 @@ ARG_NAMES = (
 EITHER = (TypeError, ValueError)
 
 
+def examples(names):
+    """test_constructor_fuzz's count, a quarter of it under the default profile (all of it under 'fuzz')."""
+    total = max_examples(names)
+    return total if total >= 10_000 else max(5, total // 4)
+
+
 def conv2d_arg_values(name, odd):
     """The strategy of one argument (test_constructor_fuzz's, and data_format)."""
     if name == "data_format":
@@ -230,7 +236,7 @@ def _construct_and_call(engine, kwargs, fault):
 def test_a_conv2d_constructor_accepts_exactly_the_valid_arguments(conv2d_layer_engine):
     engine = conv2d_layer_engine
 
-    @settings(max_examples=max_examples([engine.name]) // 4)
+    @settings(max_examples=examples([engine.name]))
     @given(case=constructor_arguments())
     @counted
     def check(case):
@@ -251,7 +257,7 @@ def test_the_three_conv2d_constructors_agree():
     if len(engines) < 2:
         pytest.skip("fewer than two layer engines are installed")
 
-    @settings(max_examples=max_examples([e.name for e in engines]) // 4)
+    @settings(max_examples=examples([e.name for e in engines]))
     @given(case=constructor_arguments())
     @counted
     def check(case):

@@ -329,6 +329,25 @@ def test_an_absurd_conv2d_call_fails_fast_before_allocating(name, label, w_shape
         refused_fast(lambda: ct.conv2d_backward(x, w, g, **kwargs), words, f"backward {label}", numpy_memory=True)
 
 
+@pytest.mark.parametrize("label, w_shape, kwargs, words", ABSURD_CALLS, ids=[c[0] for c in ABSURD_CALLS])
+def test_an_absurd_conv2d_layer_call_fails_fast_before_allocating(conv2d_layer_engine, label, w_shape, kwargs, words):
+    """The same requests through a layer: refused at construction (stride, dilation) or at the call."""
+    engine = conv2d_layer_engine
+
+    def build():
+        return engine.construct(in_channels=2, out_channels=w_shape[0], kernel_size=w_shape[2:], **kwargs)
+
+    try:
+        net = build()  # outside the clock: a first Flax module pays its warm-up here
+    except ValueError:
+        refused_fast(build, words, f"{engine.name} constructor {label}", numpy_memory=engine.name == "numpy")
+        return
+    x = np.ones((1, 2, 4, 5), np.float32)
+    refused_fast(
+        lambda: engine.call(net, x), words, f"{engine.name} layer {label}", numpy_memory=engine.name == "numpy"
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
