@@ -13,6 +13,11 @@ Configurations cover every pad mode, int and tuple forms, asymmetric padding, ou
 to 4, plain, grouped and depthwise channels, bias or not; with ``empty=True`` also sizes and batches
 of 0 and 'pad' crops that keep no rows. Shapes come from the oracle's own geometry
 (``tests/reference.py``): this module imports nothing from ``convtranspose``.
+
+nn.Conv2d has the same pair: :func:`draw_conv2d_config` (written against ``pick``),
+:func:`conv2d_valid_cases` (hypothesis) and :func:`random_conv2d_case` (seeded);
+:func:`adjoint_transpose_config` gives the Conv2dTranspose whose forward is a Conv2d call's input
+gradient, where the shapes allow it.
 """
 
 from typing import Callable, Optional, Tuple

@@ -11,6 +11,12 @@ rows/columns. Here one tap (kh, kw) at a time, for the input pixels whose tap la
 window, as a matrix product over the channels of each group: every product formed is a term of
 that direct sum, so NaN and inf reach exactly the entries they reach in it. Backward: the same
 taps with the roles of the arrays swapped.
+
+nn.Conv2d (``conv2d_forward``, ``conv2d_backward``, at the end): output (r, c) reads the
+zero-padded input at (r*s + kh*d - top, c*s + kw*d - left), no kernel flip, with MindSpore's
+padding per pad mode (TensorFlow's input-dependent 'same'). The same scheme: one tap at a time,
+for the output pixels whose tap reads an input pixel rather than padding, as a matrix product
+over the channels of each group.
 """
 
 import numpy as np

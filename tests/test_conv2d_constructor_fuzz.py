@@ -4,7 +4,7 @@ The arguments are drawn as in test_constructor_fuzz.py (a value of the valid kin
 its pool of odd values), plus data_format. nn.Conv2d checks its arguments in another order than
 Conv2dTranspose (the kernel, stride and dilation types first, then group, then the channels'
 divisibility by group before their signs, data_format, padding's items before its length, which
-comes late with pad_mode; see docs/mindspore-behavior.md's Conv2d part), so the model here
+comes late with pad_mode; docs/mindspore-behavior.md, "Arguments, in MindSpore's order"), so the model here
 (:func:`first_fault`, written from the recorded behaviour, not from the library) walks those checks in
 that order and says which check fails first: its exception type and the arguments it names. One
 deviation is policy: a channel count that is not an int is a TypeError naming it, checked before
