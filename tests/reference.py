@@ -11,6 +11,12 @@ rows/columns. Here one tap (kh, kw) at a time, for the input pixels whose tap la
 window, as a matrix product over the channels of each group: every product formed is a term of
 that direct sum, so NaN and inf reach exactly the entries they reach in it. Backward: the same
 taps with the roles of the arrays swapped.
+
+nn.Conv2d (``conv2d_forward``, ``conv2d_backward``, at the end): output (r, c) reads the
+zero-padded input at (r*s + kh*d - top, c*s + kw*d - left), no kernel flip, with MindSpore's
+padding per pad mode (TensorFlow's input-dependent 'same'). The same scheme: one tap at a time,
+for the output pixels whose tap reads an input pixel rather than padding, as a matrix product
+over the channels of each group.
 """
 
 import numpy as np
@@ -141,54 +147,83 @@ def conv2d_axis(n, k, s, d, mode, pad_before, pad_after):
     return pad_before, (n + pad_before + pad_after - k_eff) // s + 1
 
 
-def _conv2d_reads(x_shape, w_shape, stride, pad_mode, padding, dilation, group):
-    """Every (co, ci, kh, kw, r, c, i, j): output (r, c) of channel co reads input (i, j) of channel ci."""
+def _conv2d_geometry(x_shape, w_shape, stride, pad_mode, padding, dilation):
+    """(strides, dilations, (top, left) padding, (out_h, out_w)) of an nn.Conv2d call."""
     (sh, sw), (dh, dw) = _pairs(stride), _pairs(dilation)
     pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
-    _, _, h, wd = x_shape
-    cout, cig, kh_size, kw_size = w_shape
-    cog = cout // group
-    top, out_h = conv2d_axis(h, kh_size, sh, dh, pad_mode, pads[0], pads[1])
-    left, out_w = conv2d_axis(wd, kw_size, sw, dw, pad_mode, pads[2], pads[3])
-    for co in range(cout):
-        for ci_in_group in range(cig):
-            ci = (co // cog) * cig + ci_in_group
-            for kh in range(kh_size):
-                for kw in range(kw_size):
-                    for r in range(out_h):
-                        i = r * sh + kh * dh - top
-                        if not 0 <= i < h:
-                            continue
-                        for c in range(out_w):
-                            j = c * sw + kw * dw - left
-                            if 0 <= j < wd:
-                                yield co, ci, ci_in_group, kh, kw, r, c, i, j
+    top, out_h = conv2d_axis(x_shape[2], w_shape[2], sh, dh, pad_mode, pads[0], pads[1])
+    left, out_w = conv2d_axis(x_shape[3], w_shape[3], sw, dw, pad_mode, pads[2], pads[3])
+    return (sh, sw), (dh, dw), (top, left), (out_h, out_w)
+
+
+def _conv2d_reach(n, tap, s, d, before, out):
+    """(first, count) of the output positions r < out whose tap reads an input row inside [0, n).
+
+    Output r reads input row ``r*s + tap*d - before``.
+    """
+    first = max(0, -(-(before - tap * d) // s))
+    stop = min(out, -(-(n + before - tap * d) // s))
+    return first, max(stop - first, 0)
+
+
+def _conv2d_taps(x_shape, w_shape, strides, dilations, corner, out_size):
+    """Per tap (kh, kw): the output pixels whose tap reads the input (not padding), and which input pixels.
+
+    Yields ``(kh, kw, output_rows, output_cols, input_rows, input_cols)`` as slices, only for
+    taps that read some input: every product the oracle forms is a term of the direct sum.
+    """
+    (h, wd), (sh, sw), (dh, dw), (top, left), (oh, ow) = x_shape[2:], strides, dilations, corner, out_size
+    for kh in range(w_shape[2]):
+        r0, rows = _conv2d_reach(h, kh, sh, dh, top, oh)
+        for kw in range(w_shape[3]):
+            c0, cols = _conv2d_reach(wd, kw, sw, dw, left, ow)
+            if rows and cols:
+                i0, j0 = r0 * sh + kh * dh - top, c0 * sw + kw * dw - left
+                yield (
+                    kh,
+                    kw,
+                    slice(r0, r0 + rows),
+                    slice(c0, c0 + cols),
+                    slice(i0, i0 + (rows - 1) * sh + 1, sh),
+                    slice(j0, j0 + (cols - 1) * sw + 1, sw),
+                )
 
 
 def conv2d_output_shape(x_shape, w_shape, stride=1, pad_mode="same", padding=0, dilation=1):
-    (sh, sw), (dh, dw) = _pairs(stride), _pairs(dilation)
-    pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
-    _, out_h = conv2d_axis(x_shape[2], w_shape[2], sh, dh, pad_mode, pads[0], pads[1])
-    _, out_w = conv2d_axis(x_shape[3], w_shape[3], sw, dw, pad_mode, pads[2], pads[3])
-    return (x_shape[0], w_shape[0], out_h, out_w)
+    """(N, Cout, H_out, W_out) of an nn.Conv2d call on x_shape with a weight of w_shape."""
+    *_, out_size = _conv2d_geometry(x_shape, w_shape, stride, pad_mode, padding, dilation)
+    return (x_shape[0], w_shape[0]) + out_size
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad_mode="same", padding=0, dilation=1, group=1):
-    """float64 nn.Conv2d forward (cross-correlation over the zero-padded input), shape (N, Cout, H_out, W_out)."""
+    """float64 nn.Conv2d forward (cross-correlation over the zero-padded input), shape (N, Cout, H_out, W_out).
+
+    One tap (kh, kw) at a time, for the output pixels whose tap reads an input pixel (not padding),
+    as a matrix product over the input channels of each group.
+    """
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    out = np.zeros(conv2d_output_shape(x.shape, w.shape, stride, pad_mode, padding, dilation))
-    for co, ci, cig, kh, kw, r, c, i, j in _conv2d_reads(x.shape, w.shape, stride, pad_mode, padding, dilation, group):
-        out[:, co, r, c] += x[:, ci, i, j] * w[co, cig, kh, kw]
+    strides, dilations, corner, out_size = _conv2d_geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    wg = w.reshape(group, w.shape[0] // group, *w.shape[1:]).transpose(0, 2, 1, 3, 4)  # (g, Cin/g, Cout/g, kH, kW)
+    out = np.zeros((x.shape[0], w.shape[0]) + out_size)
+    for kh, kw, rows, cols, in_rows, in_cols in _conv2d_taps(x.shape, w.shape, strides, dilations, corner, out_size):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        out[:, :, rows, cols] += _from_rows(_to_rows(pixels, group) @ wg[..., kh, kw], n, h, wd)
     if b is not None:
         out += np.asarray(b, np.float64)[:, None, None]
     return out
 
 
 def conv2d_backward(x, w, g, stride=1, pad_mode="same", padding=0, dilation=1, group=1):
-    """float64 gradients (dx, dw, db) of sum(conv2d_forward(x, w, b) * g)."""
+    """float64 gradients (dx, dw, db) of sum(conv2d_forward(x, w, b) * g): the same taps, roles swapped."""
     x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
-    dx, dw = np.zeros_like(x), np.zeros_like(w)
-    for co, ci, cig, kh, kw, r, c, i, j in _conv2d_reads(x.shape, w.shape, stride, pad_mode, padding, dilation, group):
-        dx[:, ci, i, j] += g[:, co, r, c] * w[co, cig, kh, kw]
-        dw[co, cig, kh, kw] += np.dot(g[:, co, r, c], x[:, ci, i, j])
-    return dx, dw, g.sum(axis=(0, 2, 3))
+    strides, dilations, corner, out_size = _conv2d_geometry(x.shape, w.shape, stride, pad_mode, padding, dilation)
+    wg = w.reshape(group, w.shape[0] // group, *w.shape[1:])  # (g, Cout/g, Cin/g, kH, kW)
+    dx, dwg = np.zeros_like(x), np.zeros_like(wg)
+    for kh, kw, rows, cols, in_rows, in_cols in _conv2d_taps(x.shape, w.shape, strides, dilations, corner, out_size):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        pixels, up = _to_rows(pixels, group), _to_rows(g[:, :, rows, cols], group)
+        dx[:, :, in_rows, in_cols] += _from_rows(up @ wg[..., kh, kw], n, h, wd)
+        dwg[..., kh, kw] = up.transpose(0, 2, 1) @ pixels
+    return dx, dwg.reshape(w.shape), g.sum(axis=(0, 2, 3))
