@@ -133,6 +133,14 @@ def check_call(
                 f"{name} must be a float tensor, got a quantized {name} of dtype {value.dtype}; "
                 f"convert it with {name}.dequantize()"
             )
+    if isinstance(spec, Conv2dSpec) and torch.compiler.is_dynamo_compiling():
+        # Conv2d's padding and windows depend on H and W through max, min and floor division
+        # ('same' pads max((ceil(H/s) - 1)*s + k_eff - H, 0)): traced as symbols (dynamo's
+        # automatic dynamic shapes, from the second input size on) they made expressions whose
+        # simplification ran for minutes. H and W are kept static, so a new size compiles a
+        # new graph; the batch stays dynamic.
+        torch._dynamo.mark_static(x, 2)
+        torch._dynamo.mark_static(x, 3)
     x_shape = tuple(x.shape)
     # A traced call (torch.export, a dynamic torch.compile) has symbolic sizes and builds a graph
     # for every size: the memory checks, which an eager call makes on its own sizes, would only
