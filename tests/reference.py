@@ -192,3 +192,74 @@ def conv2d_backward(x, w, g, stride=1, pad_mode="same", padding=0, dilation=1, g
         dx[:, ci, i, j] += g[:, co, r, c] * w[co, cig, kh, kw]
         dw[co, cig, kh, kw] += np.dot(g[:, co, r, c], x[:, ci, i, j])
     return dx, dw, g.sum(axis=(0, 2, 3))
+
+
+def _conv2d_reach(n, out, tap, s, d, pad_before):
+    """(first, count) of the output positions r < out whose tap reads a real input row on one axis.
+
+    Output r reads input row ``r*s + tap*d - pad_before``, which must lie in [0, n).
+    """
+    first = max(0, -(-(pad_before - tap * d) // s))
+    stop = min(out, -(-(n + pad_before - tap * d) // s))
+    return first, max(stop - first, 0)
+
+
+def _conv2d_taps(x_shape, w_shape, stride, pad_mode, padding, dilation):
+    """Per tap (kh, kw) of nn.Conv2d: the output pixels that read a real input pixel, and which.
+
+    Yields ``(kh, kw, out_rows, out_cols, input_rows, input_cols)`` as slices, only for taps that read
+    the input, so every product formed is a term of the loop oracle's direct sum.
+    """
+    (sh, sw), (dh, dw) = _pairs(stride), _pairs(dilation)
+    pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+    _, _, h, wd = x_shape
+    top, out_h = conv2d_axis(h, w_shape[2], sh, dh, pad_mode, pads[0], pads[1])
+    left, out_w = conv2d_axis(wd, w_shape[3], sw, dw, pad_mode, pads[2], pads[3])
+    for kh in range(w_shape[2]):
+        r0, rows = _conv2d_reach(h, out_h, kh, sh, dh, top)
+        for kw in range(w_shape[3]):
+            c0, cols = _conv2d_reach(wd, out_w, kw, sw, dw, left)
+            if rows and cols:
+                i0, j0 = r0 * sh + kh * dh - top, c0 * sw + kw * dw - left
+                yield (
+                    kh,
+                    kw,
+                    slice(r0, r0 + rows),
+                    slice(c0, c0 + cols),
+                    slice(i0, i0 + (rows - 1) * sh + 1, sh),
+                    slice(j0, j0 + (cols - 1) * sw + 1, sw),
+                )
+
+
+def _conv2d_grouped(w, group):
+    """(C_out, C_in/g, kH, kW) -> (group, C_in/g, C_out/g, kH, kW): per group, input channels by output channels."""
+    cout = w.shape[0]
+    return w.reshape(group, cout // group, *w.shape[1:]).transpose(0, 2, 1, 3, 4)
+
+
+def conv2d_forward_by_taps(x, w, b=None, stride=1, pad_mode="same", padding=0, dilation=1, group=1):
+    """conv2d_forward as one matrix product per kernel tap (the same terms; fast enough for benchmark sizes)."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    out = np.zeros(conv2d_output_shape(x.shape, w.shape, stride, pad_mode, padding, dilation))
+    wg = _conv2d_grouped(w, group)
+    for kh, kw, rows, cols, in_rows, in_cols in _conv2d_taps(x.shape, w.shape, stride, pad_mode, padding, dilation):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        out[:, :, rows, cols] += _from_rows(_to_rows(pixels, group) @ wg[..., kh, kw], n, h, wd)
+    if b is not None:
+        out += np.asarray(b, np.float64)[:, None, None]
+    return out
+
+
+def conv2d_backward_by_taps(x, w, g, stride=1, pad_mode="same", padding=0, dilation=1, group=1):
+    """conv2d_backward as matrix products per kernel tap: (dx, dw, db) of sum(conv2d_forward(x, w, b) * g)."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    wg = _conv2d_grouped(w, group)
+    dx, dwg = np.zeros_like(x), np.zeros_like(wg)
+    for kh, kw, rows, cols, in_rows, in_cols in _conv2d_taps(x.shape, w.shape, stride, pad_mode, padding, dilation):
+        pixels = x[:, :, in_rows, in_cols]
+        n, _, h, wd = pixels.shape
+        pixels, up = _to_rows(pixels, group), _to_rows(g[:, :, rows, cols], group)
+        dx[:, :, in_rows, in_cols] += _from_rows(up @ wg[..., kh, kw].transpose(0, 2, 1), n, h, wd)
+        dwg[..., kh, kw] = pixels.transpose(0, 2, 1) @ up
+    return dx, dwg.transpose(0, 2, 1, 3, 4).reshape(w.shape), g.sum(axis=(0, 2, 3))
