@@ -16,6 +16,7 @@ import pytest
 
 import convtranspose as ct
 from convtranspose._engines import numpy as engine
+from convtranspose._engines.numpy.workspace import workspace
 
 import configs
 import reference
@@ -192,6 +193,31 @@ def test_results_never_alias_the_kept_workspace(routes):
     assert engine.workspace_bytes() >= 0
     engine.release_workspace()
     assert engine.workspace_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs",
+    [
+        ((2, 3, 7, 9), (4, 3, 3, 3), dict(stride=2, pad_mode="same")),  # borders every tap leaves unwritten
+        ((1, 2, 6, 5), (3, 2, 5, 5), dict(stride=1, pad_mode="pad", padding=(4, 0, 1, 4))),  # taps reaching nothing
+    ],
+)
+def test_im2col_zeroes_what_no_tap_writes_over_a_dirty_workspace(x_shape, w_shape, kwargs):
+    """im2col zeroes only the unwritten strips of its kept columns buffer: stale values there must not leak."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y_ref = reference.conv2d_forward_by_taps(x, w, None, **kwargs)
+    g = rng.standard_normal(y_ref.shape)
+    dx_ref, dw_ref, _ = reference.conv2d_backward_by_taps(x, w, g, **kwargs)
+    with engine.forced_routes(backward="im2col"):
+        for _ in range(2):  # the second call finds the buffer full of NaN
+            workspace("cols", (2**16,), np.float64).fill(np.nan)
+            y = ct.conv2d(x, w, None, **kwargs)
+            workspace("cols", (2**16,), np.float64).fill(np.nan)
+            dx, dw, _ = ct.conv2d_backward(x, w, g, **kwargs)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_phases_that_no_tap_reaches_are_not_planned():
