@@ -220,6 +220,41 @@ def test_im2col_zeroes_what_no_tap_writes_over_a_dirty_workspace(x_shape, w_shap
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs",
+    [
+        ((2, 6, 5, 7), (4, 6, 1, 1), dict(stride=1, pad_mode="same")),
+        ((2, 6, 5, 7), (4, 3, 1, 1), dict(stride=2, pad_mode="same", group=2)),  # odd input: the last row read
+        ((1, 4, 8, 7), (6, 4, 1, 1), dict(stride=(3, 2), pad_mode="valid")),  # rows past the last output unread
+        ((1, 4, 5, 5), (2, 4, 1, 1), dict(stride=2, pad_mode="pad", padding=(1, 0, 0, 2))),  # reads padding
+    ],
+)
+def test_conv2d_1x1_matches_the_oracle_with_nan_and_inf(x_shape, w_shape, kwargs):
+    """A 1x1 Conv2d that reads no padding is a plain matrix product per image; NaN/inf reach what they reach.
+
+    Quietly, as every route: no RuntimeWarning (pytest -W error would raise).
+    """
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    x[0, 1, 0, 0], w[1, 0, 0, 0] = np.nan, np.inf
+    y_ref = reference.conv2d_forward(x, w, b, **kwargs)
+    g = rng.standard_normal(y_ref.shape)
+    refs = reference.conv2d_backward(x, w, g, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, grads = ct.conv2d(x, w, b, **kwargs), ct.conv2d_backward(x, w, g, **kwargs)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, ref in zip(grads, refs):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    x16, w16, g16 = (a.astype(np.float16) for a in (x, w, g))
+    y16 = ct.conv2d(x16, w16, None, **kwargs)
+    assert y16.dtype == np.float16
+    with np.errstate(invalid="ignore"):
+        expected16 = reference.conv2d_forward(x16, w16, None, **kwargs).astype(np.float32).astype(np.float16)
+    np.testing.assert_array_equal(y16, expected16)
+    assert all(grad.dtype == np.float16 for grad in ct.conv2d_backward(x16, w16, g16, **kwargs))
+
+
 def test_phases_that_no_tap_reaches_are_not_planned():
     """A huge stride plans one phase per tap, not one per stride row (memory follows the work)."""
     plan = ct.spec.axis_plan(3, 10**6, 1, "same", 0, 0, 0)
