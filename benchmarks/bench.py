@@ -6,6 +6,13 @@ Engines: ``ours`` (``convtranspose``, NumPy), ``torch`` (``F.conv_transpose2d``)
 machine. Every peer computes MindSpore's result (``docs/mindspore-behavior.md``): the full transposed
 convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
 
+nn.Conv2d cases (``cases.CONV2D_CASES``, layers of real encoders) run the same way with the
+library's Conv2d in each engine (``ours``: ``convtranspose.conv2d``, ``ours_pt``:
+``convtranspose.torch.conv2d``, ``ours_jx``: ``convtranspose.jax.conv2d``) against what a user of
+each framework writes today: ``F.pad`` for TensorFlow's 'same' split then ``F.conv2d`` (the
+``torch`` row), ``lax.conv_general_dilated`` with the same explicit padding (the ``jax`` row); the
+gemm row is the im2col product. A table of their ratios and geometric means closes the run.
+
 Before anything is timed, every engine is checked against the tests' float64 oracle,
 ``tests/reference.py`` (which shares no code with any engine, and is itself checked against
 MindSpore's recorded cases by ``tests/test_reference.py``). An engine that disagrees prints FAIL and
@@ -13,7 +20,8 @@ is not timed.
 
 Usage::
 
-    python benchmarks/bench.py                      # the eight cases of cases.CASES
+    python benchmarks/bench.py                      # the eight cases of cases.CASES, the six of CONV2D_CASES
+    python benchmarks/bench.py --kind conv2d        # the nn.Conv2d cases only
     python benchmarks/bench.py --quick --extra      # smoke run, plus cases.EXTRA_CASES
     python benchmarks/bench.py --cases tiny,sr_up --repeat 20 --json out.json --plot out.png
     python benchmarks/bench.py --check-only --extra # correctness of every engine, no timing
@@ -669,7 +677,7 @@ def conv2d_summary(records, stat):
     head = (
         f"{'case':<12}{'dir':<4}" + "".join(f"{n:>9}" for n in engines) + "".join(f"{r[0]:>12}" for r in CONV2D_RATIOS)
     )
-    lines = ["", f"nn.Conv2d: {stat} ms per call, and ratios of {stat}s (the same run)", head]
+    lines = ["", "", f"nn.Conv2d: {stat} ms per call, and ratios of {stat}s (the same run)", head]
     ratios = {}  # (direction, label) -> {case: ratio}
     for direction in ("fwd", "bwd"):
         for r in records:
