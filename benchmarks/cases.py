@@ -4,6 +4,9 @@ A case is one MindSpore ``nn.Conv2dTranspose`` call: an NCHW input ``(n, cin, h,
 ``cin -> cout`` with ``kernel``, ``stride``, ``pad_mode``, ``padding`` (top, bottom, left, right),
 ``output_padding``, ``dilation``, ``group``, a bias, and a dtype.
 
+``CONV2D_CASES`` are MindSpore ``nn.Conv2d`` layers of real encoders (:class:`Conv2dCase`; 'same'
+padding needs no window rule here: the tests' oracle's ``conv2d_axis`` gives it), timed beside them.
+
 ``CASES`` are the eight shapes every run times; ``EXTRA_CASES`` (``bench.py --extra``) reach the
 corners the eight miss: strides 3 and 4, kernels shorter than the stride, asymmetric padding,
 output_padding, odd sizes, rectangular kernels, float16 and float64.
