@@ -461,31 +461,36 @@ def compare(got, ref, dtype):
     return worst, msg
 
 
-def measure(jobs, repeat, warmup, settle=0.1):
-    """Time each (key, fn) in its own block: warm-up, then `repeat` samples.
+def measure(jobs, repeat, warmup, settle=0.1, rounds=1):
+    """Time each (key, fn) in its own block: warm-up, then `repeat` samples; all of that `rounds` times.
 
     Not round-robin: on a small machine the thread pools of the engine that ran last (ONNX Runtime
     and XLA spin, OpenMP and OpenBLAS wake up slowly) slow the next engine's first calls by up to
     milliseconds. So each block starts with at least `warmup` calls and `settle` seconds of calls.
     A sample is one call, or the mean of `inner` back-to-back calls when one call takes under
-    1 ms (inner brings a sample to about 2 ms, at most 100 calls). Returns {key: (samples, inner)}.
+    1 ms (inner brings a sample to about 2 ms, at most 100 calls). With ``rounds`` > 1 the blocks
+    run again in turn and the samples pool, so that every engine's samples spread over the same
+    stretch of time: on a machine whose load changes by the second, rows timed in one block each
+    can differ by the load alone. Returns {key: (samples, inner)}.
     """
     result = {}
-    for key, fn in jobs:
-        start, calls, one = time.perf_counter(), 0, math.inf
-        while calls < max(warmup, 1) or (time.perf_counter() - start < settle and calls < 1000):
-            t0 = time.perf_counter()
-            fn()
-            one = min(one, time.perf_counter() - t0)
-            calls += 1
-        inner = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
-        samples = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(inner):
+    for _ in range(rounds):
+        for key, fn in jobs:
+            start, calls, one = time.perf_counter(), 0, math.inf
+            while calls < max(warmup, 1) or (time.perf_counter() - start < settle and calls < 1000):
+                t0 = time.perf_counter()
                 fn()
-            samples.append((time.perf_counter() - t0) / inner)
-        result[key] = (samples, inner)
+                one = min(one, time.perf_counter() - t0)
+                calls += 1
+            samples, inner = result.get(key, ([], None))
+            if inner is None:  # fixed in the first round
+                inner = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                samples.append((time.perf_counter() - t0) / inner)
+            result[key] = (samples, inner)
     return result
 
 
@@ -563,7 +568,7 @@ def run_case(case, engines, opts, out):
                 jobs.append(((name, "fwd"), runner.forward))
             if runner.backward is not None and "fail_bwd" not in rec:
                 jobs.append(((name, "bwd"), runner.backward))
-        timings = measure(jobs, opts.repeat, opts.warmup)
+        timings = measure(jobs, opts.repeat, opts.warmup, rounds=opts.rounds)
         record["gemm"].update({d: _stats(*timings[("gemm", d)]) for d in ("fwd", "bwd")})
         for (name, direction), (samples, inner) in timings.items():
             if name != "gemm":
@@ -876,6 +881,12 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=sorted(TOL), help="run every selected case in this dtype")
     p.add_argument("--repeat", type=int, default=10, help="timed samples per engine (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every engine's block this many times in turn, pooling the samples (default %(default)s)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: --repeat 3 --warmup 1")
     p.add_argument(
         "--ratio-of",
@@ -951,7 +962,12 @@ def main(argv=None):
         print(f"{name}: {version}")
     for line in skipped:
         print(line)
-    mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
+    mode = (
+        "check only"
+        if opts.check_only
+        else f"{opts.repeat * opts.rounds} samples ({opts.rounds} round(s) of {opts.repeat}, each after"
+        f" {opts.warmup} warm-up calls)"
+    )
     checks = "every engine vs the float64 oracle of tests/reference.py"
     print(f"{mode}; ms per call; checks: {checks}")
     print(
