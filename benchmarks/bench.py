@@ -6,6 +6,13 @@ Engines: ``ours`` (``convtranspose``, NumPy), ``torch`` (``F.conv_transpose2d``)
 machine. Every peer computes MindSpore's result (``docs/mindspore-behavior.md``): the full transposed
 convolution, a crop or zero extension per pad_mode, the bias, then output_padding zero rows.
 
+nn.Conv2d cases (``cases.CONV2D_CASES``, layers of real encoders) run the same way with the
+library's Conv2d in each engine (``ours``: ``convtranspose.conv2d``, ``ours_pt``:
+``convtranspose.torch.conv2d``, ``ours_jx``: ``convtranspose.jax.conv2d``) against what a user of
+each framework writes today: ``F.pad`` for TensorFlow's 'same' split then ``F.conv2d`` (the
+``torch`` row), ``lax.conv_general_dilated`` with the same explicit padding (the ``jax`` row); the
+gemm row is the im2col product. A table of their ratios and geometric means closes the run.
+
 Before anything is timed, every engine is checked against the tests' float64 oracle,
 ``tests/reference.py`` (which shares no code with any engine, and is itself checked against
 MindSpore's recorded cases by ``tests/test_reference.py``). An engine that disagrees prints FAIL and
@@ -13,7 +20,8 @@ is not timed.
 
 Usage::
 
-    python benchmarks/bench.py                      # the eight cases of cases.CASES
+    python benchmarks/bench.py                      # the eight cases of cases.CASES, the six of CONV2D_CASES
+    python benchmarks/bench.py --kind conv2d        # the nn.Conv2d cases only
     python benchmarks/bench.py --quick --extra      # smoke run, plus cases.EXTRA_CASES
     python benchmarks/bench.py --cases tiny,sr_up --repeat 20 --json out.json --plot out.png
     python benchmarks/bench.py --check-only --extra # correctness of every engine, no timing
@@ -43,7 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the tests' float64 oracle
 import reference  # noqa: E402
-from cases import ALL_CASES, CASES, EXTRA_CASES  # noqa: E402
+from cases import ALL_CASES, CASES, CONV2D_CASES, CONV2D_GEMM_BOUND, EXTRA_CASES  # noqa: E402
 
 # |got - ref| <= TOL * (1 + max|ref|), per array.
 TOL = {"float16": 2e-3, "float32": 1e-4, "float64": 1e-9}
@@ -101,6 +109,17 @@ class Ours:
             peak=self._peak,
         )
 
+    def prepare_conv2d(self, case, data):
+        if not hasattr(self.ct, "conv2d"):
+            raise ImportError("convtranspose has no conv2d yet")
+        kw = case.kwargs()
+        x, w, b, g = data["x"], data["w"], data["b"], data["g"]
+        return Runner(
+            forward=lambda: self.ct.conv2d(x, w, b, **kw),
+            backward=lambda: self.ct.conv2d_backward(x, w, g, **kw),
+            peak=self._peak,
+        )
+
     def _peak(self, fn):
         """tracemalloc's peak of one call, plus the scratch memory the engine keeps between
         calls (allocated before tracing started, so tracemalloc alone would miss it)."""
@@ -150,18 +169,32 @@ class Torch:
             y = F.pad(y, (0, aw.output_padding, 0, ah.output_padding))
         return y
 
+    def _conv2d(self, case, x, w, b):
+        """What a PyTorch user writes for nn.Conv2d: ``F.pad`` for TensorFlow's 'same' split, then ``F.conv2d``."""
+        (top, bottom), (left, right) = case.explicit_padding()
+        if top or bottom or left or right:
+            x = self.F.pad(x, (left, right, top, bottom))
+        return self.F.conv2d(x, w, b, stride=case.stride, dilation=case.dilation, groups=case.group)
+
     def prepare(self, case, data):
+        return self._runner(lambda x, w, b: self._forward(case, x, w, b), data)
+
+    def prepare_conv2d(self, case, data):
+        return self._runner(lambda x, w, b: self._conv2d(case, x, w, b), data)
+
+    def _runner(self, f, data):
+        """Runner for ``f(x, w, b)``: the forward under no_grad, the backward by autograd of sum(y * g)."""
         torch = self.torch
         x, w, b, g = (torch.from_numpy(data[k]) for k in "xwbg")
 
         def forward():
             with torch.no_grad():
-                return self._forward(case, x, w, b)
+                return f(x, w, b)
 
         # Backward: build the graph once, then time torch.autograd.grad on it (retain_graph=True),
         # so the timing holds the backward kernels only.
         leaves = tuple(t.clone().requires_grad_() for t in (x, w, b))
-        y = self._forward(case, *leaves)
+        y = f(*leaves)
 
         def backward():
             return torch.autograd.grad(y, leaves, g, retain_graph=True)
@@ -196,15 +229,26 @@ class _Library:
 
     def setup(self, opts):
         version = super().setup(opts)
-        self.conv2d_transpose = importlib.import_module(self.module).conv2d_transpose
+        module = importlib.import_module(self.module)
+        self.conv2d_transpose = module.conv2d_transpose
+        self.conv2d = getattr(module, "conv2d", None)
         return version
 
     def _forward(self, case, x, w, b):
         return self.conv2d_transpose(x, w, b, **case.kwargs())
 
+    def prepare_conv2d(self, case, data):
+        if self.conv2d is None:
+            raise ImportError(f"{self.module} has no conv2d yet")
+        return super().prepare_conv2d(case, data)
+
+    def _conv2d(self, case, x, w, b):
+        return self.conv2d(x, w, b, **case.kwargs())
+
 
 class OursTorch(_Library, Torch):
-    """``convtranspose.torch.conv2d_transpose`` against raw ``F.conv_transpose2d`` + crop."""
+    """``convtranspose.torch.conv2d_transpose`` against raw ``F.conv_transpose2d`` + crop, and
+    ``convtranspose.torch.conv2d`` against ``F.pad`` + ``F.conv2d``."""
 
     name, module, baseline = "ours_pt", "convtranspose.torch", "torch"
 
@@ -251,13 +295,31 @@ class Jax:
         y = y + b[None, :, None, None]
         return lax.pad(y, zero, ((0, 0, 0), (0, 0, 0), (0, ah.output_padding, 0), (0, aw.output_padding, 0)))
 
+    def _conv2d(self, case, x, w, b):
+        """nn.Conv2d as a JAX user writes it: ``lax.conv_general_dilated`` with explicit (TensorFlow) padding."""
+        lax = self.lax
+        y = lax.conv_general_dilated(
+            x,
+            w,
+            window_strides=(case.stride,) * 2 if isinstance(case.stride, int) else case.stride,
+            padding=case.explicit_padding(),
+            rhs_dilation=(case.dilation,) * 2 if isinstance(case.dilation, int) else case.dilation,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            feature_group_count=case.group,
+            precision=lax.Precision.HIGHEST,
+        )
+        return y + b[None, :, None, None]
+
     def prepare(self, case, data):
+        return self._runner(lambda x, w, b: self._forward(case, x, w, b), data)
+
+    def prepare_conv2d(self, case, data):
+        return self._runner(lambda x, w, b: self._conv2d(case, x, w, b), data)
+
+    def _runner(self, f, data):
+        """Runner for ``f(x, w, b)``: jit of f, and jit of its vjp with g."""
         jax = self.jax
         x, w, b, g = (jax.device_put(data[k]) for k in "xwbg")
-
-        def f(x, w, b):
-            return self._forward(case, x, w, b)
-
         fwd = jax.jit(f)
         bwd = jax.jit(lambda x, w, b, g: jax.vjp(f, x, w, b)[1](g))  # forward part is dead code: XLA drops it
         return Runner(
@@ -267,7 +329,8 @@ class Jax:
 
 class OursJax(_Library, Jax):
     """``convtranspose.jax.conv2d_transpose`` (a custom_vjp) against ``lax.conv_general_dilated`` +
-    crop and its autodiff backward."""
+    crop and its autodiff backward, and ``convtranspose.jax.conv2d`` against ``lax.conv_general_dilated``
+    with the same explicit padding."""
 
     name, module, baseline = "ours_jx", "convtranspose.jax", "jax"
 
@@ -352,14 +415,15 @@ ENGINES = {e.name: e for e in (Ours(), Torch(), OursTorch(), Jax(), OursJax(), O
 def gemm_jobs(case, rng):
     """The gemm row's products: forward and backward, each a () -> None, and a label.
 
-    Forward: A (g, N*H*W, Cin/g) @ B (g, Cin/g, Cout/g*kH*kW), the product a col2im method needs
-    before its scatter; exactly the case's multiply-adds. Backward: the two products of its
-    gradient, dX = C @ B^T and dW = A^T @ C (twice the MACs; dbias is negligible). g = 1 is one 2-D
+    Forward: A (g, M, K) @ B (g, K, Ncol) with (g, M, K, Ncol) = ``case.gemm_dims()``, exactly the
+    case's multiply-adds: for a transposed case the product a col2im method needs before its
+    scatter, (N*H*W, Cin/g) @ (Cin/g, Cout/g*kH*kW); for a Conv2d case the im2col product,
+    (N*H_out*W_out, Cin/g*kH*kW) @ (Cin/g*kH*kW, Cout/g). Backward: the two products of its
+    gradient, C @ B^T and A^T @ C (twice the MACs; dbias is negligible). g = 1 is one 2-D
     matmul; groups are one stacked np.matmul. Outputs are preallocated (out=). float16 has no BLAS
     in NumPy, so float16 cases time the float32 product.
     """
-    _, cout_g, kh, kw = case.weight_shape
-    g, m, k, cols = case.group, case.n * case.h * case.w, case.cin // case.group, cout_g * kh * kw
+    g, m, k, cols = case.gemm_dims()
     dtype = np.float32 if case.dtype == "float16" else np.dtype(case.dtype)
     shape = (lambda *s: s) if g > 1 else (lambda *s: s[1:])
     a = rng.standard_normal(shape(g, m, k)).astype(dtype)
@@ -397,38 +461,43 @@ def compare(got, ref, dtype):
     return worst, msg
 
 
-def measure(jobs, repeat, warmup, settle=0.1):
-    """Time each (key, fn) in its own block: warm-up, then `repeat` samples.
+def measure(jobs, repeat, warmup, settle=0.1, rounds=1):
+    """Time each (key, fn) in its own block: warm-up, then `repeat` samples; all of that `rounds` times.
 
     Not round-robin: on a small machine the thread pools of the engine that ran last (ONNX Runtime
     and XLA spin, OpenMP and OpenBLAS wake up slowly) slow the next engine's first calls by up to
     milliseconds. So each block starts with at least `warmup` calls and `settle` seconds of calls.
     A sample is one call, or the mean of `inner` back-to-back calls when one call takes under
-    1 ms (inner brings a sample to about 2 ms, at most 100 calls). Returns {key: (samples, inner)}.
+    1 ms (inner brings a sample to about 2 ms, at most 100 calls). With ``rounds`` > 1 the blocks
+    run again in turn and the samples pool, so that every engine's samples spread over the same
+    stretch of time: on a machine whose load changes by the second, rows timed in one block each
+    can differ by the load alone. Returns {key: (samples, inner)}.
     """
     result = {}
-    for key, fn in jobs:
-        start, calls, one = time.perf_counter(), 0, math.inf
-        while calls < max(warmup, 1) or (time.perf_counter() - start < settle and calls < 1000):
-            t0 = time.perf_counter()
-            fn()
-            one = min(one, time.perf_counter() - t0)
-            calls += 1
-        inner = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
-        samples = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(inner):
+    for _ in range(rounds):
+        for key, fn in jobs:
+            start, calls, one = time.perf_counter(), 0, math.inf
+            while calls < max(warmup, 1) or (time.perf_counter() - start < settle and calls < 1000):
+                t0 = time.perf_counter()
                 fn()
-            samples.append((time.perf_counter() - t0) / inner)
-        result[key] = (samples, inner)
+                one = min(one, time.perf_counter() - t0)
+                calls += 1
+            samples, inner = result.get(key, ([], None))
+            if inner is None:  # fixed in the first round
+                inner = 1 if one >= 1e-3 else min(100, math.ceil(2e-3 / max(one, 1e-6)))
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                samples.append((time.perf_counter() - t0) / inner)
+            result[key] = (samples, inner)
     return result
 
 
 def make_data(case, seed):
     rng = np.random.default_rng(seed)
-    _, cout_g, kh, kw = case.weight_shape
-    bound = 1 / math.sqrt(cout_g * kh * kw)  # MindSpore's default init scale: outputs stay O(1)
+    _, fan, kh, kw = case.weight_shape  # Cout/g (transposed) or Cin/g (Conv2d): the fan of each output
+    bound = 1 / math.sqrt(fan * kh * kw)  # MindSpore's default init scale: outputs stay O(1)
     return {
         "x": rng.standard_normal(case.x_shape).astype(case.dtype),
         "w": rng.uniform(-bound, bound, case.weight_shape).astype(case.dtype),
@@ -440,10 +509,15 @@ def make_data(case, seed):
 def run_case(case, engines, opts, out):
     """Check, then time, every engine on one case; returns the JSON record."""
     data = make_data(case, opts.seed)
-    oracle_y = (reference.forward(data["x"], data["w"], data["b"], **case.kwargs()),)
-    oracle_grads = reference.backward(data["x"], data["w"], data["g"], **case.kwargs())
+    if case.kind == "conv2d":
+        oracle_forward, oracle_backward = reference.conv2d_forward, reference.conv2d_backward
+    else:
+        oracle_forward, oracle_backward = reference.forward, reference.backward
+    oracle_y = (oracle_forward(data["x"], data["w"], data["b"], **case.kwargs()),)
+    oracle_grads = oracle_backward(data["x"], data["w"], data["g"], **case.kwargs())
     record = {
         "case": case.name,
+        "kind": case.kind,
         "config": dataclasses.asdict(case),
         "describe": case.describe(),
         "macs": case.macs,
@@ -453,9 +527,12 @@ def run_case(case, engines, opts, out):
     runners, notes = {}, []
     oracle = {"fwd": oracle_y, "bwd": oracle_grads}
     for name, engine in engines.items():
+        prepare = engine.prepare if case.kind == "transpose" else getattr(engine, "prepare_conv2d", None)
+        if prepare is None:  # no row for this layer (ONNX Runtime: transposed only)
+            continue
         rec = record["engines"][name] = {"status": "ok"}
         try:
-            runner = engine.prepare(case, data)
+            runner = prepare(case, data)
         except Exception as exc:  # an engine that has no kernel for this case (a dtype) is skipped
             reason = str(exc).strip().splitlines()[0].split(" : ")[-1]  # onnxruntime prefixes codes
             rec["status"] = f"skipped: {reason[:150]}"
@@ -491,7 +568,7 @@ def run_case(case, engines, opts, out):
                 jobs.append(((name, "fwd"), runner.forward))
             if runner.backward is not None and "fail_bwd" not in rec:
                 jobs.append(((name, "bwd"), runner.backward))
-        timings = measure(jobs, opts.repeat, opts.warmup)
+        timings = measure(jobs, opts.repeat, opts.warmup, rounds=opts.rounds)
         record["gemm"].update({d: _stats(*timings[("gemm", d)]) for d in ("fwd", "bwd")})
         for (name, direction), (samples, inner) in timings.items():
             if name != "gemm":
@@ -543,7 +620,19 @@ def _ratios(record, stat):
 GEMM_BOUND = ("dcgan_mid", "unet_up", "fcn_same", "dcgan_last", "sr_up")
 
 
+def _geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
 def summary(records, stat):
+    """Geometric means over the transposed cases, then the Conv2d summary (``conv2d_summary``)."""
+    transposed = [r for r in records if r.get("kind", "transpose") == "transpose"]
+    conv2d = [r for r in records if r.get("kind") == "conv2d"]
+    text = _transposed_summary(transposed, stat) if transposed else ""
+    return text + (conv2d_summary(conv2d, stat) if conv2d else "")
+
+
+def _transposed_summary(records, stat):
     """Geometric means of ours against the peers, ONNX Runtime and the GEMM limit, and the
     cases where ours is slower than the faster peer."""
     lines = []
@@ -573,6 +662,55 @@ def summary(records, stat):
     return "\n" + "\n".join(lines) if lines else ""
 
 
+# (label, numerator engine, denominator engine) of the Conv2d table's ratio columns.
+CONV2D_RATIOS = (
+    ("ours_pt/pt", "ours_pt", "torch"),
+    ("ours_jx/jax", "ours_jx", "jax"),
+    ("ours/pt", "ours", "torch"),
+    ("ours/jax", "ours", "jax"),
+)
+
+
+def _time(record, name, direction, stat):
+    return record["engines"].get(name, {}).get(direction, {}).get(f"{stat}_ms")
+
+
+def conv2d_summary(records, stat):
+    """The nn.Conv2d table: per case and direction, each engine's time and the ratios of
+    CONV2D_RATIOS; then their geometric means over the cases, and ours/pt over the GEMM-bound ones."""
+    engines = ("torch", "ours_pt", "jax", "ours_jx", "ours")
+    head = (
+        f"{'case':<12}{'dir':<4}" + "".join(f"{n:>9}" for n in engines) + "".join(f"{r[0]:>12}" for r in CONV2D_RATIOS)
+    )
+    lines = ["", "", f"nn.Conv2d: {stat} ms per call, and ratios of {stat}s (the same run)", head]
+    ratios = {}  # (direction, label) -> {case: ratio}
+    for direction in ("fwd", "bwd"):
+        for r in records:
+            times = [_time(r, n, direction, stat) for n in engines]
+            cells = "".join(f"{_ms(t):>9}" for t in times)
+            for label, num, den in CONV2D_RATIOS:
+                a, b = _time(r, num, direction, stat), _time(r, den, direction, stat)
+                if a and b:
+                    ratios.setdefault((direction, label), {})[r["case"]] = a / b
+                value = ratios.get((direction, label), {}).get(r["case"])
+                cells += f"{_ratio(value):>12}"
+            lines.append(f"{r['case']:<12}{direction:<4}{cells}")
+        means = "".join(
+            f"{_ratio(_geomean(list(ratios[direction, label].values())) if (direction, label) in ratios else None):>12}"
+            for label, _, _ in CONV2D_RATIOS
+        )
+        lines.append(f"{'geomean':<12}{direction:<4}{'':>{9 * len(engines)}}{means}")
+    for direction in ("fwd", "bwd"):
+        gemm_bound = {c: v for c, v in ratios.get((direction, "ours/pt"), {}).items() if c in CONV2D_GEMM_BOUND}
+        if gemm_bound:
+            mean = _geomean(list(gemm_bound.values()))
+            lines.append(
+                f"ours {direction} /torch on the GEMM-bound Conv2d cases: geometric mean {mean:.2f}, "
+                f"worst {max(gemm_bound.values()):.2f} ({max(gemm_bound, key=gemm_bound.get)})"
+            )
+    return "\n".join(lines)
+
+
 def _baseline_lines(records, stat):
     """For each engine with a ``baseline`` (a library engine built on a framework): the geometric
     mean of its time over the baseline's (the framework's raw op + crop), per direction."""
@@ -586,7 +724,7 @@ def _baseline_lines(records, stat):
                 if direction in r["engines"].get(name, {}) and direction in r["engines"].get(base, {})
             }
             if ratios:
-                geomean = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+                geomean = _geomean(list(ratios.values()))
                 lines.append(
                     f"{name} {direction} /{base}: geometric mean {geomean:.2f} over {len(ratios)} cases; "
                     + ", ".join(f"{c} {v:.2f}" for c, v in ratios.items())
@@ -728,13 +866,27 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--cases", help="comma-separated case names (any of --list); default: the eight main cases")
+    p.add_argument(
+        "--cases", help="comma-separated case names (any of --list); default: the eight main and six Conv2d cases"
+    )
     p.add_argument("--extra", action="store_true", help="also run cases.EXTRA_CASES")
+    p.add_argument(
+        "--kind",
+        choices=("all", "transpose", "conv2d"),
+        default="all",
+        help="without --cases: the transposed cases, the nn.Conv2d cases or both (default %(default)s)",
+    )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of %(default)s")
     p.add_argument("--dtype", choices=sorted(TOL), help="run every selected case in this dtype")
     p.add_argument("--repeat", type=int, default=10, help="timed samples per engine (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default %(default)s)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every engine's block this many times in turn, pooling the samples (default %(default)s)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: --repeat 3 --warmup 1")
     p.add_argument(
         "--ratio-of",
@@ -764,7 +916,8 @@ def select_cases(opts):
         if opts.extra:
             chosen += [c for c in EXTRA_CASES if c not in chosen]
     else:
-        chosen = CASES + (EXTRA_CASES if opts.extra else [])
+        chosen = CASES + (EXTRA_CASES if opts.extra else []) if opts.kind != "conv2d" else []
+        chosen += CONV2D_CASES if opts.kind != "transpose" else []
     if opts.dtype:
         chosen = [dataclasses.replace(c, dtype=opts.dtype) for c in chosen]
     return chosen
@@ -773,7 +926,7 @@ def select_cases(opts):
 def main(argv=None):
     opts = parse_args(argv)
     if opts.list:
-        for c in CASES + EXTRA_CASES:
+        for c in CASES + EXTRA_CASES + CONV2D_CASES:
             print(f"{c.name:<12} {c.describe()}  ({c.note})")
         return 0
     chosen = select_cases(opts)
@@ -809,7 +962,12 @@ def main(argv=None):
         print(f"{name}: {version}")
     for line in skipped:
         print(line)
-    mode = "check only" if opts.check_only else f"{opts.repeat} samples after {opts.warmup} warm-up calls"
+    mode = (
+        "check only"
+        if opts.check_only
+        else f"{opts.repeat * opts.rounds} samples ({opts.rounds} round(s) of {opts.repeat}, each after"
+        f" {opts.warmup} warm-up calls)"
+    )
     checks = "every engine vs the float64 oracle of tests/reference.py"
     print(f"{mode}; ms per call; checks: {checks}")
     print(

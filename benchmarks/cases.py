@@ -4,6 +4,9 @@ A case is one MindSpore ``nn.Conv2dTranspose`` call: an NCHW input ``(n, cin, h,
 ``cin -> cout`` with ``kernel``, ``stride``, ``pad_mode``, ``padding`` (top, bottom, left, right),
 ``output_padding``, ``dilation``, ``group``, a bias, and a dtype.
 
+``CONV2D_CASES`` are MindSpore ``nn.Conv2d`` layers of real encoders (:class:`Conv2dCase`; 'same'
+padding needs no window rule here: the tests' oracle's ``conv2d_axis`` gives it), timed beside them.
+
 ``CASES`` are the eight shapes every run times; ``EXTRA_CASES`` (``bench.py --extra``) reach the
 corners the eight miss: strides 3 and 4, kernels shorter than the stride, asymmetric padding,
 output_padding, odd sizes, rectangular kernels, float16 and float64.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 import reference  # noqa: E402
@@ -88,6 +91,8 @@ def _pair(value):
 class Case:
     """One benchmark shape. Ints given for 2-D arguments mean the same value on both axes."""
 
+    kind: ClassVar[str] = "transpose"  # which layer: bench.py picks the oracle and the engines by it
+
     name: str
     n: int
     cin: int
@@ -141,6 +146,11 @@ class Case:
         kh, kw = _pair(self.kernel)
         return self.n * self.h * self.w * self.cin * (self.cout // self.group) * kh * kw
 
+    def gemm_dims(self) -> tuple[int, int, int, int]:
+        """(group, M, K, Ncol) of the col2im product: (N*H*W, Cin/g) @ (Cin/g, Cout/g*kH*kW) per group."""
+        kh, kw = _pair(self.kernel)
+        return self.group, self.n * self.h * self.w, self.cin // self.group, self.cout // self.group * kh * kw
+
     def kwargs(self) -> dict:
         """Keyword arguments of ``convtranspose.conv2d_transpose`` (MindSpore names)."""
         return dict(
@@ -175,6 +185,105 @@ class Case:
         if self.dtype != "float32":
             parts.append(self.dtype)
         return " ".join(parts) + f" -> y{self.y_shape}".replace(" ", "").replace("->", " -> ")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2dCase:
+    """One nn.Conv2d benchmark shape: x ``(n, cin, h, w)``, weight ``(cout, cin // group, kH, kW)``.
+
+    Ints given for 2-D arguments mean the same value on both axes; padding is (top, bottom, left, right).
+    """
+
+    kind: ClassVar[str] = "conv2d"
+
+    name: str
+    n: int
+    cin: int
+    h: int
+    w: int
+    cout: int
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    pad_mode: str = "same"
+    padding: int | tuple[int, int, int, int] = 0
+    dilation: int | tuple[int, int] = 1
+    group: int = 1
+    dtype: str = "float32"
+    note: str = ""
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """The 'pad' mode's padding as (top, bottom, left, right)."""
+        return (self.padding,) * 4 if isinstance(self.padding, int) else tuple(self.padding)
+
+    @property
+    def x_shape(self):
+        return (self.n, self.cin, self.h, self.w)
+
+    @property
+    def weight_shape(self):
+        kh, kw = _pair(self.kernel)
+        return (self.cout, self.cin // self.group, kh, kw)
+
+    @property
+    def y_shape(self):
+        return reference.conv2d_output_shape(
+            self.x_shape, self.weight_shape, self.stride, self.pad_mode, self.padding, self.dilation
+        )
+
+    def explicit_padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((top, bottom), (left, right)) zero rows/columns that make a plain convolution give MindSpore's output.
+
+        By the tests' oracle (``reference.conv2d_axis``): 'same' is TensorFlow's split, the odd row at the
+        bottom/right; 'valid' pads nothing; 'pad' is the given padding.
+        """
+        kh, kw = _pair(self.kernel)
+        (sh, sw), (dh, dw) = _pair(self.stride), _pair(self.dilation)
+        top, bottom, left, right = self.pads
+        pairs = []
+        for n, k, s, d, before, after in ((self.h, kh, sh, dh, top, bottom), (self.w, kw, sw, dw, left, right)):
+            first, out = reference.conv2d_axis(n, k, s, d, self.pad_mode, before, after)
+            if self.pad_mode == "same":  # the rest of TensorFlow's total goes after
+                after = max((out - 1) * s + d * (k - 1) + 1 - n, 0) - first
+            pairs.append((first, after if self.pad_mode != "valid" else 0))
+        return tuple(pairs)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the forward pass: N*H_out*W_out * Cout * (Cin/group) * kH*kW."""
+        n, cout, ho, wo = self.y_shape
+        kh, kw = _pair(self.kernel)
+        return n * ho * wo * cout * (self.cin // self.group) * kh * kw
+
+    def gemm_dims(self) -> tuple[int, int, int, int]:
+        """(group, M, K, Ncol) of the im2col product: (N*H_out*W_out, Cin/g*kH*kW) @ (.., Cout/g) per group."""
+        n, _, ho, wo = self.y_shape
+        kh, kw = _pair(self.kernel)
+        return self.group, n * ho * wo, self.cin // self.group * kh * kw, self.cout // self.group
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of ``convtranspose.conv2d`` (MindSpore names)."""
+        return dict(
+            stride=self.stride, pad_mode=self.pad_mode, padding=self.padding, dilation=self.dilation, group=self.group
+        )
+
+    def describe(self) -> str:
+        """One line: shapes and the arguments that differ from defaults."""
+        kh, kw = _pair(self.kernel)
+        parts = [
+            "conv2d",
+            f"x{self.x_shape}".replace(" ", ""),
+            f"w{self.weight_shape}".replace(" ", ""),
+            f"k{kh}" if kh == kw else f"k{kh}x{kw}",
+        ]
+        for label, value in (("s", self.stride), ("d", self.dilation)):
+            a, b = _pair(value)
+            parts.append(f"{label}{a}" if a == b else f"{label}{a}x{b}")
+        parts.append(self.pad_mode if self.pad_mode != "pad" else "pad" + str(self.pads).replace(" ", ""))
+        parts.append(f"g{self.group}")
+        if self.dtype != "float32":
+            parts.append(self.dtype)
+        return " ".join(parts) + f" -> y{tuple(self.y_shape)}".replace(" ", "").replace("->", " -> ")
 
 
 CASES = [
@@ -233,4 +342,15 @@ EXTRA_CASES = [
     Case("unet_fp64", 4, 256, 32, 32, 128, 2, 2, "valid", dtype="float64", note="unet_up in float64"),
 ]
 
-ALL_CASES = {case.name: case for case in CASES + EXTRA_CASES}
+# nn.Conv2d layers of real encoders, timed by default beside the transposed cases.
+CONV2D_CASES = [
+    Conv2dCase("c2_res_s1", 2, 64, 56, 56, 64, 3, 1, "same", note="ResNet stage 1, 3x3 stride 1"),
+    Conv2dCase("c2_res_s2", 2, 128, 29, 29, 256, 3, 2, "same", note="3x3 stride 2 'same' on an odd input"),
+    Conv2dCase("c2_stem", 2, 3, 224, 224, 64, 7, 2, "same", note="ResNet stem, 7x7 stride 2"),
+    Conv2dCase("c2_dw", 4, 144, 56, 56, 144, 3, 1, "same", group=144, note="MobileNetV2 depthwise 3x3"),
+    Conv2dCase("c2_1x1", 2, 256, 56, 56, 64, 1, 1, "same", note="ResNet bottleneck 1x1 reduce"),
+    Conv2dCase("c2_dilated", 2, 128, 28, 28, 128, 3, 1, "same", dilation=2, note="DeepLab atrous 3x3, dilation 2"),
+]
+CONV2D_GEMM_BOUND = ("c2_res_s1", "c2_res_s2", "c2_stem", "c2_1x1", "c2_dilated")
+
+ALL_CASES = {case.name: case for case in CASES + EXTRA_CASES + CONV2D_CASES}

@@ -16,6 +16,7 @@ import pytest
 
 import convtranspose as ct
 from convtranspose._engines import numpy as engine
+from convtranspose._engines.numpy.workspace import workspace
 
 import configs
 import reference
@@ -192,6 +193,66 @@ def test_results_never_alias_the_kept_workspace(routes):
     assert engine.workspace_bytes() >= 0
     engine.release_workspace()
     assert engine.workspace_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs",
+    [
+        ((2, 3, 7, 9), (4, 3, 3, 3), dict(stride=2, pad_mode="same")),  # borders every tap leaves unwritten
+        ((1, 2, 6, 5), (3, 2, 5, 5), dict(stride=1, pad_mode="pad", padding=(4, 0, 1, 4))),  # taps reaching nothing
+    ],
+)
+def test_im2col_zeroes_what_no_tap_writes_over_a_dirty_workspace(x_shape, w_shape, kwargs):
+    """im2col zeroes only the unwritten strips of its kept columns buffer: stale values there must not leak."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y_ref = reference.conv2d_forward(x, w, None, **kwargs)
+    g = rng.standard_normal(y_ref.shape)
+    dx_ref, dw_ref, _ = reference.conv2d_backward(x, w, g, **kwargs)
+    with engine.forced_routes(backward="im2col"):
+        for _ in range(2):  # the second call finds the buffer full of NaN
+            workspace("cols", (2**16,), np.float64).fill(np.nan)
+            y = ct.conv2d(x, w, None, **kwargs)
+            workspace("cols", (2**16,), np.float64).fill(np.nan)
+            dx, dw, _ = ct.conv2d_backward(x, w, g, **kwargs)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs",
+    [
+        ((2, 6, 5, 7), (4, 6, 1, 1), dict(stride=1, pad_mode="same")),
+        ((2, 6, 5, 7), (4, 3, 1, 1), dict(stride=2, pad_mode="same", group=2)),  # odd input: the last row read
+        ((1, 4, 8, 7), (6, 4, 1, 1), dict(stride=(3, 2), pad_mode="valid")),  # rows past the last output unread
+        ((1, 4, 5, 5), (2, 4, 1, 1), dict(stride=2, pad_mode="pad", padding=(1, 0, 0, 2))),  # reads padding
+    ],
+)
+def test_conv2d_1x1_matches_the_oracle_with_nan_and_inf(x_shape, w_shape, kwargs):
+    """A 1x1 Conv2d that reads no padding is a plain matrix product per image; NaN/inf reach what they reach.
+
+    Quietly, as every route: no RuntimeWarning (pytest -W error would raise).
+    """
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    x[0, 1, 0, 0], w[1, 0, 0, 0] = np.nan, np.inf
+    y_ref = reference.conv2d_forward(x, w, b, **kwargs)
+    g = rng.standard_normal(y_ref.shape)
+    refs = reference.conv2d_backward(x, w, g, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, grads = ct.conv2d(x, w, b, **kwargs), ct.conv2d_backward(x, w, g, **kwargs)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, ref in zip(grads, refs):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    x16, w16, g16 = (a.astype(np.float16) for a in (x, w, g))
+    y16 = ct.conv2d(x16, w16, None, **kwargs)
+    assert y16.dtype == np.float16
+    with np.errstate(invalid="ignore"):
+        expected16 = reference.conv2d_forward(x16, w16, None, **kwargs).astype(np.float32).astype(np.float16)
+    np.testing.assert_array_equal(y16, expected16)
+    assert all(grad.dtype == np.float16 for grad in ct.conv2d_backward(x16, w16, g16, **kwargs))
 
 
 def test_phases_that_no_tap_reaches_are_not_planned():

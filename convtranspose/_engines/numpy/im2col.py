@@ -61,6 +61,27 @@ def _im2col_band(spec: Conv2dTransposeSpec, h: int, w: int, first: int, stop: in
     return tuple(taps), complete
 
 
+def _zero_unreached(gcols: np.ndarray, band_taps: tuple) -> None:
+    """Zero the entries of ``gcols`` (Cout, kH, kW, n, rows, W) that no tap of ``band_taps`` writes.
+
+    Each tap writes one rectangle of (band rows, input columns); only the strips around it, and
+    the whole plane of a tap that does not reach this band, are zeroed. Filling the whole buffer
+    instead costs as much as the gather itself ('same' convolutions leave only a border unwritten).
+    """
+    reached = {(kh, kw): (rows, cols) for kh, kw, rows, cols, _, _ in band_taps}
+    for kh in range(gcols.shape[1]):
+        for kw in range(gcols.shape[2]):
+            plane = gcols[:, kh, kw]  # (Cout, n, rows, W)
+            if (kh, kw) not in reached:
+                plane.fill(0)
+                continue
+            rows, cols = reached[kh, kw]
+            plane[:, :, : rows.start].fill(0)
+            plane[:, :, rows.stop :].fill(0)
+            plane[:, :, rows, : cols.start].fill(0)
+            plane[:, :, rows, cols.stop :].fill(0)
+
+
 def backward_im2col(
     grad_window: np.ndarray,
     x: np.ndarray,
@@ -86,7 +107,9 @@ def backward_im2col(
         rows = stop - first
         band_taps, complete = _im2col_band(spec, h, w, first, stop)
         zero_filled = zero_filled or not complete
-        gcols = workspace("cols", (cout, k_h, k_w, n, rows, w), grad_window.dtype, zero=not complete)
+        gcols = workspace("cols", (cout, k_h, k_w, n, rows, w), grad_window.dtype)
+        if not complete:
+            _zero_unreached(gcols, band_taps)
         for kh, kw, src_rows, src_cols, out_rows, out_cols in band_taps:
             gcols[:, kh, kw, :, src_rows, src_cols] = grad_window[:, :, out_rows, out_cols].transpose(1, 0, 2, 3)
         gcols = gcols.reshape(group, -1, n * rows * w)  # (G, cog*K, n*rows*w)
