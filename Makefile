@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint test-slow test-gpu fuzz bench figures clean
+.PHONY: help demo test test-all lint test-slow test-gpu fuzz bench figures clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ lint: $(VENV)/.installed-test  ## ruff check, ruff format --check and mypy over 
 # case on every engine at a time (Flax reuses the XLA programs compiled for jax).
 test: lint  ## create .venv with every engine, lint, run the default test suite (two workers)
 	$(BIN)/python -m pytest -q -n 2
+
+test-all: $(VENV)/.installed-test  ## every golden case on every engine, slow tests included (no GPU)
+	CONVTRANSPOSE_ALL_CASES=1 $(BIN)/python -m pytest -q -n 2 -m "not gpu"
 
 test-slow: $(VENV)/.installed-test  ## the slow tests (large sweeps)
 	$(BIN)/python -m pytest -q -m slow

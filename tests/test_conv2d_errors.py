@@ -144,6 +144,8 @@ _BFLOAT16_FRAMEWORKS = ("torch", "flax")
 @pytest.mark.parametrize("case", _CASES, ids=[c["id"] for c in _CASES])
 def test_conv2d_errors_json_case(conv2d_layer_engine, case):
     engine = conv2d_layer_engine
+    if case["id"] == "dtype_none" and engine.name == "torch":
+        pytest.skip("dtype=None is PyTorch's default dtype in convtranspose.torch")
     if case["id"] == "dtype_bfloat16_construct" and engine.name in _BFLOAT16_FRAMEWORKS:
         net = engine.construct(**{k: decode(v, k) for k, v in case["kwargs"].items()})
         weight = net.weight if engine.name == "torch" else net.weight[...]

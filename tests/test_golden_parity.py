@@ -7,13 +7,10 @@ Runs through the ``engine`` fixture of conftest.py: the NumPy layer, the torch f
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from conftest import assert_close, skip_unless_sampled
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-3
-# The Flax module calls the jax function the jax adapter checks on every case: a sample of the
-# cases proves the module's wiring (parameters, dtype) without paying every compile twice.
-FLAX_SAMPLE = 5
 # The float16 cases' results by (engine, case): test_fp16_case computes them (every case, Flax
 # included, since the bit-exact count needs them all), the count reads them back instead of
 # running every case again. conftest.SHARED_UNITS sends both tests to one pytest worker; a count
@@ -53,8 +50,7 @@ def test_fp32_golden_has_300_cases(fp32_golden):
 
 @pytest.mark.parametrize("index", range(300))
 def test_fp32_case(engine, fp32_golden, index):
-    if engine.name == "flax" and index % FLAX_SAMPLE:
-        pytest.skip(f"flax runs every {FLAX_SAMPLE}th case (the jax adapter runs them all)")
+    skip_unless_sampled(engine.name, index)
     _check_case(engine, fp32_golden, index, FP32_TOL, "fp32")
 
 
