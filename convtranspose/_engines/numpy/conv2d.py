@@ -30,10 +30,14 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
-def _asked(gradient: Optional[np.ndarray]) -> np.ndarray:
-    """A gradient the transposed backward was asked for (it returns None only for those it was not)."""
-    assert gradient is not None
-    return gradient
+def _present(array: Optional[np.ndarray]) -> np.ndarray:
+    """An array the caller knows is there.
+
+    The transposed backward returns None only for a gradient it was not asked for, and the
+    pointwise view is None only for another kernel or padding.
+    """
+    assert array is not None
+    return array
 
 
 def _reads_nothing(x: np.ndarray, spec: Conv2dSpec) -> bool:
@@ -89,7 +93,7 @@ def forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], spec:
     else:
         adjoint = spec.adjoint(x.shape)
         placeholder = np.broadcast_to(np.zeros((), x.dtype), out_shape)  # read for its shape only
-        y = _asked(
+        y = _present(
             transposed.backward(placeholder, weight, x, adjoint, need_dweight=False)[0]
         )  # fp16: fp16(conv in fp32)
     if bias is None:
@@ -117,7 +121,7 @@ def backward(
         return _pointwise_backward(pixels, weight, grad_out, spec, x.shape) + (dbias,)
     adjoint = spec.adjoint(x.shape)
     dx = transposed.forward(grad_out, weight, None, adjoint)
-    dweight = _asked(transposed.backward(grad_out, weight, x, adjoint, need_dx=False)[1])
+    dweight = _present(transposed.backward(grad_out, weight, x, adjoint, need_dx=False)[1])
     return dx, dweight, dbias
 
 
@@ -139,5 +143,5 @@ def _pointwise_backward(
         dx = dx_read
     else:
         dx = np.zeros(x_shape, dtype=rows.dtype)
-        _pointwise_pixels(dx, spec)[...] = dx_read  # the same view of dx: the pixels read
+        _present(_pointwise_pixels(dx, spec))[...] = dx_read  # the same view of dx: the pixels read
     return dx.astype(dtype, copy=False), dweight.astype(dtype, copy=False)
