@@ -99,7 +99,7 @@ def _autocast(tensor: Any, dtype: torch.dtype) -> Any:
     return tensor.to(dtype)
 
 
-def check_call(
+def _check_call(
     spec: Union[Conv2dTransposeSpec, Conv2dSpec], x: Any, weight: torch.Tensor, bias: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Check a call's tensors against ``spec``; returns them contiguous (NCHW order).
@@ -229,7 +229,7 @@ def conv2d_transpose(
     spec = spec_from_weight(
         tuple(weight.shape), stride, pad_mode, padding, output_padding, dilation, group, bias is not None
     )
-    return engine.forward(*check_call(spec, x, weight, bias), spec)
+    return engine.forward(*_check_call(spec, x, weight, bias), spec)
 
 
 class _TorchLayer(LayerCore, nn.Module):
@@ -292,12 +292,12 @@ class _TorchLayer(LayerCore, nn.Module):
         weight, bias = self.weight, self.bias
         autocast_dtype = _autocast_dtype(x if isinstance(x, torch.Tensor) else weight)
         if autocast_dtype is None:
-            return self._engine_forward(*check_call(self.spec, x, weight, bias), self.spec)
+            return self._engine_forward(*_check_call(self.spec, x, weight, bias), self.spec)
         x, weight = _autocast(x, autocast_dtype), _autocast(weight, autocast_dtype)
         bias = None if bias is None else _autocast(bias, autocast_dtype)
         # The engine's own casts (float32 convolution, rounding, bias add) must not be recast.
         with torch.autocast(weight.device.type, enabled=False):
-            return self._engine_forward(*check_call(self.spec, x, weight, bias), self.spec)
+            return self._engine_forward(*_check_call(self.spec, x, weight, bias), self.spec)
 
     def extra_repr(self) -> str:
         """The MindSpore arguments that differ from their defaults (canonical forms)."""
@@ -547,7 +547,7 @@ def conv2d(
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor, got weight of type {type(weight).__name__}")
     spec = conv2d_spec_from_weight(tuple(weight.shape), stride, pad_mode, padding, dilation, group, bias is not None)
-    return engine.conv2d_forward(*check_call(spec, x, weight, bias), spec)
+    return engine.conv2d_forward(*_check_call(spec, x, weight, bias), spec)
 
 
 class Conv2d(_TorchLayer):
