@@ -13,9 +13,18 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# Under `make test` the pytest-xdist workers fill the machine's cores: each computes with one
+# thread (torch's intra-op pool; OpenBLAS where NumPy is not loaded yet), since two pools of
+# spinning threads on two cores slow each other (the torch property tests: 7.0 s against 3.2 s
+# measured). Set before the first import of numpy or torch; a value already set is kept.
+if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (
+    os.cpu_count() or 1
+):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property tests: a few hundred examples by default; `make fuzz` selects the 'fuzz' profile
 # (10,000 a property). Deadlines are off: first calls compile (torch, XLA) and the machine is shared.
@@ -88,26 +97,59 @@ SHARED_UNITS = {
 # case in the default suite; the Flax module, which calls the same jax function, runs a fixed
 # sample there (every GOLDEN_SAMPLE[engine]-th case) that proves its wiring (parameters, dtype).
 # `make test-all` (CONVTRANSPOSE_ALL_CASES=1) runs every case on the Flax module too.
-GOLDEN_SAMPLE = {"flax": 5}
+GOLDEN_SAMPLE = {"flax": 10}
 ALL_CASES = bool(os.environ.get("CONVTRANSPOSE_ALL_CASES"))
+
+
+def is_sampled(engine_name: str, index: int) -> bool:
+    """Whether float32 golden case ``index`` runs on ``engine_name`` (see GOLDEN_SAMPLE)."""
+    return ALL_CASES or index % GOLDEN_SAMPLE.get(engine_name, 1) == 0
 
 
 def skip_unless_sampled(engine_name: str, index: int) -> None:
     """Skip float32 golden case ``index`` on the Flax module outside its default-suite sample."""
     step = GOLDEN_SAMPLE.get(engine_name, 1)
-    if not ALL_CASES and index % step:
+    if not is_sampled(engine_name, index):
         pytest.skip(f"{engine_name} runs one float32 golden case in {step} by default (make test-all: every case)")
 
 
+# The float32 golden cases, GOLDEN_CHUNK at a time: an XLA engine compiles a chunk as one program
+# (conftest's forward_backward_many), so a chunk is one unit of work on every engine.
+GOLDEN_CHUNK = 25
+CHUNKED_UNITS = ("tests/test_golden_parity.py::test_fp32_case[", "tests/test_conv2d_golden.py::test_conv2d_fp32_case[")
+
 _ENGINE_IN_ID = re.compile(r"(?<=[\[-])(numpy|torch|jax|flax)(?=[-\]])")
+_CASE_INDEX = re.compile(r"(\d+)\]$")
 
 
 def work_unit(nodeid: str) -> str:
-    """The unit of work of a test: its SHARED_UNITS name, else its node id without the engine."""
+    """The unit of work of a test: its SHARED_UNITS name, its golden chunk, else its node id without the engine."""
     for prefix, unit in SHARED_UNITS.items():
         if nodeid.startswith(prefix):
             return unit
+    index = _CASE_INDEX.search(nodeid)
+    if nodeid.startswith(CHUNKED_UNITS) and index:
+        return f"{nodeid.split('[')[0]} chunk {int(index.group(1)) // GOLDEN_CHUNK}"
     return _ENGINE_IN_ID.sub("", nodeid)
+
+
+# Units that take several seconds each (subprocesses, torch.compile, the float16 files), run first
+# so that the two workers finish together instead of one waiting on a long unit at the end.
+LONGEST_FIRST = (
+    "tests/test_xla_codegen.py",
+    "tests/test_torch_export.py::test_compile",
+    "tests/test_torch_ddp.py",
+    "tests/test_jax.py::test_batch_sharded",
+    "tests/test_conv2d_jax.py::test_batch_sharded",
+    *SHARED_UNITS,
+    "tests/test_checkpoint.py::test_fuzz",
+    "tests/test_bounds.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The LONGEST_FIRST tests ahead of the others (a stable sort: their order otherwise kept)."""
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -121,6 +163,16 @@ def pytest_xdist_make_scheduler(config, log):
             return work_unit(nodeid)
 
     return EngineGroupScheduling(config, log)
+
+
+def host_devices_env(count: int) -> dict:
+    """This process's environment for a JAX subprocess with ``count`` CPU devices.
+
+    The device count joins the XLA_FLAGS already set (``make test``'s quick compile flags), so
+    the subprocess compiles as this process does.
+    """
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+    return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +250,15 @@ class _Adapter:
     def float64(self):
         """A block in which float64 arrays exist (every engine but JAX's, which needs x64 on)."""
         return contextlib.nullcontext()
+
+    def forward_backward_many(self, cases):
+        """``forward_backward`` of each ``(cfg, x, w, b, g)`` in ``cases``, as a list.
+
+        The XLA engines (jax, Flax) trace every case into one jitted program: XLA's fixed cost per
+        compile, not the cases' own code, is most of a small case's time (30 float32 Conv2d
+        golden cases: 19 s compiled one by one, 6 s as one program).
+        """
+        return [self.forward_backward(*case) for case in cases]
 
 
 class NumpyAdapter(_Adapter):
@@ -301,6 +362,19 @@ class JaxAdapter(_Adapter):
         dx, dw, db = vjp(g)
         return {"y": np.asarray(y), "dx": np.asarray(dx), "dw": np.asarray(dw), "db": np.asarray(db)}
 
+    def forward_backward_many(self, cases):
+        jax, function = self.jax, getattr(self.module, self.function_name)
+
+        def one(cfg, x, w, b, g):
+            kwargs = geometry(cfg)
+            if b is None:
+                y, vjp = jax.vjp(lambda x, w: function(x, w, None, **kwargs), x, w)
+                return dict(zip(("y", "dx", "dw"), (y, *vjp(g))))
+            y, vjp = jax.vjp(lambda x, w, b: function(x, w, b, **kwargs), x, w, b)
+            return dict(zip(("y", "dx", "dw", "db"), (y, *vjp(g))))
+
+        return _run_as_one_program(jax, one, cases)
+
 
 class FlaxAdapter(_Adapter):
     name = "flax"
@@ -345,6 +419,33 @@ class FlaxAdapter(_Adapter):
         if b is not None:
             result["db"] = np.asarray(dparams["bias"][...])
         return result
+
+    def forward_backward_many(self, cases):
+        jax, nnx, layer = self.jax, self.nnx, getattr(self.module, self.class_name)
+
+        def one(cfg, x, w, b, g):
+            # Built inside the trace, as under nnx.jit: the construction's draws join the program.
+            net = layer(**cfg, dtype=x.dtype, rngs=nnx.Rngs(0))
+            net.weight[...] = w
+            if b is not None:
+                net.bias[...] = b
+            graphdef, params = nnx.split(net, nnx.Param)
+            y, vjp = jax.vjp(lambda x, params: nnx.merge(graphdef, params)(x), x, params)
+            dx, dparams = vjp(g)
+            result = {"y": y, "dx": dx, "dw": dparams["weight"][...]}
+            if b is not None:
+                result["db"] = dparams["bias"][...]
+            return result
+
+        return _run_as_one_program(jax, one, cases)
+
+
+def _run_as_one_program(jax, one, cases):
+    """``[one(*case) for case in cases]`` as one jitted program (configs static), as ndarrays."""
+    configs = [case[0] for case in cases]
+    program = jax.jit(lambda arrays: [one(cfg, *case) for cfg, case in zip(configs, arrays)])
+    results = program([case[1:] for case in cases])
+    return [{name: np.asarray(value) for name, value in result.items()} for result in results]
 
 
 ADAPTERS = {adapter.name: adapter for adapter in (NumpyAdapter, TorchAdapter, JaxAdapter, FlaxAdapter)}

@@ -791,7 +791,9 @@ def _fuzz_once(seeds, fuzz_path, seed, ops):
     _load_or_refuse(fuzz_path)
 
 
-@settings(max_examples=2500, **_FUZZ)
+# 1,000 mutants in the default suite (the same ones every run: derandomized); the slow variant
+# below runs 20,000 with up to 8 mutations each.
+@settings(max_examples=1000, **_FUZZ)
 @given(seed=st.sampled_from(SEEDS), ops=st.lists(_MUTATION, min_size=1, max_size=4))
 def test_fuzz_mutated_files(seeds, fuzz_path, seed, ops):
     _fuzz_once(seeds, fuzz_path, seed, ops)

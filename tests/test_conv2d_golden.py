@@ -2,7 +2,7 @@
 
 The same checks as test_golden_parity.py (whose helpers this reuses), through the ``conv2d_engine``
 fixture: the NumPy layer, the torch function (autograd), the jax function (``jax.vjp``) and the
-Flax module (every fifth case), on ``conv2d_seed1.npz`` (300 float32 cases) and
+Flax module (every tenth case), on ``conv2d_seed1.npz`` (300 float32 cases) and
 ``conv2d_fp16.npz`` (40 float16 cases).
 """
 
@@ -10,18 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_golden, skip_unless_sampled
-from test_golden_parity import FP16_TOL, FP32_TOL, _check_case, _run_case
-
-# The float16 results by (engine, case), computed once for both the case test and the bit-exact
-# count (conftest.SHARED_UNITS sends them to one worker), as in test_golden_parity.
-_FP16_RESULTS: dict = {}
-
-
-def _fp16_case(engine, golden, index):
-    key = (engine.name, index)
-    if key not in _FP16_RESULTS:
-        _FP16_RESULTS[key] = _run_case(engine, golden, index)
-    return _FP16_RESULTS[key]
+from test_golden_parity import FP16_TOL, FP32_TOL, _check_case, _fp16_case, _run_sampled_case
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +33,7 @@ def test_conv2d_golden_files_hold_what_their_readme_says(conv2d_fp32_golden, con
 @pytest.mark.parametrize("index", range(300))
 def test_conv2d_fp32_case(conv2d_engine, conv2d_fp32_golden, index):
     skip_unless_sampled(conv2d_engine.name, index)
-    _check_case(conv2d_engine, conv2d_fp32_golden, index, FP32_TOL, "conv2d fp32")
+    _check_case(conv2d_engine, conv2d_fp32_golden, index, FP32_TOL, "conv2d fp32", run=_run_sampled_case)
 
 
 @pytest.mark.parametrize("index", range(40))

@@ -6,7 +6,6 @@ test_conv2d_errors.py). XLA compiles once per shape, so these tests reuse a few.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,7 @@ from jax import lax  # noqa: E402
 import convtranspose as ct  # noqa: E402
 
 import reference  # noqa: E402
-from conftest import ROOT, assert_close  # noqa: E402
+from conftest import ROOT, assert_close, host_devices_env  # noqa: E402
 
 FP32_TOL = 1e-4
 STATIC = ("stride", "pad_mode", "padding", "dilation", "group")
@@ -189,7 +188,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_batch_sharded_over_four_host_devices_gives_the_unsharded_result():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = host_devices_env(4)
     out = subprocess.run(
         [sys.executable, "-c", SHARDING_SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
     )

@@ -195,7 +195,8 @@ def test_float16_is_the_exact_result_rounded_then_the_bias_added_and_rounded_aga
     sign of zero), on random geometries; a second check of float16 beside the golden file's."""
     rng = np.random.default_rng(16)
     double_rounding_mattered = 0
-    for index in range(40):
+    cases, expectations = [], []
+    for _ in range(40):
         cfg, (lh, lw), x, w, b = _exact_float16_case(rng)
         geometry = {key: cfg[key] for key in ("stride", "pad_mode", "padding", "output_padding", "dilation", "group")}
         conv = reference.forward(x, w, None, **geometry)
@@ -205,12 +206,14 @@ def test_float16_is_the_exact_result_rounded_then_the_bias_added_and_rounded_aga
         expected_y[:, :, :lh, :lw] = window.astype(np.float16)
         once = (conv[:, :, :lh, :lw] + b.astype(np.float64)[:, None, None]).astype(np.float16)
         double_rounding_mattered += int(np.sum(once != expected_y[:, :, :lh, :lw]))
-        got = engine.forward_backward(cfg, x, w, b, g)
-        expected = dict(zip(("dx", "dw", "db"), reference.backward(x, w, g, **geometry)), y=expected_y)
+        cases.append((cfg, x, w, b, g))
+        expectations.append(dict(zip(("dx", "dw", "db"), reference.backward(x, w, g, **geometry)), y=expected_y))
+    # One call for all 40 cases: the XLA engines compile them as one program (conftest).
+    for index, (got, expected) in enumerate(zip(engine.forward_backward_many(cases), expectations)):
         for name in ("y", "dx", "dw", "db"):
             assert got[name].dtype == np.float16, (index, name, got[name].dtype)
             np.testing.assert_array_equal(
-                got[name], expected[name].astype(np.float16), err_msg=f"case {index}, {name}, {cfg}"
+                got[name], expected[name].astype(np.float16), err_msg=f"case {index}, {name}, {cases[index][0]}"
             )
     assert double_rounding_mattered > 0  # the data tells double rounding from single rounding
 

@@ -8,7 +8,6 @@ the sweeps are marked slow.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -27,7 +26,7 @@ from convtranspose._engines import jax as engine  # noqa: E402
 from convtranspose.spec import spec_from_weight  # noqa: E402
 
 import reference  # noqa: E402
-from conftest import ROOT, assert_close, geometry  # noqa: E402
+from conftest import ROOT, assert_close, geometry, host_devices_env  # noqa: E402
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-3
@@ -413,7 +412,6 @@ def test_errors_name_the_argument():
 
 SHARDING_SCRIPT = textwrap.dedent("""
     import contextlib, json, os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
     from convtranspose.jax import conv2d_transpose
@@ -453,7 +451,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_batch_sharded_over_four_host_devices_gives_the_unsharded_result():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = host_devices_env(4)
     out = subprocess.run(
         [sys.executable, "-c", SHARDING_SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
     )
