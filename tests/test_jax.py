@@ -129,8 +129,17 @@ def test_every_route_on_every_golden_case(fp32_golden, routes):
 
 def test_chosen_routes_by_shape():
     dense = spec_from_weight((64, 32, 4, 4), stride=2, pad_mode="pad", padding=1)
-    assert engine.choose_routes(dense, (8, 64, 16, 16)) == ("col2im", "conv", "conv")
+    assert engine.choose_routes(dense, (8, 64, 48, 48)) == ("col2im", "conv", "conv")
     assert engine.choose_routes(dense, (8, 64, 1, 1)).forward == "col2im_nhwc"  # many channels, short rows
+    assert engine.choose_routes(dense, (8, 64, 16, 16)).forward == "col2im_nhwc"  # 16 taps, 16 columns
+    # benchmarks/jax_routes.py's shapes where the convolution is the fastest route
+    five_by_five = spec_from_weight((16, 16, 5, 5), stride=3)
+    assert engine.choose_routes(five_by_five, (2, 16, 13, 11)).forward == "col2im_nhwc"
+    assert engine.choose_routes(spec_from_weight((32, 32, 7, 7), stride=2), (2, 32, 16, 16)).forward == "conv"
+    assert engine.choose_routes(spec_from_weight((16, 8, 2, 2), stride=4), (2, 16, 11, 9)).forward == "conv"
+    assert engine.choose_routes(spec_from_weight((16, 8, 2, 2), stride=4), (2, 16, 110, 90)).forward == "col2im"
+    grouped = spec_from_weight((16, 4, 2, 2), stride=4, group=2)  # XLA's grouped convolutions are slow
+    assert engine.choose_routes(grouped, (2, 16, 11, 9)).forward == "col2im"
     assert engine.choose_routes(spec_from_weight((8, 8, 3, 3), dilation=2), (1, 8, 9, 9)).forward == "col2im"
     assert engine.choose_routes(spec_from_weight((8, 8, 5, 5), dilation=2), (1, 8, 9, 9)).forward == "conv"
     assert (

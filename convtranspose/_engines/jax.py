@@ -19,12 +19,13 @@ Forward routes (:func:`choose_routes` picks one from the spec and the input shap
   the interleave, the bias and the output_padding into one pass over the output. No zero is
   inserted into the input, so it does exactly the multiply-adds of the convolution.
   ``col2im_nhwc`` is the same with the product laid out channels-last, for small images with
-  many channels.
+  many channels and for kernels of many taps on short rows.
 - ``taps``: for one input channel per group (depthwise), the products are scalars: each phase is
   a sum of shifted input slices times kernel taps, one fused element-wise pass (XLA's grouped
   convolution is two orders of magnitude slower here).
 - ``conv``: ``lax.conv_general_dilated`` of the input with the flipped kernel, the crops folded
-  into its padding; for stride 1 this is a plain convolution.
+  into its padding; for stride 1 this is a plain convolution. Chosen where the kernel has many
+  taps per stride phase and where the products are too few to pay for assembling the phases.
 
 Trace and compile follow the output and the work: when the stride phases outnumber the kernel
 taps (a stride of 512 makes 262,144 phase blocks, most of them without a tap), ``col2im`` and
@@ -98,40 +99,62 @@ class Routes(NamedTuple):
 
 
 def choose_routes(spec: Conv2dTransposeSpec, x_shape: Tuple[int, ...]) -> Routes:
-    """The routes for this spec and input shape (measured on the benchmark shapes, XLA CPU).
+    """The routes for this spec and input shape (measured on XLA CPU: ``benchmarks/jax_routes.py``).
 
     One input channel per group makes every product a scalar: the element-wise ``taps``
-    routes. Otherwise the forward is ``col2im``, channels-last when the rows are short next to
-    the channel count; for stride 1 (the convolution inserts no zeros) with more than 9 taps it
-    is ``conv``, where col2im's columns (``K`` values per output pixel and channel) cost more
-    than the convolution (3x3, dilation 1 or 2, 64 channels: col2im 2.0-2.2 ms, conv 3.6-3.8;
-    5x5: col2im 25 ms, conv 3.5; 7x7: 6.5 against 2.9). dx is a strided convolution (XLA runs
-    grouped convolutions slowly, so with groups it is an im2col product); dweight a convolution
-    unless no two taps overlap (kernel no longer than the stride, as U-Net's k=s=2), where the
-    im2col slices are a mere reshuffle of F. When the crops are far longer than the window (a
-    huge stride or dilation cropped away by a huge padding), both gradients take the im2col
-    slices, which read the window alone, never a convolution padded by the crops.
+    routes. Otherwise the forward is ``col2im`` (one product, then a fused sum of tap slices per
+    stride phase), except where the convolution with zeros between the input rows is cheaper
+    (dense kernels only: XLA runs grouped convolutions slowly):
+
+    - the kernel has more than 9 taps per stride phase: col2im's columns (``K`` values per input
+      pixel and channel) outweigh the output (stride 1, 5x5 and 64 channels: col2im 25 ms,
+      conv 3.5; 7x7 at stride 2: 1.39 ms against 1.07);
+    - the stride makes 9 or more phases and the products are few (under :data:`_SMALL_PHASE_MACS`
+      multiply-adds per phase): assembling the phases costs more than the convolution (stride 4,
+      2x2 kernel, 16 channels: 0.128 ms against 0.059).
+
+    ``col2im_nhwc`` lays the product out channels-last, for rows that are short next to the
+    channel count, and for kernels of 16 taps or more on rows of at most
+    :data:`_SHORT_ROW` columns, where slicing each tap out of short rows costs more than out of
+    the channels (5x5 at stride 3 on 21 columns, 64 channels: 2.10 ms against 3.65).
+
+    dx is a strided convolution (XLA runs grouped convolutions slowly, so with groups it is an
+    im2col product); dweight a convolution unless no two taps overlap (kernel no longer than the
+    stride, as U-Net's k=s=2), where the im2col slices are a mere reshuffle of F. When the crops
+    are far longer than the window (a huge stride or dilation cropped away by a huge padding),
+    both gradients take the im2col slices, which read the window alone, never a convolution
+    padded by the crops.
     """
     group = spec.group
     cig, cog = spec.in_channels // group, spec.out_channels // group
-    if math.prod(spec.kernel_size) > _MANY_TAPS:
+    taps = math.prod(spec.kernel_size)
+    if taps > _MANY_TAPS:
         return _many_tap_routes(spec, x_shape)
     if cig == 1:
         return Routes("taps", "taps", "taps")
-    if spec.stride == (1, 1) and group == 1 and math.prod(spec.kernel_size) > 9:
+    n, _, h, w = x_shape
+    phases = _phase_blocks(spec, h, w)
+    macs = n * h * w * spec.in_channels * cog * taps
+    if group == 1 and (taps > 9 * math.prod(spec.stride) or (phases >= 9 and macs < _SMALL_PHASE_MACS * phases)):
         forward = "conv"
-    elif rows_are_short(cog, x_shape[3]):
+    elif rows_are_short(cog, w) or (taps >= 16 and w <= _SHORT_ROW):
         forward = "col2im_nhwc"
     else:
         forward = "col2im"
-    cropped_away = any(
-        plan.crop_before + max(plan.crop_after, 0) > 4 * plan.window_length(n) + 64
-        for plan, n in zip(spec.axes, x_shape[2:])
-    )
+    cropped_away = _cropped_away(spec, x_shape)
     dx = "conv" if group == 1 and not cropped_away else "im2col"
     overlap = any(plan.effective_kernel > plan.stride for plan in spec.axes)
     dweight = "conv" if overlap and group == 1 and not cropped_away else "im2col"
     return Routes(forward, dx, dweight)
+
+
+# Multiply-adds per stride phase under which col2im's assembly of the phases costs more than the
+# convolution (stride 3 and 4 cases of benchmarks/jax_routes.py: 6K to 38K per phase ran faster
+# as the convolution; 100K to 200K as col2im).
+_SMALL_PHASE_MACS = 64 * 1024
+# Rows of at most this many columns are short for a kernel of 16 taps or more (col2im_nhwc
+# measured faster up to 21 columns, slower from 32).
+_SHORT_ROW = 24
 
 
 # Past this many kernel taps, the routes that write one op per tap (col2im, taps, im2col) trace
