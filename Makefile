@@ -51,7 +51,7 @@ QUICK_XLA_FLAGS := --xla_cpu_use_fusion_emitters=false --xla_backend_optimizatio
 test: lint  ## create .venv with every engine, lint, run the default test suite (two workers)
 	XLA_FLAGS="$(QUICK_XLA_FLAGS)" $(BIN)/python -m pytest -q -n 2
 
-test-all: $(VENV)/.installed-test  ## every golden case on every engine, slow tests included (no GPU)
+test-all: $(VENV)/.installed-test  ## every golden case on every engine, slow tests included (no GPU), XLA's default flags
 	CONVTRANSPOSE_ALL_CASES=1 $(BIN)/python -m pytest -q -n 2 -m "not gpu"
 
 test-slow: $(VENV)/.installed-test  ## the slow tests (large sweeps)

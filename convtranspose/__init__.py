@@ -14,7 +14,7 @@ Public names:
     initializer                  MindSpore's initializers (module)
     set_seed                     seeds the initializers' generator
     set_chunk_bytes              NumPy engine setting: memory budget of its batch chunks (default 64 MiB);
-                                 changes speed and memory, never results
+                                 changes speed and memory, and results only within rounding
     release_workspace            NumPy engine: frees the scratch buffers it keeps between calls
     numpy_engine_settings        NumPy engine: chunk budget and threads within a block (context manager);
                                  changes speed and memory, and results only within rounding

@@ -83,9 +83,10 @@ def pytest_terminal_summary(terminalreporter):
 # ---------------------------------------------------------------------------- two workers
 # `make test` runs two pytest-xdist workers. The Flax module computes with the jax function: when a
 # case's Flax test runs in the process that has just run its jax test, the XLA programs compiled for
-# jax are reused (a golden case then costs Flax a tenth of its compile). So the unit of work a worker
-# receives is one test and case on every engine (its node ids with the engine left out), and the
-# tests listed in SHARED_UNITS (node id prefixes) go to one worker together. (xdist's own
+# jax are reused (a case then costs Flax a tenth of its compile). So the unit of work a worker
+# receives is one test and case on every engine (its node ids with the engine left out), the tests
+# listed in SHARED_UNITS (node id prefixes) go to one worker together, and so does each chunk of
+# float32 golden cases (CHUNKED_UNITS below). (xdist's own
 # xdist_group marks do not reach its scheduler under pytest 9, hence a scheduler of our own.)
 SHARED_UNITS = {
     # the float16 golden cases and the bit-exact count that reads their results back
