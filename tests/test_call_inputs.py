@@ -21,7 +21,7 @@ from test_properties import max_examples, oracle
 import convtranspose as ct
 
 from configs import arrays_for, output_shape, valid_cases, weight_shape
-from conftest import counted, geometry
+from conftest import LAYER_NAMES, counted, geometry
 
 CFG = dict(
     in_channels=4,
@@ -253,37 +253,44 @@ def same_result(engine, array, label, got, want):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{where}: not bitwise the copy's result"
 
 
-def check_numpy_views(x, w, b, g, cfg):
-    kwargs = geometry(cfg)
-    want_y = ct.conv2d_transpose(x, w, b, **kwargs)
-    want_grads = ct.conv2d_transpose_backward(x, w, g, **kwargs)
-    net = ct.Conv2dTranspose(**cfg, weight_init=w, bias_init=b, dtype=x.dtype)
+# Each check compares one layer's calls on views with its calls on copies: ``layer`` is a key of
+# conftest.LAYER_NAMES ('transpose' or 'conv2d'; test_conv2d_properties.py runs the same checks).
 
-    def layer(view):
+
+def check_numpy_views(x, w, b, g, cfg, layer="transpose"):
+    class_name, function_name = LAYER_NAMES[layer]
+    forward, backward = getattr(ct, function_name), getattr(ct, f"{function_name}_backward")
+    kwargs = geometry(cfg)
+    want_y = forward(x, w, b, **kwargs)
+    want_grads = backward(x, w, g, **kwargs)
+    net = getattr(ct, class_name)(**cfg, weight_init=w, bias_init=b, dtype=x.dtype)
+
+    def call_layer(view):
         return net(view), net.backward(g)
 
     for label, view in numpy_views(x).items():
-        same_result("numpy", "x", label, (ct.conv2d_transpose(view, w, b, **kwargs),), (want_y,))
-        same_result("numpy", "x", label, ct.conv2d_transpose_backward(view, w, g, **kwargs), want_grads)
-        same_result("numpy", "x", label, layer(view), (want_y, want_grads[0]))
+        same_result("numpy", "x", label, (forward(view, w, b, **kwargs),), (want_y,))
+        same_result("numpy", "x", label, backward(view, w, g, **kwargs), want_grads)
+        same_result("numpy", "x", label, call_layer(view), (want_y, want_grads[0]))
     for label, view in numpy_views(w).items():
-        same_result("numpy", "weight", label, (ct.conv2d_transpose(x, view, b, **kwargs),), (want_y,))
-        same_result("numpy", "weight", label, ct.conv2d_transpose_backward(x, view, g, **kwargs), want_grads)
+        same_result("numpy", "weight", label, (forward(x, view, b, **kwargs),), (want_y,))
+        same_result("numpy", "weight", label, backward(x, view, g, **kwargs), want_grads)
     for label, view in numpy_views(g).items():
-        same_result("numpy", "grad_output", label, ct.conv2d_transpose_backward(x, w, view, **kwargs), want_grads)
+        same_result("numpy", "grad_output", label, backward(x, w, view, **kwargs), want_grads)
 
 
-def check_torch_views(x, w, b, g, cfg):
+def check_torch_views(x, w, b, g, cfg, layer="transpose"):
     torch = pytest.importorskip("torch")
-    module = pytest.importorskip("convtranspose.torch")
+    function = getattr(pytest.importorskip("convtranspose.torch"), LAYER_NAMES[layer][1])
     kwargs = geometry(cfg)
     weight = torch.from_numpy(w).requires_grad_()
     bias = None if b is None else torch.from_numpy(b)
 
     def run(xt, grad):
         xt = xt.detach().requires_grad_()
-        y = module.conv2d_transpose(xt, weight, bias, **kwargs)
-        dx, dw = torch.autograd.grad(y, (xt, weight), grad)
+        y = function(xt, weight, bias, **kwargs)
+        # allow_unused: a Conv2d whose window reads no input has no graph to x
+        dx, dw = torch.autograd.grad(y, (xt, weight), grad, allow_unused=True)
         return y.detach().numpy(), dx.numpy(), dw.numpy()
 
     want = run(torch.from_numpy(x), torch.from_numpy(g))
@@ -293,13 +300,13 @@ def check_torch_views(x, w, b, g, cfg):
         same_result("torch", "grad_output", label, run(torch.from_numpy(x), view), want)
 
 
-def check_jax_views(x, w, b, g, cfg):
+def check_jax_views(x, w, b, g, cfg, layer="transpose"):
     jax = pytest.importorskip("jax")
-    module = pytest.importorskip("convtranspose.jax")
+    function = getattr(pytest.importorskip("convtranspose.jax"), LAYER_NAMES[layer][1])
     kwargs = geometry(cfg)
 
     def conv(x, w):
-        return module.conv2d_transpose(x, w, b, **kwargs)
+        return function(x, w, b, **kwargs)
 
     def run(x, w, g):
         return (conv(x, w),) + tuple(jax.vjp(conv, x, w)[1](g))

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
-from test_call_inputs import check_non_finite, numpy_views, refused_fast, same_result, sprinkle, torch_views
+from test_call_inputs import VIEW_CHECKS, check_non_finite, refused_fast, sprinkle
 from test_properties import COMPILING, as_dtype, max_examples
 
 import convtranspose as ct
@@ -174,71 +174,9 @@ def test_conv2d_input_gradient_is_conv2d_transpose_where_the_shapes_are_adjoint(
 # ---------------------------------------------------------------------------- views and copies
 
 
-def check_numpy_views(x, w, b, g, cfg):
-    kwargs = geometry(cfg)
-    want_y = ct.conv2d(x, w, b, **kwargs)
-    want_grads = ct.conv2d_backward(x, w, g, **kwargs)
-    net = ct.Conv2d(**cfg, weight_init=w, bias_init=b, dtype=x.dtype)
-
-    def layer(view):
-        return net(view), net.backward(g)
-
-    for label, view in numpy_views(x).items():
-        same_result("numpy", "x", label, (ct.conv2d(view, w, b, **kwargs),), (want_y,))
-        same_result("numpy", "x", label, ct.conv2d_backward(view, w, g, **kwargs), want_grads)
-        same_result("numpy", "x", label, layer(view), (want_y, want_grads[0]))
-    for label, view in numpy_views(w).items():
-        same_result("numpy", "weight", label, (ct.conv2d(x, view, b, **kwargs),), (want_y,))
-        same_result("numpy", "weight", label, ct.conv2d_backward(x, view, g, **kwargs), want_grads)
-    for label, view in numpy_views(g).items():
-        same_result("numpy", "grad_output", label, ct.conv2d_backward(x, w, view, **kwargs), want_grads)
-
-
-def check_torch_views(x, w, b, g, cfg):
-    torch = pytest.importorskip("torch")
-    module = pytest.importorskip("convtranspose.torch")
-    kwargs = geometry(cfg)
-    weight = torch.from_numpy(w).requires_grad_()
-    bias = None if b is None else torch.from_numpy(b)
-
-    def run(xt, grad):
-        xt = xt.detach().requires_grad_()
-        y = module.conv2d(xt, weight, bias, **kwargs)
-        dx, dw = torch.autograd.grad(y, (xt, weight), grad, allow_unused=True)
-        return y.detach().numpy(), dx.numpy(), dw.numpy()
-
-    want = run(torch.from_numpy(x), torch.from_numpy(g))
-    for label, view in torch_views(torch, x).items():
-        same_result("torch", "x", label, run(view, torch.from_numpy(g)), want)
-    for label, view in torch_views(torch, g).items():
-        same_result("torch", "grad_output", label, run(torch.from_numpy(x), view), want)
-
-
-def check_jax_views(x, w, b, g, cfg):
-    jax = pytest.importorskip("jax")
-    module = pytest.importorskip("convtranspose.jax")
-    kwargs = geometry(cfg)
-
-    def conv(x, w):
-        return module.conv2d(x, w, b, **kwargs)
-
-    def run(x, w, g):
-        return (conv(x, w),) + tuple(jax.vjp(conv, x, w)[1](g))
-
-    want = run(x, w, g)
-    for viewed, views in (("x", numpy_views(x)), ("weight", numpy_views(w))):
-        for label, view in views.items():
-            if not view.dtype.isnative:
-                continue  # jax.vjp refuses a non-native primal itself (test_call_inputs.py covers the closed-over form)
-            args = (view, w) if viewed == "x" else (x, view)
-            same_result("jax", viewed, label, run(*args, g), want)
-
-
-VIEW_CHECKS = {"numpy": check_numpy_views, "torch": check_torch_views, "jax": check_jax_views}
-
-
 @pytest.mark.parametrize("name", list(VIEW_CHECKS))
 def test_conv2d_views_and_copies_give_bitwise_the_same_results(name):
+    """test_call_inputs.py's view checks (every functional form, the NumPy layer), for nn.Conv2d."""
     check = VIEW_CHECKS[name]
 
     @settings(max_examples=max_examples(SimpleNamespace(name=name), VIEWS_SCALE))
@@ -250,7 +188,7 @@ def test_conv2d_views_and_copies_give_bitwise_the_same_results(name):
         if data.draw(st.booleans()) and x_shape[0]:  # a batch of one repeated image: a zero-stride view
             x = np.broadcast_to(x[:1], x.shape).copy()
         g = rng.standard_normal(conv2d_output_shape(cfg, x_shape)).astype(np.float32)
-        check(x, w, b, g, cfg)
+        check(x, w, b, g, cfg, layer="conv2d")
 
     run()
 
